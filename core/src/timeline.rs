@@ -1,0 +1,439 @@
+//! Business-time arithmetic over a calendar.
+//!
+//! The calendar's open time is materialised lazily as sorted UTC intervals in
+//! fixed chunks of about 407 days, each with prefix sums of business time.
+//! Within a chunk every operation is a binary search; across chunks it uses
+//! the chunk totals, so the cost of adding a year of business time is a few
+//! lookups more than adding an hour. A chunk is built once per calendar (day by
+//! day, with the zone's offset changes) and then reused by every call.
+
+use std::borrow::Borrow;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use chrono::NaiveDate;
+
+use crate::calendar::CalendarSpec;
+use crate::error::{format_instant, Error, Result};
+use crate::offsets;
+use crate::{Micros, MICROS_PER_SECOND, SEARCH_HORIZON};
+
+/// Chunk width: 2^45 µs, about 407 days.
+const CHUNK_BITS: u32 = 45;
+const CHUNK: Micros = 1 << CHUNK_BITS;
+/// Chunks kept per calendar before the cache starts over (about 100 years).
+const MAX_CACHED_CHUNKS: usize = 96;
+
+/// 0001-01-01 00:00:00 UTC.
+pub const MIN_INSTANT: Micros = -62_135_596_800 * MICROS_PER_SECOND;
+/// 10000-01-01 00:00:00 UTC (exclusive).
+pub const MAX_INSTANT: Micros = 253_402_300_800 * MICROS_PER_SECOND;
+
+const SECONDS_PER_DAY: i64 = 86_400;
+/// Days from 0001-01-01 (day 1 of the common era) to 1970-01-01.
+const UNIX_EPOCH_FROM_CE: i64 = 719_163;
+
+/// Open intervals of one chunk, clipped to it, with prefix sums.
+#[derive(Debug)]
+struct Chunk {
+    starts: Vec<Micros>,
+    ends: Vec<Micros>,
+    /// `cum[i]` is the business time before interval `i`; `cum[n]` the total.
+    cum: Vec<Micros>,
+}
+
+impl Chunk {
+    fn total(&self) -> Micros {
+        self.cum[self.cum.len() - 1]
+    }
+
+    /// Business time from the chunk's start up to `t`.
+    fn before(&self, t: Micros) -> Micros {
+        let i = self.starts.partition_point(|&s| s <= t);
+        if i > 0 && t < self.ends[i - 1] {
+            self.cum[i - 1] + (t - self.starts[i - 1])
+        } else {
+            self.cum[i]
+        }
+    }
+
+    fn contains(&self, t: Micros) -> bool {
+        let i = self.starts.partition_point(|&s| s <= t);
+        i > 0 && t < self.ends[i - 1]
+    }
+
+    /// The earliest instant at which `target` (0 < target <= total) of
+    /// business time has elapsed since the chunk's start.
+    fn earliest_reaching(&self, target: Micros) -> Micros {
+        let i = self.cum[1..].partition_point(|&c| c < target);
+        self.starts[i] + (target - self.cum[i])
+    }
+
+    /// The latest instant from which business time up to the chunk's start
+    /// equals `target` (0 <= target < total).
+    fn latest_reaching(&self, target: Micros) -> Micros {
+        let n = self.starts.len();
+        let i = self.cum[..n].partition_point(|&c| c <= target) - 1;
+        self.starts[i] + (target - self.cum[i])
+    }
+
+    /// Index of the first interval ending after `t`.
+    fn first_ending_after(&self, t: Micros) -> usize {
+        self.ends.partition_point(|&e| e <= t)
+    }
+}
+
+/// A validated calendar with its lazily built timeline. Not `Sync`: each
+/// PostgreSQL backend keeps its own.
+#[derive(Debug)]
+pub struct Calendar {
+    spec: CalendarSpec,
+    always_open: bool,
+    chunks: RefCell<HashMap<i64, Rc<Chunk>>>,
+}
+
+fn chunk_of(t: Micros) -> i64 {
+    t >> CHUNK_BITS
+}
+
+fn chunk_start(k: i64) -> Micros {
+    k << CHUNK_BITS
+}
+
+fn check_instant(what: &'static str, t: Micros) -> Result<()> {
+    if (MIN_INSTANT..MAX_INSTANT).contains(&t) {
+        Ok(())
+    } else {
+        Err(Error::OutOfRange {
+            what,
+            value: format_instant(t),
+        })
+    }
+}
+
+impl Calendar {
+    pub fn new(spec: CalendarSpec) -> Self {
+        Calendar {
+            always_open: spec.is_always_open(),
+            spec,
+            chunks: RefCell::new(HashMap::new()),
+        }
+    }
+
+    /// Parses and validates a JSON definition.
+    pub fn parse(text: &str) -> Result<Self> {
+        CalendarSpec::parse(text).map(Calendar::new)
+    }
+
+    pub fn from_json(value: &serde_json::Value) -> Result<Self> {
+        CalendarSpec::from_json(value).map(Calendar::new)
+    }
+
+    pub fn spec(&self) -> &CalendarSpec {
+        &self.spec
+    }
+
+    fn chunk(&self, k: i64) -> Rc<Chunk> {
+        if let Some(chunk) = self.chunks.borrow().get(&k) {
+            return Rc::clone(chunk);
+        }
+        let chunk = Rc::new(build_chunk(&self.spec, k));
+        let mut chunks = self.chunks.borrow_mut();
+        if chunks.len() >= MAX_CACHED_CHUNKS {
+            chunks.clear();
+        }
+        chunks.insert(k, Rc::clone(&chunk));
+        chunk
+    }
+
+    /// Whether `t` is business time.
+    pub fn is_open(&self, t: Micros) -> Result<bool> {
+        check_instant("timestamp", t)?;
+        Ok(self.always_open || self.chunk(chunk_of(t)).contains(t))
+    }
+
+    /// `t` when it is business time, else the next opening.
+    pub fn next_open(&self, t: Micros) -> Result<Micros> {
+        check_instant("timestamp", t)?;
+        if self.always_open {
+            return Ok(t);
+        }
+        let mut k = chunk_of(t);
+        loop {
+            let chunk = self.chunk(k);
+            let i = chunk.first_ending_after(t);
+            if i < chunk.starts.len() {
+                return Ok(chunk.starts[i].max(t));
+            }
+            k += 1;
+            self.check_progress(t, chunk_start(k), true)?;
+        }
+    }
+
+    fn check_progress(&self, from: Micros, reached: Micros, forward: bool) -> Result<()> {
+        if (reached - from).abs() > SEARCH_HORIZON {
+            return Err(Error::NoBusinessTime { from, forward });
+        }
+        let bound = if forward { MAX_INSTANT } else { MIN_INSTANT };
+        if (forward && reached >= bound) || (!forward && reached <= bound) {
+            return Err(Error::OutOfRange {
+                what: "result beyond",
+                value: format_instant(bound),
+            });
+        }
+        Ok(())
+    }
+
+    /// The earliest instant at which `duration` of business time has elapsed
+    /// since `t`; for a negative duration, the latest instant from which
+    /// `|duration|` of business time elapses up to `t`.
+    pub fn add(&self, t: Micros, duration: Micros) -> Result<Micros> {
+        check_instant("timestamp", t)?;
+        if duration == 0 {
+            return Ok(t);
+        }
+        if self.always_open {
+            let result = t.checked_add(duration).unwrap_or(if duration > 0 {
+                MAX_INSTANT
+            } else {
+                MIN_INSTANT
+            });
+            check_instant("result", result)?;
+            return Ok(result);
+        }
+        let result = if duration > 0 {
+            self.add_forward(t, duration)?
+        } else {
+            self.add_backward(t, duration.checked_neg().unwrap_or(i64::MAX))?
+        };
+        check_instant("result", result)?;
+        Ok(result)
+    }
+
+    fn add_forward(&self, t: Micros, mut remaining: Micros) -> Result<Micros> {
+        let mut k = chunk_of(t);
+        let mut pos = t;
+        // Where business time was last seen, for the horizon check.
+        let mut last_open = t;
+        loop {
+            let chunk = self.chunk(k);
+            let done = chunk.before(pos);
+            let available = chunk.total() - done;
+            if remaining <= available {
+                return Ok(chunk.earliest_reaching(done + remaining));
+            }
+            remaining -= available;
+            if available > 0 {
+                last_open = chunk.ends[chunk.ends.len() - 1];
+            }
+            k += 1;
+            pos = chunk_start(k);
+            self.check_progress(last_open, pos, true)?;
+        }
+    }
+
+    fn add_backward(&self, t: Micros, mut remaining: Micros) -> Result<Micros> {
+        let mut k = chunk_of(t);
+        let mut pos = t;
+        let mut last_open = t;
+        loop {
+            let chunk = self.chunk(k);
+            let available = chunk.before(pos);
+            if remaining < available {
+                return Ok(chunk.latest_reaching(available - remaining));
+            }
+            if remaining == available {
+                // Landing exactly on the chunk's first opening: the latest
+                // instant is that opening, even when closed time precedes it.
+                return Ok(chunk.starts[0]);
+            }
+            remaining -= available;
+            if available > 0 {
+                last_open = chunk.starts[0];
+            }
+            pos = chunk_start(k);
+            k -= 1;
+            self.check_progress(last_open, pos, false)?;
+        }
+    }
+
+    /// Business time in `[from, to)`; negative when `to < from`.
+    pub fn between(&self, from: Micros, to: Micros) -> Result<Micros> {
+        check_instant("timestamp", from)?;
+        check_instant("timestamp", to)?;
+        if to < from {
+            return self.between(to, from).map(|d| -d);
+        }
+        if self.always_open {
+            return Ok(to - from);
+        }
+        let (first, last) = (chunk_of(from), chunk_of(to));
+        let head = self.chunk(first);
+        if first == last {
+            return Ok(head.before(to) - head.before(from));
+        }
+        let mut total = head.total() - head.before(from);
+        for k in first + 1..last {
+            total += self.chunk(k).total();
+        }
+        Ok(total + self.chunk(last).before(to))
+    }
+
+    /// The open periods within `[from, to)`, clipped to it, in order.
+    pub fn periods(&self, from: Micros, to: Micros) -> Result<Periods<&Calendar>> {
+        Periods::new(self, from, to)
+    }
+}
+
+/// Iterator over the open periods of a range; owns or borrows its calendar.
+pub struct Periods<C: Borrow<Calendar>> {
+    calendar: C,
+    to: Micros,
+    chunk_index: i64,
+    chunk: Option<Rc<Chunk>>,
+    next: usize,
+    /// The latest period, held back until we know the next chunk does not
+    /// continue it (intervals are split at chunk boundaries).
+    pending: Option<(Micros, Micros)>,
+    from: Micros,
+}
+
+impl<C: Borrow<Calendar>> Periods<C> {
+    pub fn new(calendar: C, from: Micros, to: Micros) -> Result<Self> {
+        check_instant("timestamp", from)?;
+        check_instant("timestamp", to)?;
+        Ok(Periods {
+            chunk_index: chunk_of(from),
+            calendar,
+            to,
+            chunk: None,
+            next: 0,
+            pending: None,
+            from,
+        })
+    }
+
+    /// The next raw (possibly chunk-split) interval clipped to the range.
+    fn next_raw(&mut self) -> Option<(Micros, Micros)> {
+        let calendar = self.calendar.borrow();
+        if self.from >= self.to {
+            return None;
+        }
+        if calendar.always_open {
+            let whole = (self.from, self.to);
+            self.from = self.to;
+            return Some(whole);
+        }
+        loop {
+            if chunk_start(self.chunk_index) >= self.to {
+                return None;
+            }
+            let chunk = match &self.chunk {
+                Some(chunk) => Rc::clone(chunk),
+                None => {
+                    let chunk = calendar.chunk(self.chunk_index);
+                    self.next = chunk.first_ending_after(self.from);
+                    self.chunk = Some(Rc::clone(&chunk));
+                    chunk
+                }
+            };
+            if self.next < chunk.starts.len() {
+                let i = self.next;
+                self.next += 1;
+                let start = chunk.starts[i].max(self.from);
+                if start >= self.to {
+                    return None;
+                }
+                return Some((start, chunk.ends[i].min(self.to)));
+            }
+            self.chunk_index += 1;
+            self.chunk = None;
+        }
+    }
+}
+
+impl<C: Borrow<Calendar>> Iterator for Periods<C> {
+    type Item = (Micros, Micros);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            match (self.next_raw(), self.pending) {
+                (Some((s, e)), Some((ps, pe))) if s == pe => self.pending = Some((ps, e)),
+                (Some(raw), Some(pending)) => {
+                    self.pending = Some(raw);
+                    return Some(pending);
+                }
+                (Some(raw), None) => self.pending = Some(raw),
+                (None, pending) => {
+                    self.pending = None;
+                    return pending;
+                }
+            }
+        }
+    }
+}
+
+fn build_chunk(spec: &CalendarSpec, k: i64) -> Chunk {
+    let start = chunk_start(k);
+    let end = start + CHUNK;
+    // Local days whose windows (up to 48 h long, offsets well under a day)
+    // can reach into the chunk, and the offsets over the same span.
+    let margin = 3 * SECONDS_PER_DAY;
+    let from_s = start.div_euclid(MICROS_PER_SECOND) - margin;
+    let to_s = end.div_euclid(MICROS_PER_SECOND) + 1 + margin;
+    let segments = offsets::segments(spec.timezone, from_s, to_s);
+
+    let mut raw: Vec<(Micros, Micros)> = Vec::new();
+    for day in from_s.div_euclid(SECONDS_PER_DAY)..=to_s.div_euclid(SECONDS_PER_DAY) {
+        let Some(date) = i32::try_from(day + UNIX_EPOCH_FROM_CE)
+            .ok()
+            .and_then(NaiveDate::from_num_days_from_ce_opt)
+        else {
+            continue;
+        };
+        let midnight = day * SECONDS_PER_DAY;
+        for window in spec.windows_on(date) {
+            let local_start = midnight + i64::from(window.start) * 60;
+            let local_end = midnight + i64::from(window.end) * 60;
+            for segment in &segments {
+                let lo = (local_start - segment.offset).max(segment.start);
+                let hi = (local_end - segment.offset).min(segment.end);
+                if lo < hi {
+                    raw.push((lo * MICROS_PER_SECOND, hi * MICROS_PER_SECOND));
+                }
+            }
+        }
+    }
+    raw.sort_unstable();
+
+    let mut chunk = Chunk {
+        starts: Vec::new(),
+        ends: Vec::new(),
+        cum: vec![0],
+    };
+    let mut current: Option<(Micros, Micros)> = None;
+    let push = |chunk: &mut Chunk, (s, e): (Micros, Micros)| {
+        let (s, e) = (s.max(start), e.min(end));
+        if s < e {
+            let before = chunk.cum[chunk.cum.len() - 1];
+            chunk.starts.push(s);
+            chunk.ends.push(e);
+            chunk.cum.push(before + (e - s));
+        }
+    };
+    for (s, e) in raw {
+        current = match current {
+            Some((cs, ce)) if s <= ce => Some((cs, ce.max(e))),
+            Some(done) => {
+                push(&mut chunk, done);
+                Some((s, e))
+            }
+            None => Some((s, e)),
+        };
+    }
+    if let Some(done) = current {
+        push(&mut chunk, done);
+    }
+    chunk
+}

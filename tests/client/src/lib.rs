@@ -1,0 +1,1 @@
+//! Test harness: a scratch PostgreSQL cluster on a private port and socket directory.
