@@ -1,2 +1,29 @@
+//! pg_sla: business-hours calendars and SLA deadlines inside PostgreSQL.
+//!
+//! The arithmetic lives in the pure `sla_core` crate; this crate converts
+//! PostgreSQL values, caches calendars per backend and maps errors.
 use pgrx::prelude::*;
+
+mod calendar_cache;
+mod catalog;
+mod convert;
+mod functions;
+
 ::pgrx::pg_module_magic!();
+
+extension_sql_file!("../sql/calendars.sql", finalize);
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pg_schema]
+mod tests;
+
+/// Required by `cargo pgrx test`.
+#[cfg(test)]
+pub mod pg_test {
+    pub fn setup(_options: Vec<&str>) {}
+
+    #[must_use]
+    pub fn postgresql_conf_options() -> Vec<&'static str> {
+        vec![]
+    }
+}

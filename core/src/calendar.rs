@@ -140,31 +140,32 @@ fn parse_hours(value: Option<&Value>) -> Result<[Vec<Window>; 7]> {
             }]
         })
     };
-    let days: &Map<String, Value> = match value {
-        None | Some(Value::Null) => {
-            return Err(Error::invalid(
+    let days: &Map<String, Value> =
+        match value {
+            None | Some(Value::Null) => return Err(Error::invalid(
                 "hours",
                 "is required (weekday windows such as {\"mon\": [\"09:00-17:00\"]}, or \"24/7\")",
-            ))
-        }
-        Some(Value::String(s)) if s == "24/7" => return Ok(always()),
-        Some(Value::Object(days)) => days,
-        Some(other) => {
-            return Err(Error::invalid(
-                "hours",
-                format!(
-                    "must be an object of weekday windows or \"24/7\", got {}",
-                    describe(other)
-                ),
-            ))
-        }
-    };
+            )),
+            Some(Value::String(s)) if s == "24/7" => return Ok(always()),
+            Some(Value::Object(days)) => days,
+            Some(other) => {
+                return Err(Error::invalid(
+                    "hours",
+                    format!(
+                        "must be an object of weekday windows or \"24/7\", got {}",
+                        describe(other)
+                    ),
+                ))
+            }
+        };
     let mut week: [Vec<Window>; 7] = Default::default();
     for (key, windows) in days {
         let Some(index) = WEEKDAYS.iter().position(|d| d == key) else {
             return Err(Error::invalid(
                 format!("hours.{key}"),
-                format!("unknown weekday \"{key}\" (expected one of mon, tue, wed, thu, fri, sat, sun)"),
+                format!(
+                    "unknown weekday \"{key}\" (expected one of mon, tue, wed, thu, fri, sat, sun)"
+                ),
             ));
         };
         week[index] = parse_windows(&format!("hours.{key}"), windows)?;
@@ -345,10 +346,13 @@ fn parse_holidays(value: &Value) -> Result<Holidays> {
 
 fn parse_date(field: &str, text: &str) -> Result<NaiveDate> {
     let well_formed = text.len() == 10
-        && text
-            .bytes()
-            .enumerate()
-            .all(|(i, b)| if i == 4 || i == 7 { b == b'-' } else { b.is_ascii_digit() });
+        && text.bytes().enumerate().all(|(i, b)| {
+            if i == 4 || i == 7 {
+                b == b'-'
+            } else {
+                b.is_ascii_digit()
+            }
+        });
     if !well_formed {
         return Err(Error::invalid(
             field,

@@ -11,8 +11,8 @@ mod offsets;
 mod timeline;
 
 pub use calendar::{Calendar, CalendarSpec, Window};
-pub use timeline::{Periods, MAX_INSTANT, MIN_INSTANT};
 pub use error::Error;
+pub use timeline::{Periods, MAX_INSTANT, MIN_INSTANT};
 
 /// An instant: microseconds since 1970-01-01 00:00:00 UTC.
 pub type Micros = i64;

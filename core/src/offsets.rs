@@ -22,7 +22,11 @@ fn offset_at(tz: Tz, utc_seconds: i64) -> i64 {
     let instant = DateTime::from_timestamp(utc_seconds, 0)
         .expect("caller keeps instants inside chrono's range")
         .naive_utc();
-    i64::from(tz.offset_from_utc_datetime(&instant).fix().local_minus_utc())
+    i64::from(
+        tz.offset_from_utc_datetime(&instant)
+            .fix()
+            .local_minus_utc(),
+    )
 }
 
 /// The segments covering `[from, to)` (UTC seconds), in order.

@@ -1,0 +1,23 @@
+-- Calendars: business hours, time zone and holidays, edited with plain DML.
+CREATE TABLE sla.calendars (
+    name        text PRIMARY KEY CHECK (name <> ''),
+    definition  jsonb NOT NULL CHECK (sla.validate_calendar(definition)),
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    updated_at  timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE sla.calendars IS
+    'pg_sla business-hours calendars: {"timezone", "hours", "holidays"} definitions, edited with INSERT/UPDATE/DELETE';
+
+CREATE FUNCTION sla.calendars_touch() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    NEW.updated_at := now();
+    RETURN NEW;
+END $$;
+
+CREATE TRIGGER calendars_touch BEFORE UPDATE ON sla.calendars
+    FOR EACH ROW EXECUTE FUNCTION sla.calendars_touch();
+
+-- Every backend caches parsed calendars; this tells them to forget, at commit.
+CREATE TRIGGER calendars_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON sla.calendars
+    FOR EACH STATEMENT EXECUTE FUNCTION sla.calendars_changed();

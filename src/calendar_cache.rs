@@ -1,0 +1,189 @@
+//! Per-backend cache of parsed calendars.
+//!
+//! Calendars looked up by name are parsed once per backend and kept until
+//! `sla.calendars` changes. A statement trigger on that table sends a relcache
+//! invalidation for it, which PostgreSQL delivers transactionally: to this
+//! backend at the next command, to others once the edit commits (they see it
+//! at their next statement, because the first lookup of each statement
+//! accepts pending invalidations). Rolled-back edits are invalidated too.
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use pgrx::pg_sys::errcodes::PgSqlErrorCode;
+use pgrx::prelude::*;
+use sla_core::Calendar;
+
+use crate::catalog;
+use crate::convert::or_raise;
+
+/// Inline definitions (the jsonb variants) kept before the cache starts over.
+const MAX_INLINE_DEFINITIONS: usize = 64;
+
+#[derive(Default)]
+struct Cache {
+    by_name: HashMap<String, Rc<Calendar>>,
+    /// Entries filled in parallel mode, where only the statement's snapshot
+    /// is available: valid until the end of the transaction.
+    xact_local: HashMap<String, Rc<Calendar>>,
+    by_definition: HashMap<String, Rc<Calendar>>,
+}
+
+thread_local! {
+    static CACHE: RefCell<Cache> = RefCell::new(Cache::default());
+    /// OID of `sla.calendars`, learnt on the first read.
+    static CALENDARS_OID: Cell<pg_sys::Oid> = const { Cell::new(pg_sys::InvalidOid) };
+    /// Bumped by every invalidation, so a fill that raced one is not kept.
+    static GENERATION: Cell<u64> = const { Cell::new(0) };
+    static STATEMENT_SEEN: Cell<pg_sys::TimestampTz> = const { Cell::new(0) };
+    static CALLBACKS_REGISTERED: Cell<bool> = const { Cell::new(false) };
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn on_relcache_invalidation(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
+    let ours = CALENDARS_OID.with(Cell::get);
+    if relid == pg_sys::InvalidOid || (ours != pg_sys::InvalidOid && relid == ours) {
+        clear_named();
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn on_xact_event(
+    event: pg_sys::XactEvent::Type,
+    _arg: *mut std::ffi::c_void,
+) {
+    use pg_sys::XactEvent::*;
+    if matches!(
+        event,
+        XACT_EVENT_COMMIT
+            | XACT_EVENT_ABORT
+            | XACT_EVENT_PARALLEL_COMMIT
+            | XACT_EVENT_PARALLEL_ABORT
+    ) {
+        // try_with: nothing to clear while the thread-local is being torn down.
+        let _ = CACHE.try_with(|cache| {
+            if let Ok(mut cache) = cache.try_borrow_mut() {
+                cache.xact_local.clear();
+            }
+        });
+    }
+}
+
+fn clear_named() {
+    GENERATION.with(|g| g.set(g.get() + 1));
+    let _ = CACHE.try_with(|cache| {
+        if let Ok(mut cache) = cache.try_borrow_mut() {
+            cache.by_name.clear();
+            cache.xact_local.clear();
+        }
+    });
+}
+
+fn register_callbacks() {
+    if CALLBACKS_REGISTERED.with(Cell::get) {
+        return;
+    }
+    unsafe {
+        pg_sys::CacheRegisterRelcacheCallback(
+            Some(on_relcache_invalidation),
+            pg_sys::Datum::from(0),
+        );
+        pg_sys::RegisterXactCallback(Some(on_xact_event), std::ptr::null_mut());
+    }
+    CALLBACKS_REGISTERED.with(|r| r.set(true));
+}
+
+/// Accepts invalidations that other sessions committed, once per statement.
+fn catch_up_once_per_statement() {
+    let statement = unsafe { pg_sys::GetCurrentStatementStartTimestamp() };
+    if STATEMENT_SEEN.with(|s| s.replace(statement)) != statement {
+        unsafe { pg_sys::AcceptInvalidationMessages() };
+    }
+}
+
+/// The calendar named `name`, or an error 42704 naming it.
+pub fn by_name(name: &str) -> Rc<Calendar> {
+    register_callbacks();
+    catch_up_once_per_statement();
+    let cached = CACHE.with(|cache| {
+        let cache = cache.borrow();
+        cache
+            .by_name
+            .get(name)
+            .or_else(|| cache.xact_local.get(name))
+            .cloned()
+    });
+    if let Some(calendar) = cached {
+        return calendar;
+    }
+    load(name)
+}
+
+fn load(name: &str) -> Rc<Calendar> {
+    let generation = GENERATION.with(Cell::get);
+    // Outside parallel mode read the latest committed state (as catalog
+    // lookups do), so the entry stays right until the next invalidation.
+    // Parallel mode cannot take a new snapshot: keep that entry for this
+    // transaction only.
+    let parallel = unsafe { pg_sys::IsInParallelMode() };
+    let row = if parallel {
+        catalog::read_calendar(name)
+    } else {
+        unsafe { pg_sys::PushActiveSnapshot(pg_sys::GetLatestSnapshot()) };
+        let row = catalog::read_calendar(name);
+        unsafe { pg_sys::PopActiveSnapshot() };
+        row
+    };
+    let Some(row) = row else {
+        ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
+            format!("calendar \"{name}\" does not exist"),
+            "Calendars are rows of sla.calendars; create one with INSERT INTO sla.calendars (name, definition)."
+        );
+    };
+    CALENDARS_OID.with(|oid| oid.set(row.table_oid));
+    let calendar = Rc::new(or_raise(Calendar::parse(&row.definition), Some(name)));
+    if GENERATION.with(Cell::get) == generation {
+        CACHE.with(|cache| {
+            let mut cache = cache.borrow_mut();
+            let map = if parallel {
+                &mut cache.xact_local
+            } else {
+                &mut cache.by_name
+            };
+            map.insert(name.to_owned(), Rc::clone(&calendar));
+        });
+    }
+    calendar
+}
+
+/// A calendar given inline as a definition (the jsonb variants).
+pub fn by_definition(definition: &serde_json::Value) -> Rc<Calendar> {
+    // serde_json keeps object keys sorted, so equal definitions share a key.
+    let key = definition.to_string();
+    if let Some(calendar) = CACHE.with(|c| c.borrow().by_definition.get(&key).cloned()) {
+        return calendar;
+    }
+    let calendar = Rc::new(or_raise(Calendar::from_json(definition), None));
+    CACHE.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if cache.by_definition.len() >= MAX_INLINE_DEFINITIONS {
+            cache.by_definition.clear();
+        }
+        cache.by_definition.insert(key, Rc::clone(&calendar));
+    });
+    calendar
+}
+
+/// Trigger on `sla.calendars`: tells every backend's cache that calendars
+/// changed. Delivered to other sessions only if this transaction commits.
+#[pg_trigger]
+fn calendars_changed<'a>(
+    trigger: &'a pgrx::PgTrigger<'a>,
+) -> Result<Option<PgHeapTuple<'a, pgrx::AllocatedByPostgres>>, pgrx::trigger_support::PgTriggerError>
+{
+    let relid = trigger.relid()?;
+    unsafe { pg_sys::CacheInvalidateRelcacheByRelid(relid) };
+    Ok(None)
+}

@@ -1,0 +1,90 @@
+//! Conversions between PostgreSQL values and the core's microseconds, and the
+//! mapping of core errors to SQLSTATEs.
+use pgrx::datum::{Interval, TimestampWithTimeZone};
+use pgrx::pg_sys::errcodes::PgSqlErrorCode;
+use pgrx::prelude::*;
+use sla_core::{Error, Micros, MICROS_PER_DAY};
+
+/// Microseconds from the Unix epoch to PostgreSQL's epoch (2000-01-01 UTC).
+const PG_EPOCH_OFFSET: Micros = 946_684_800 * 1_000_000;
+
+/// A finite timestamptz as core microseconds; `None` for ±infinity.
+pub fn finite_instant(ts: TimestampWithTimeZone) -> Option<Micros> {
+    if ts.is_finite() {
+        Some(ts.into_inner() + PG_EPOCH_OFFSET)
+    } else {
+        None
+    }
+}
+
+/// A finite timestamptz, or an error naming the argument.
+pub fn required_instant(ts: TimestampWithTimeZone, argument: &str) -> Micros {
+    finite_instant(ts).unwrap_or_else(|| {
+        ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("{argument} must be a finite timestamp, got {ts}")
+        );
+    })
+}
+
+pub fn timestamptz(t: Micros) -> TimestampWithTimeZone {
+    TimestampWithTimeZone::try_from(t - PG_EPOCH_OFFSET).unwrap_or_else(|_| {
+        ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_DATETIME_FIELD_OVERFLOW,
+            "timestamp out of range"
+        );
+    })
+}
+
+/// An interval as microseconds of real time. Days count as 24 hours; months
+/// have no fixed length, so a month part is refused.
+pub fn duration(value: Interval, argument: &str) -> Micros {
+    if value.months() != 0 {
+        ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("{argument} must not have a month or year part, got {value}"),
+            "Months and years have no fixed length in business time; use days or hours, e.g. '30 days'."
+        );
+    }
+    i64::from(value.days())
+        .checked_mul(MICROS_PER_DAY)
+        .and_then(|days| days.checked_add(value.micros()))
+        .unwrap_or_else(|| {
+            ereport!(
+                ERROR,
+                PgSqlErrorCode::ERRCODE_INTERVAL_FIELD_OVERFLOW,
+                format!("{argument} is out of range: {value}")
+            );
+        })
+}
+
+pub fn interval(micros: Micros) -> Interval {
+    Interval::new(0, 0, micros).expect("an interval of microseconds alone has no sign mismatch")
+}
+
+/// Raises a core error as a PostgreSQL error with its SQLSTATE, naming the
+/// calendar when it was looked up by name.
+pub fn raise(error: Error, calendar: Option<&str>) -> ! {
+    let code = match error {
+        Error::InvalidDefinition { .. } | Error::NoBusinessTime { .. } => {
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE
+        }
+        Error::OutOfRange { .. } => PgSqlErrorCode::ERRCODE_DATETIME_FIELD_OVERFLOW,
+    };
+    let message = match calendar {
+        Some(name) => format!("calendar \"{name}\": {error}"),
+        None => error.to_string(),
+    };
+    ereport!(ERROR, code, message);
+}
+
+/// Unwraps a core result or raises it.
+pub fn or_raise<T>(result: Result<T, Error>, calendar: Option<&str>) -> T {
+    match result {
+        Ok(value) => value,
+        Err(error) => raise(error, calendar),
+    }
+}
