@@ -14,8 +14,7 @@ mod functions;
 extension_sql_file!("../sql/calendars.sql", finalize);
 
 #[cfg(any(test, feature = "pg_test"))]
-#[pg_schema]
-mod tests;
+mod pg_tests;
 
 /// Required by `cargo pgrx test`.
 #[cfg(test)]

@@ -1,0 +1,188 @@
+//! `#[pg_test]`s: the SQL functions inside a real backend (each test runs in a
+//! transaction that is rolled back).
+use pgrx::prelude::*;
+
+#[pg_schema]
+mod tests {
+    use pgrx::prelude::*;
+
+    const WEEKDAYS_PARIS: &str = r#"{"timezone": "Europe/Paris",
+        "hours": {"mon": ["09:00-17:00"], "tue": ["09:00-17:00"], "wed": ["09:00-17:00"],
+                  "thu": ["09:00-17:00"], "fri": ["09:00-17:00"]},
+        "holidays": ["2026-12-25", {"date": "2026-12-24", "hours": ["09:00-12:00"]}, {"every": "05-01"}]}"#;
+
+    fn setup() {
+        Spi::run(&format!(
+            "INSERT INTO sla.calendars (name, definition) VALUES ('paris', '{WEEKDAYS_PARIS}')"
+        ))
+        .unwrap();
+    }
+
+    fn text(query: &str) -> String {
+        Spi::get_one::<String>(query).unwrap().unwrap()
+    }
+
+    fn run_in_utc() {
+        Spi::run("SET LOCAL TimeZone = 'UTC'").unwrap();
+    }
+
+    #[pg_test]
+    fn seed_example_friday_afternoon_is_due_monday() {
+        setup();
+        run_in_utc();
+        // Friday 16:45 Paris (15:45 UTC) + 30 business minutes = Monday 09:15 Paris.
+        assert_eq!(
+            text(
+                "SELECT sla.add_business_time('paris', '2026-11-20 16:45+01', '30 minutes')::text"
+            ),
+            "2026-11-23 08:15:00+00"
+        );
+    }
+
+    #[pg_test]
+    fn between_is_the_inverse_of_add() {
+        setup();
+        assert_eq!(
+            text("SELECT sla.business_time_between('paris', '2026-11-20 16:45+01', '2026-11-23 09:15+01')::text"),
+            "00:30:00"
+        );
+        assert_eq!(
+            text("SELECT sla.business_time_between('paris', '2026-11-23 09:15+01', '2026-11-20 16:45+01')::text"),
+            "-00:30:00"
+        );
+    }
+
+    #[pg_test]
+    fn negative_and_zero_durations() {
+        setup();
+        run_in_utc();
+        assert_eq!(
+            text(
+                "SELECT sla.add_business_time('paris', '2026-11-23 09:15+01', '-30 minutes')::text"
+            ),
+            "2026-11-20 15:45:00+00"
+        );
+        assert_eq!(
+            text("SELECT sla.add_business_time('paris', '2026-11-21 12:00+01', '0')::text"),
+            "2026-11-21 11:00:00+00"
+        );
+    }
+
+    #[pg_test]
+    fn holidays_and_shortened_days_in_periods() {
+        setup();
+        run_in_utc();
+        assert_eq!(
+            text(
+                "SELECT string_agg(p::text, ' ' ORDER BY p) FROM \
+                 sla.business_periods('paris', '2026-12-23', '2026-12-29') p"
+            ),
+            "[\"2026-12-23 08:00:00+00\",\"2026-12-23 16:00:00+00\") \
+             [\"2026-12-24 08:00:00+00\",\"2026-12-24 11:00:00+00\") \
+             [\"2026-12-28 08:00:00+00\",\"2026-12-28 16:00:00+00\")"
+        );
+    }
+
+    #[pg_test]
+    fn is_and_next_business_time() {
+        setup();
+        run_in_utc();
+        assert!(Spi::get_one::<bool>(
+            "SELECT sla.is_business_time('paris', '2026-11-24 10:00+01')"
+        )
+        .unwrap()
+        .unwrap());
+        assert!(!Spi::get_one::<bool>(
+            "SELECT sla.is_business_time('paris', '2026-05-01 10:00+02')"
+        )
+        .unwrap()
+        .unwrap());
+        assert_eq!(
+            text("SELECT sla.next_business_time('paris', '2026-12-25 10:00+01')::text"),
+            "2026-12-28 08:00:00+00"
+        );
+        assert_eq!(
+            text("SELECT sla.next_business_time('paris', '2026-11-24 10:00+01')::text"),
+            "2026-11-24 09:00:00+00"
+        );
+    }
+
+    #[pg_test]
+    fn inline_definitions_match_named_ones() {
+        setup();
+        let same = Spi::get_one::<bool>(&format!(
+            "SELECT sla.add_business_time('{WEEKDAYS_PARIS}'::jsonb, t, '7 hours') \
+                  = sla.add_business_time('paris', t, '7 hours') \
+             FROM (VALUES ('2026-12-23 15:00+01'::timestamptz)) v(t)"
+        ))
+        .unwrap()
+        .unwrap();
+        assert!(same);
+    }
+
+    #[pg_test]
+    fn infinity_passes_through() {
+        setup();
+        assert_eq!(
+            text("SELECT sla.add_business_time('paris', 'infinity', '1 hour')::text"),
+            "infinity"
+        );
+        assert_eq!(
+            text("SELECT sla.next_business_time('paris', '-infinity')::text"),
+            "-infinity"
+        );
+    }
+
+    #[pg_test]
+    fn day_parts_count_as_24_hours() {
+        Spi::run("SET LOCAL TimeZone = 'UTC'").unwrap();
+        assert_eq!(
+            text(
+                r#"SELECT sla.add_business_time('{"timezone": "UTC", "hours": "24/7"}'::jsonb, '2026-03-01', '2 days 3 hours')::text"#
+            ),
+            "2026-03-03 03:00:00+00"
+        );
+    }
+
+    #[pg_test]
+    fn edits_are_seen_by_the_next_statement() {
+        setup();
+        run_in_utc();
+        assert_eq!(
+            text("SELECT sla.next_business_time('paris', '2026-11-21 10:00+01')::text"),
+            "2026-11-23 08:00:00+00"
+        );
+        Spi::run(r#"UPDATE sla.calendars SET definition = jsonb_set(definition, '{hours,sat}', '["10:00-12:00"]') WHERE name = 'paris'"#).unwrap();
+        assert_eq!(
+            text("SELECT sla.next_business_time('paris', '2026-11-21 10:00+01')::text"),
+            "2026-11-21 09:00:00+00"
+        );
+    }
+
+    #[pg_test(error = "calendar \"nowhere\" does not exist")]
+    fn unknown_calendar_is_an_error() {
+        Spi::run("SELECT sla.add_business_time('nowhere', now(), '1 hour')").unwrap();
+    }
+
+    #[pg_test(error = "duration must not have a month or year part, got 1 mon")]
+    fn month_intervals_are_refused() {
+        setup();
+        Spi::run("SELECT sla.add_business_time('paris', now(), '1 month')").unwrap();
+    }
+
+    #[pg_test(
+        error = "invalid calendar definition: hours.mon: windows 09:00-17:00 and 16:00-18:00 overlap"
+    )]
+    fn overlapping_windows_are_refused() {
+        Spi::run(
+            r#"INSERT INTO sla.calendars VALUES ('x', '{"timezone": "UTC", "hours": {"mon": ["09:00-17:00", "16:00-18:00"]}}')"#,
+        )
+        .unwrap();
+    }
+
+    #[pg_test(error = "from_ts must be a finite timestamp, got -infinity")]
+    fn between_needs_finite_bounds() {
+        setup();
+        Spi::run("SELECT sla.business_time_between('paris', '-infinity', now())").unwrap();
+    }
+}
