@@ -1,1 +1,132 @@
-//! Test harness: a scratch PostgreSQL cluster on a private port and socket directory.
+//! Test harness: a scratch PostgreSQL cluster on a private port and socket
+//! directory, started by `scripts/cluster.sh` (as the `postgres` OS user when
+//! run as root), with `pg_sla` created in its `postgres` database.
+//!
+//! The cluster stops and its directory is removed when the value is dropped;
+//! when the test is panicking the directory is kept and the server log's
+//! tail is printed, so a failure shows what the server said.
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+pub use postgres::{Client, Error, NoTls};
+
+pub struct Cluster {
+    dir: PathBuf,
+    host: String,
+    port: u16,
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn cluster_script() -> PathBuf {
+    repo_root().join("scripts/cluster.sh")
+}
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+impl Cluster {
+    /// Starts a fresh cluster with the given extra postgresql.conf lines and
+    /// creates the extension.
+    pub fn start(name: &str, settings: &[&str]) -> Cluster {
+        let base = std::env::var_os("PG_SLA_TEST_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| repo_root().join("target/client-tests"));
+        std::fs::create_dir_all(&base).expect("create test directory");
+        let dir = base.join(format!(
+            "{name}-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        let output = Command::new(cluster_script())
+            .arg("start")
+            .arg(&dir)
+            .args(settings)
+            .output()
+            .expect("run scripts/cluster.sh");
+        assert!(
+            output.status.success(),
+            "cluster start failed: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let field = |key: &str| {
+            stdout
+                .split_whitespace()
+                .find_map(|kv| kv.strip_prefix(key))
+                .unwrap_or_else(|| panic!("no {key} in cluster.sh output: {stdout}"))
+                .to_string()
+        };
+        let cluster = Cluster {
+            host: field("PGHOST="),
+            port: field("PGPORT=").parse().expect("port"),
+            dir,
+        };
+        cluster
+            .connect()
+            .batch_execute("CREATE EXTENSION pg_sla")
+            .expect(
+                "CREATE EXTENSION pg_sla (is the extension installed? run `cargo pgrx install`)",
+            );
+        cluster
+    }
+
+    pub fn connection_string(&self, database: &str, user: &str) -> String {
+        format!(
+            "host={} port={} user={user} dbname={database} application_name=pg_sla_tests",
+            self.host, self.port
+        )
+    }
+
+    /// A new superuser session on the `postgres` database.
+    pub fn connect(&self) -> Client {
+        self.connect_as("postgres")
+    }
+
+    pub fn connect_as(&self, user: &str) -> Client {
+        Client::connect(&self.connection_string("postgres", user), NoTls)
+            .unwrap_or_else(|e| panic!("connect as {user}: {e}\n{}", self.log_tail(40)))
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn log_tail(&self, lines: usize) -> String {
+        let log = std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default();
+        let all: Vec<&str> = log.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let failing = std::thread::panicking();
+        if failing {
+            eprintln!(
+                "--- server log of {} (kept) ---\n{}\n---",
+                self.dir.display(),
+                self.log_tail(60)
+            );
+        }
+        let mut stop = Command::new(cluster_script());
+        stop.arg("stop").arg(&self.dir);
+        if failing {
+            stop.arg("--keep");
+        }
+        let _ = stop.status();
+    }
+}
+
+/// The SQLSTATE and message of a failed statement.
+pub fn sql_error(result: Result<impl std::fmt::Debug, Error>) -> (String, String) {
+    let error = result.expect_err("statement should have failed");
+    let db = error
+        .as_db_error()
+        .unwrap_or_else(|| panic!("not a server error: {error}"));
+    (db.code().code().to_string(), db.message().to_string())
+}

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The whole test suite, in layers:
+#   1. core unit and property tests (plain cargo test, no PostgreSQL);
+#   2. #[pg_test]s inside a backend (cargo pgrx test);
+#   3. client tests against scratch clusters started by scripts/cluster.sh.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$HOME/.cargo/bin:$PATH"
+
+scripts/setup.sh
+
+step() { printf '\n=== %s\n' "$*"; }
+
+step "format"
+cargo fmt --all -- --check
+
+step "core: unit and property tests"
+cargo test --locked -p sla_core
+
+step "extension: #[pg_test] (cargo pgrx test pg15)"
+pgdata="$PWD/target/pgrx-test-data"
+if [[ $(id -u) -eq 0 ]]; then
+  rm -rf "$pgdata"; mkdir -p "$pgdata"; chown postgres: "$pgdata"
+  cargo pgrx test pg15 --runas postgres --pgdata "$pgdata"
+else
+  cargo pgrx test pg15
+fi
+
+step "install the extension into PostgreSQL 15"
+if [[ $(id -u) -eq 0 ]]; then
+  cargo pgrx install --pg-config /usr/bin/pg_config
+else
+  cargo pgrx install --pg-config /usr/bin/pg_config --sudo
+fi
+
+step "client tests on scratch clusters"
+cargo test --locked -p pg_sla_client_tests
