@@ -22,19 +22,49 @@ const MAX_INLINE_DEFINITIONS: usize = 64;
 
 #[derive(Default)]
 struct Cache {
+    /// The calendar looked up last: a query usually names one calendar for
+    /// all its rows, so this skips hashing the name on the per-row path.
+    last: Option<(String, Rc<Calendar>)>,
     by_name: HashMap<String, Rc<Calendar>>,
     /// Entries filled in parallel mode, where only the statement's snapshot
     /// is available: valid until the end of the transaction.
     xact_local: HashMap<String, Rc<Calendar>>,
     by_definition: HashMap<String, Rc<Calendar>>,
+    /// The invalidation generation and transaction count the entries belong to.
+    generation: u64,
+    transactions: u64,
+}
+
+impl Cache {
+    /// Drops what the callbacks have invalidated since the last look.
+    fn refresh(&mut self) {
+        let generation = GENERATION.with(Cell::get);
+        let transactions = TRANSACTIONS_ENDED.with(Cell::get);
+        if self.generation != generation {
+            self.by_name.clear();
+            self.xact_local.clear();
+            self.last = None;
+            self.generation = generation;
+        }
+        if self.transactions != transactions {
+            if !self.xact_local.is_empty() {
+                self.xact_local.clear();
+                self.last = None;
+            }
+            self.transactions = transactions;
+        }
+    }
 }
 
 thread_local! {
     static CACHE: RefCell<Cache> = RefCell::new(Cache::default());
     /// OID of `sla.calendars`, learnt on the first read.
     static CALENDARS_OID: Cell<pg_sys::Oid> = const { Cell::new(pg_sys::InvalidOid) };
-    /// Bumped by every invalidation, so a fill that raced one is not kept.
+    /// Bumped by every relevant relcache invalidation. The callbacks only
+    /// touch these counters: they may run at any lock acquisition, so they
+    /// must not depend on the cache being free to borrow.
     static GENERATION: Cell<u64> = const { Cell::new(0) };
+    static TRANSACTIONS_ENDED: Cell<u64> = const { Cell::new(0) };
     static STATEMENT_SEEN: Cell<pg_sys::TimestampTz> = const { Cell::new(0) };
     static CALLBACKS_REGISTERED: Cell<bool> = const { Cell::new(false) };
 }
@@ -42,8 +72,9 @@ thread_local! {
 #[pg_guard]
 unsafe extern "C-unwind" fn on_relcache_invalidation(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
     let ours = CALENDARS_OID.with(Cell::get);
-    if relid == pg_sys::InvalidOid || (ours != pg_sys::InvalidOid && relid == ours) {
-        clear_named();
+    // Until the table's OID is known, any invalidation may concern it.
+    if relid == pg_sys::InvalidOid || ours == pg_sys::InvalidOid || relid == ours {
+        GENERATION.with(|g| g.set(g.get() + 1));
     }
 }
 
@@ -60,23 +91,8 @@ unsafe extern "C-unwind" fn on_xact_event(
             | XACT_EVENT_PARALLEL_COMMIT
             | XACT_EVENT_PARALLEL_ABORT
     ) {
-        // try_with: nothing to clear while the thread-local is being torn down.
-        let _ = CACHE.try_with(|cache| {
-            if let Ok(mut cache) = cache.try_borrow_mut() {
-                cache.xact_local.clear();
-            }
-        });
+        TRANSACTIONS_ENDED.with(|t| t.set(t.get() + 1));
     }
-}
-
-fn clear_named() {
-    GENERATION.with(|g| g.set(g.get() + 1));
-    let _ = CACHE.try_with(|cache| {
-        if let Ok(mut cache) = cache.try_borrow_mut() {
-            cache.by_name.clear();
-            cache.xact_local.clear();
-        }
-    });
 }
 
 fn register_callbacks() {
@@ -106,17 +122,22 @@ pub fn by_name(name: &str) -> Rc<Calendar> {
     register_callbacks();
     catch_up_once_per_statement();
     let cached = CACHE.with(|cache| {
-        let cache = cache.borrow();
-        cache
+        let mut cache = cache.borrow_mut();
+        cache.refresh();
+        if let Some((last_name, calendar)) = &cache.last {
+            if last_name == name {
+                return Some(Rc::clone(calendar));
+            }
+        }
+        let found = cache
             .by_name
             .get(name)
             .or_else(|| cache.xact_local.get(name))
-            .cloned()
+            .cloned()?;
+        cache.last = Some((name.to_owned(), Rc::clone(&found)));
+        Some(found)
     });
-    if let Some(calendar) = cached {
-        return calendar;
-    }
-    load(name)
+    cached.unwrap_or_else(|| load(name))
 }
 
 fn load(name: &str) -> Rc<Calendar> {
@@ -147,6 +168,7 @@ fn load(name: &str) -> Rc<Calendar> {
     if GENERATION.with(Cell::get) == generation {
         CACHE.with(|cache| {
             let mut cache = cache.borrow_mut();
+            cache.refresh();
             let map = if parallel {
                 &mut cache.xact_local
             } else {

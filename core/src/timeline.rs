@@ -8,8 +8,7 @@
 //! day, with the zone's offset changes) and then reused by every call.
 
 use std::borrow::Borrow;
-use std::cell::RefCell;
-use std::collections::HashMap;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use chrono::NaiveDate;
@@ -29,6 +28,9 @@ const MAX_CACHED_CHUNKS: usize = 96;
 pub const MIN_INSTANT: Micros = -62_135_596_800 * MICROS_PER_SECOND;
 /// 10000-01-01 00:00:00 UTC (exclusive).
 pub const MAX_INSTANT: Micros = 253_402_300_800 * MICROS_PER_SECOND;
+
+const FIRST_CHUNK: i64 = MIN_INSTANT >> CHUNK_BITS;
+const CHUNK_SLOTS: usize = ((MAX_INSTANT >> CHUNK_BITS) - FIRST_CHUNK + 1) as usize;
 
 const SECONDS_PER_DAY: i64 = 86_400;
 /// Days from 0001-01-01 (day 1 of the common era) to 1970-01-01.
@@ -90,7 +92,10 @@ impl Chunk {
 pub struct Calendar {
     spec: CalendarSpec,
     always_open: bool,
-    chunks: RefCell<HashMap<i64, Rc<Chunk>>>,
+    /// Built chunks, indexed directly by chunk number (about 9,000 slots
+    /// cover years 1 to 9999), so the per-call lookup hashes nothing.
+    chunks: RefCell<Vec<Option<Rc<Chunk>>>>,
+    built: Cell<usize>,
 }
 
 fn chunk_of(t: Micros) -> i64 {
@@ -117,7 +122,8 @@ impl Calendar {
         Calendar {
             always_open: spec.is_always_open(),
             spec,
-            chunks: RefCell::new(HashMap::new()),
+            chunks: RefCell::new(Vec::new()),
+            built: Cell::new(0),
         }
     }
 
@@ -135,15 +141,25 @@ impl Calendar {
     }
 
     fn chunk(&self, k: i64) -> Rc<Chunk> {
-        if let Some(chunk) = self.chunks.borrow().get(&k) {
+        let Some(slot) = usize::try_from(k - FIRST_CHUNK)
+            .ok()
+            .filter(|&slot| slot < CHUNK_SLOTS)
+        else {
+            // Only reachable at the very edges of the supported range.
+            return Rc::new(build_chunk(&self.spec, k));
+        };
+        if let Some(Some(chunk)) = self.chunks.borrow().get(slot) {
             return Rc::clone(chunk);
         }
         let chunk = Rc::new(build_chunk(&self.spec, k));
         let mut chunks = self.chunks.borrow_mut();
-        if chunks.len() >= MAX_CACHED_CHUNKS {
+        if chunks.is_empty() || self.built.get() >= MAX_CACHED_CHUNKS {
             chunks.clear();
+            chunks.resize(CHUNK_SLOTS, None);
+            self.built.set(0);
         }
-        chunks.insert(k, Rc::clone(&chunk));
+        chunks[slot] = Some(Rc::clone(&chunk));
+        self.built.set(self.built.get() + 1);
         chunk
     }
 
@@ -216,6 +232,16 @@ impl Calendar {
         let mut pos = t;
         // Where business time was last seen, for the horizon check.
         let mut last_open = t;
+        // Fast path for short durations: the result lies in the interval
+        // holding `t` or in the next one, found with a single search.
+        let chunk = self.chunk(k);
+        let i = chunk.first_ending_after(t);
+        if i < chunk.starts.len() {
+            let from = chunk.starts[i].max(t);
+            if remaining <= chunk.ends[i] - from {
+                return Ok(from + remaining);
+            }
+        }
         loop {
             let chunk = self.chunk(k);
             let done = chunk.before(pos);

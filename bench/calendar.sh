@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Calendar benchmark: installs a release build of pg_sla, starts a scratch
+# cluster, runs bench/calendar.sql and prints the ratios it measured.
+# Not a test: ratios come from one run on whatever machine runs it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$HOME/.cargo/bin:$PATH"
+scripts/setup.sh >/dev/null
+if [[ $(id -u) -eq 0 ]]; then
+  cargo pgrx install --release --pg-config /usr/bin/pg_config >/dev/null
+else
+  cargo pgrx install --release --pg-config /usr/bin/pg_config --sudo >/dev/null
+fi
+dir="$PWD/target/bench-cluster"
+scripts/cluster.sh stop "$dir" 2>/dev/null || true
+eval "$(scripts/cluster.sh start "$dir" "shared_buffers = '512MB'")"
+export PGHOST PGPORT PGUSER
+trap 'scripts/cluster.sh stop "$dir"' EXIT
+echo "pg_sla calendar benchmark, $(date -u +%Y-%m-%d), $(nproc) cores, $(uname -m)"
+psql -X -q -d postgres -f bench/calendar.sql
