@@ -3,27 +3,32 @@
 #   1. core unit and property tests (plain cargo test, no PostgreSQL);
 #   2. #[pg_test]s inside a backend (cargo pgrx test);
 #   3. client tests against scratch clusters started by scripts/cluster.sh.
+# Ends with one line totalling every layer: "total: N passed, N failed".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 
 scripts/setup.sh
 
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
 step() { printf '\n=== %s\n' "$*"; }
+# Runs a command, keeping its output for the total; fails as it fails.
+run() { "$@" 2>&1 | tee -a "$log"; return "${PIPESTATUS[0]}"; }
 
 step "format"
 cargo fmt --all -- --check
 
 step "core: unit and property tests"
-cargo test --locked -p sla_core
+run cargo test --locked -p sla_core
 
 step "extension: #[pg_test] (cargo pgrx test pg15)"
 pgdata="$PWD/target/pgrx-test-data"
 if [[ $(id -u) -eq 0 ]]; then
   rm -rf "$pgdata"; mkdir -p "$pgdata"; chown postgres: "$pgdata"
-  cargo pgrx test pg15 --runas postgres --pgdata "$pgdata"
+  run cargo pgrx test pg15 --runas postgres --pgdata "$pgdata"
 else
-  cargo pgrx test pg15
+  run cargo pgrx test pg15
 fi
 
 step "install the extension into PostgreSQL 15"
@@ -34,4 +39,7 @@ else
 fi
 
 step "client tests on scratch clusters"
-cargo test --locked -p pg_sla_client_tests
+run cargo test --locked -p pg_sla_client_tests
+
+awk '/^test result:/ { for (i = 2; i <= NF; i++) { if ($i ~ /^passed/) p += $(i-1); if ($i ~ /^failed/) f += $(i-1) } }
+     END { printf "\ntotal: %d passed, %d failed\n", p, f }' "$log"
