@@ -80,6 +80,7 @@ SELECT
   bench_time($q$SELECT max(sla.add_business_time('paris', ts, interval '1 hour')) FROM bench_ts$q$) AS ext_1h_1m,
   bench_time($q$SELECT max(sla.add_business_time('paris', ts, interval '2000 hours')) FROM bench_ts$q$) AS ext_2000h_1m,
   bench_time($q$SELECT max(sla.business_time_between('paris', ts, ts + interval '30 days')) FROM bench_ts$q$) AS ext_between_1m,
+  bench_time($q$SELECT max(sla.add_business_time((SELECT definition FROM sla.calendars WHERE name = 'paris'), ts, interval '1 hour')) FROM bench_ts$q$) AS ext_inline_1h_1m,
   bench_time($q$SELECT max(bench_plpgsql_add(ts, interval '1 hour')) FROM (SELECT ts FROM bench_ts LIMIT 10000) s$q$, 3) AS plpgsql_1h_10k,
   bench_time($q$SELECT max(sla.add_business_time('paris', ts, interval '1 hour')) FROM (SELECT ts FROM bench_ts LIMIT 10000) s$q$, 3) AS ext_1h_10k,
   bench_time($q$SELECT max(bench_plpgsql_add(ts, interval '2000 hours')) FROM (SELECT ts FROM bench_ts LIMIT 1000) s$q$, 3) AS plpgsql_2000h_1k,
@@ -100,11 +101,13 @@ WHERE bench_plpgsql_add(ts, interval '1 hour') <> sla.add_business_time('paris',
 SELECT round(plain_1m::numeric, 1) AS "ts + interval, 1M rows",
        round(ext_1h_1m::numeric, 1) AS "add_business_time 1h, 1M rows",
        round(ext_2000h_1m::numeric, 1) AS "add_business_time 2000h, 1M rows",
-       round(ext_between_1m::numeric, 1) AS "business_time_between 30d, 1M rows"
+       round(ext_between_1m::numeric, 1) AS "business_time_between 30d, 1M rows",
+       round(ext_inline_1h_1m::numeric, 1) AS "add_business_time(jsonb) 1h, 1M rows"
 FROM results;
 \echo 'Ratios:'
 SELECT round((ext_1h_1m / plain_1m)::numeric, 2) AS "add_business_time(name) / ts+interval (goal <= 3)",
        round((ext_2000h_1m / ext_1h_1m)::numeric, 2) AS "2000h / 1h (goal <= 3)",
+       round((ext_inline_1h_1m / plain_1m)::numeric, 2) AS "add_business_time(jsonb) / ts+interval",
        round((plpgsql_1h_10k / ext_1h_10k)::numeric, 0) AS "PL/pgSQL day-by-day / pg_sla, 1h",
        round((plpgsql_2000h_1k / ext_2000h_1k)::numeric, 0) AS "PL/pgSQL day-by-day / pg_sla, 2000h"
 FROM results;

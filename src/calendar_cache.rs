@@ -16,6 +16,7 @@ use sla_core::Calendar;
 
 use crate::catalog;
 use crate::convert::or_raise;
+use crate::jsonb_arg::JsonbArg;
 
 /// Inline definitions (the jsonb variants) kept before the cache starts over.
 const MAX_INLINE_DEFINITIONS: usize = 64;
@@ -29,7 +30,9 @@ struct Cache {
     /// Entries filled in parallel mode, where only the statement's snapshot
     /// is available: valid until the end of the transaction.
     xact_local: HashMap<String, Rc<Calendar>>,
-    by_definition: HashMap<String, Rc<Calendar>>,
+    /// Inline definitions by their binary jsonb value, and the last one used.
+    by_definition: HashMap<Vec<u8>, Rc<Calendar>>,
+    last_definition: Option<(Vec<u8>, Rc<Calendar>)>,
     /// The invalidation generation and transaction count the entries belong to.
     generation: u64,
     transactions: u64,
@@ -180,20 +183,35 @@ fn load(name: &str) -> Rc<Calendar> {
     calendar
 }
 
-/// A calendar given inline as a definition (the jsonb variants).
-pub fn by_definition(definition: &serde_json::Value) -> Rc<Calendar> {
-    // serde_json keeps object keys sorted, so equal definitions share a key.
-    let key = definition.to_string();
-    if let Some(calendar) = CACHE.with(|c| c.borrow().by_definition.get(&key).cloned()) {
+/// A calendar given inline as a definition (the jsonb variants). A query
+/// usually passes one definition for all its rows: comparing its bytes with
+/// the last one is the per-row cost.
+pub fn by_definition(definition: &JsonbArg) -> Rc<Calendar> {
+    let key = definition.bytes();
+    let cached = CACHE.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if let Some((last_key, calendar)) = &cache.last_definition {
+            if last_key.as_slice() == key {
+                return Some(Rc::clone(calendar));
+            }
+        }
+        let found = cache.by_definition.get(key).cloned()?;
+        cache.last_definition = Some((key.to_vec(), Rc::clone(&found)));
+        Some(found)
+    });
+    if let Some(calendar) = cached {
         return calendar;
     }
-    let calendar = Rc::new(or_raise(Calendar::from_json(definition), None));
+    let calendar = Rc::new(or_raise(Calendar::from_json(&definition.to_json()), None));
     CACHE.with(|cache| {
         let mut cache = cache.borrow_mut();
         if cache.by_definition.len() >= MAX_INLINE_DEFINITIONS {
             cache.by_definition.clear();
         }
-        cache.by_definition.insert(key, Rc::clone(&calendar));
+        cache
+            .by_definition
+            .insert(key.to_vec(), Rc::clone(&calendar));
+        cache.last_definition = Some((key.to_vec(), Rc::clone(&calendar)));
     });
     calendar
 }

@@ -8,6 +8,7 @@ use sla_core::{Calendar, Periods};
 
 use crate::calendar_cache;
 use crate::convert::{duration, finite_instant, interval, or_raise, required_instant, timestamptz};
+use crate::jsonb_arg::JsonbArg;
 
 fn add(
     calendar: &Calendar,
@@ -81,12 +82,12 @@ fn add_business_time(
 
 #[pg_extern(immutable, parallel_safe, name = "add_business_time")]
 fn add_business_time_inline(
-    definition: JsonB,
+    definition: JsonbArg,
     ts: TimestampWithTimeZone,
     duration: Interval,
 ) -> TimestampWithTimeZone {
     add(
-        &calendar_cache::by_definition(&definition.0),
+        &calendar_cache::by_definition(&definition),
         None,
         ts,
         duration,
@@ -110,12 +111,12 @@ fn business_time_between(
 
 #[pg_extern(immutable, parallel_safe, name = "business_time_between")]
 fn business_time_between_inline(
-    definition: JsonB,
+    definition: JsonbArg,
     from_ts: TimestampWithTimeZone,
     to_ts: TimestampWithTimeZone,
 ) -> Interval {
     between(
-        &calendar_cache::by_definition(&definition.0),
+        &calendar_cache::by_definition(&definition),
         None,
         from_ts,
         to_ts,
@@ -128,8 +129,8 @@ fn is_business_time(calendar: &str, ts: TimestampWithTimeZone) -> bool {
 }
 
 #[pg_extern(immutable, parallel_safe, name = "is_business_time")]
-fn is_business_time_inline(definition: JsonB, ts: TimestampWithTimeZone) -> bool {
-    is_open(&calendar_cache::by_definition(&definition.0), None, ts)
+fn is_business_time_inline(definition: JsonbArg, ts: TimestampWithTimeZone) -> bool {
+    is_open(&calendar_cache::by_definition(&definition), None, ts)
 }
 
 /// `ts` itself when it is business time, else the next opening.
@@ -140,10 +141,10 @@ fn next_business_time(calendar: &str, ts: TimestampWithTimeZone) -> TimestampWit
 
 #[pg_extern(immutable, parallel_safe, name = "next_business_time")]
 fn next_business_time_inline(
-    definition: JsonB,
+    definition: JsonbArg,
     ts: TimestampWithTimeZone,
 ) -> TimestampWithTimeZone {
-    next_open(&calendar_cache::by_definition(&definition.0), None, ts)
+    next_open(&calendar_cache::by_definition(&definition), None, ts)
 }
 
 /// The open periods within `[from_ts, to_ts)`, clipped to it.
@@ -163,12 +164,12 @@ fn business_periods(
 
 #[pg_extern(immutable, parallel_safe, name = "business_periods")]
 fn business_periods_inline(
-    definition: JsonB,
+    definition: JsonbArg,
     from_ts: TimestampWithTimeZone,
     to_ts: TimestampWithTimeZone,
 ) -> SetOfIterator<'static, Range<TimestampWithTimeZone>> {
     periods(
-        calendar_cache::by_definition(&definition.0),
+        calendar_cache::by_definition(&definition),
         None,
         from_ts,
         to_ts,

@@ -8,6 +8,7 @@ mod calendar_cache;
 mod catalog;
 mod convert;
 mod functions;
+mod jsonb_arg;
 
 ::pgrx::pg_module_magic!();
 

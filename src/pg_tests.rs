@@ -120,6 +120,48 @@ mod tests {
         assert!(same);
     }
 
+    /// Definitions read per row from a table, one of them large enough to be
+    /// stored out of line, alternating row by row: each row must be computed
+    /// with its own definition (the inline cache keys on the jsonb bytes).
+    #[pg_test]
+    fn inline_definitions_per_row_toasted_and_alternating() {
+        setup();
+        run_in_utc();
+        Spi::run(
+            r#"CREATE TEMP TABLE defs (id int PRIMARY KEY, definition jsonb);
+               ALTER TABLE defs ALTER COLUMN definition SET STORAGE EXTERNAL;
+               INSERT INTO defs SELECT 1, definition FROM sla.calendars WHERE name = 'paris';
+               INSERT INTO defs SELECT 2, jsonb_build_object(
+                   'timezone', 'America/New_York',
+                   'hours', '{"mon": ["08:00-18:00"], "tue": ["08:00-18:00"], "wed": ["08:00-18:00"]}'::jsonb,
+                   'holidays', (SELECT jsonb_agg(to_char(d, 'YYYY-MM-DD'))
+                                FROM generate_series(date '2020-01-01', date '2035-12-31', interval '1 day') d
+                                WHERE extract(isodow FROM d) = 2));
+               INSERT INTO sla.calendars (name, definition) SELECT 'big', definition FROM defs WHERE id = 2;"#,
+        )
+        .unwrap();
+        // Above the 2 kB threshold with EXTERNAL storage: kept out of line.
+        let size = text("SELECT pg_column_size(definition)::text FROM defs WHERE id = 2");
+        assert!(size.parse::<i32>().unwrap() > 2000, "{size} bytes");
+        let mismatches = Spi::get_one::<i64>(
+            r#"SELECT count(*) FROM (
+                 SELECT d.id, t,
+                        sla.add_business_time(d.definition, t, '9 hours') AS inline,
+                        sla.add_business_time(CASE d.id WHEN 1 THEN 'paris' ELSE 'big' END, t, '9 hours') AS named
+                 FROM generate_series(timestamptz '2026-11-01', '2026-11-30', '7 hours') t
+                 JOIN defs d ON d.id = 1 + (extract(epoch FROM t)::bigint / 3600 / 7) % 2) s
+               WHERE inline IS DISTINCT FROM named"#,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(mismatches, 0);
+        // The two calendars do give different answers, so the check has teeth.
+        assert_ne!(
+            text("SELECT sla.add_business_time(definition, '2026-11-23 12:00+00', '9 hours')::text FROM defs WHERE id = 1"),
+            text("SELECT sla.add_business_time(definition, '2026-11-23 12:00+00', '9 hours')::text FROM defs WHERE id = 2"),
+        );
+    }
+
     #[pg_test]
     fn infinity_passes_through() {
         setup();
