@@ -6,11 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 scripts/setup.sh >/dev/null
-if [[ $(id -u) -eq 0 ]]; then
-  cargo pgrx install --release --pg-config /usr/bin/pg_config >/dev/null
-else
-  cargo pgrx install --release --pg-config /usr/bin/pg_config --sudo >/dev/null
-fi
+scripts/install.sh --release >/dev/null
 dir="$PWD/target/bench-cluster"
 scripts/cluster.sh stop "$dir" 2>/dev/null || true
 eval "$(scripts/cluster.sh start "$dir" "shared_buffers = '512MB'")"

@@ -35,7 +35,15 @@ dir=$(realpath -m "$dir")
 case $cmd in
 start)
   mkdir -p "$dir/socket"
-  [[ $(id -u) -eq 0 ]] && chown -R postgres: "$dir"
+  if [[ $(id -u) -eq 0 ]]; then
+    chown -R postgres: "$dir"
+    # The server runs as postgres, which must be able to reach DIR.
+    if ! runuser -u postgres -- test -w "$dir"; then
+      echo "cluster.sh: the postgres OS user cannot reach $dir (a parent directory is private, as /root is);" \
+        "use a directory postgres can traverse, such as one under /tmp or /work" >&2
+      exit 1
+    fi
+  fi
   if [[ ! -f $dir/data/PG_VERSION ]]; then
     as_owner "$BINDIR/initdb" -D "$dir/data" -U postgres --auth=trust \
       --encoding=UTF8 --locale=C.UTF-8 >"$dir/initdb.log" 2>&1 \

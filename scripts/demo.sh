@@ -9,11 +9,7 @@ export PATH="$HOME/.cargo/bin:$PATH"
 
 scripts/setup.sh
 echo "demo: building and installing pg_sla (release)"
-if [[ $(id -u) -eq 0 ]]; then
-  cargo pgrx install --release --pg-config /usr/bin/pg_config >/dev/null
-else
-  cargo pgrx install --release --pg-config /usr/bin/pg_config --sudo >/dev/null
-fi
+scripts/install.sh --release >/dev/null
 
 dir="$PWD/target/demo-cluster"
 scripts/cluster.sh stop "$dir" 2>/dev/null || true

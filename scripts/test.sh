@@ -26,17 +26,17 @@ step "extension: #[pg_test] (cargo pgrx test pg15)"
 pgdata="$PWD/target/pgrx-test-data"
 if [[ $(id -u) -eq 0 ]]; then
   rm -rf "$pgdata"; mkdir -p "$pgdata"; chown postgres: "$pgdata"
+  runuser -u postgres -- test -w "$pgdata" || {
+    echo "test.sh: the postgres OS user cannot reach $pgdata; as root, work in a clone that postgres can traverse (not under /root)" >&2
+    exit 1
+  }
   run cargo pgrx test pg15 --runas postgres --pgdata "$pgdata"
 else
   run cargo pgrx test pg15
 fi
 
 step "install the extension into PostgreSQL 15"
-if [[ $(id -u) -eq 0 ]]; then
-  cargo pgrx install --pg-config /usr/bin/pg_config
-else
-  cargo pgrx install --pg-config /usr/bin/pg_config --sudo
-fi
+scripts/install.sh
 
 step "client tests on scratch clusters"
 run cargo test --locked -p pg_sla_client_tests
