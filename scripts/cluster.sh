@@ -7,6 +7,7 @@
 #       As root, the cluster runs as the postgres OS user (PostgreSQL refuses
 #       root); otherwise as the current user. The superuser is "postgres".
 #   scripts/cluster.sh stop DIR [--keep]   stop it (and remove DIR unless --keep)
+#   scripts/cluster.sh restart DIR         restart it on the same port
 #   scripts/cluster.sh env DIR             print PGHOST/PGPORT/PGUSER exports
 #   scripts/cluster.sh log DIR             print the server log
 set -euo pipefail
@@ -28,7 +29,7 @@ free_port() {
 
 cmd=${1:-}
 dir=${2:-}
-[[ -n $cmd && -n $dir ]] || { sed -n '2,13p' "$0"; exit 2; }
+[[ -n $cmd && -n $dir ]] || { sed -n '2,14p' "$0"; exit 2; }
 shift 2
 dir=$(realpath -m "$dir")
 
@@ -78,6 +79,10 @@ stop)
   fi
   [[ ${1:-} == --keep ]] || rm -rf "$dir"
   ;;
+restart)
+  as_owner "$BINDIR/pg_ctl" -D "$dir/data" -l "$dir/server.log" -o "-p $(cat "$dir/port")" \
+    -m fast -w -t 60 restart >/dev/null
+  ;;
 env)
   echo "export PGHOST=$dir/socket PGPORT=$(cat "$dir/port") PGUSER=postgres"
   ;;
@@ -85,6 +90,6 @@ log)
   cat "$dir/server.log"
   ;;
 *)
-  sed -n '2,13p' "$0"; exit 2
+  sed -n '2,14p' "$0"; exit 2
   ;;
 esac

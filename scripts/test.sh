@@ -39,6 +39,10 @@ step "install the extension into PostgreSQL 15"
 scripts/install.sh
 
 step "client tests on scratch clusters"
+# Clusters left by an earlier run that was killed, or kept by a failing test.
+for stale in target/client-tests/*/; do
+  if [[ -d $stale ]]; then scripts/cluster.sh stop "$stale"; fi
+done
 run cargo test --locked -p pg_sla_client_tests
 
 awk '/^test result:/ { for (i = 2; i <= NF; i++) { if ($i ~ /^passed/) p += $(i-1); if ($i ~ /^failed/) f += $(i-1) } }

@@ -8,6 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 pub use postgres::{Client, Error, NoTls};
 
@@ -96,6 +97,36 @@ impl Cluster {
         &self.dir
     }
 
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Restarts the server (fast shutdown) on the same port and directory.
+    pub fn restart(&self) {
+        let output = Command::new(cluster_script())
+            .arg("restart")
+            .arg(&self.dir)
+            .output()
+            .expect("run scripts/cluster.sh");
+        assert!(
+            output.status.success(),
+            "cluster restart failed: {}\n{}",
+            String::from_utf8_lossy(&output.stderr),
+            self.log_tail(40)
+        );
+    }
+
+    /// The postmaster's process id.
+    pub fn postmaster_pid(&self) -> u32 {
+        let pid_file = std::fs::read_to_string(self.dir.join("data/postmaster.pid"))
+            .expect("read postmaster.pid");
+        pid_file
+            .lines()
+            .next()
+            .and_then(|line| line.trim().parse().ok())
+            .expect("a pid on the first line of postmaster.pid")
+    }
+
     pub fn log_tail(&self, lines: usize) -> String {
         let log = std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default();
         let all: Vec<&str> = log.lines().collect();
@@ -119,6 +150,22 @@ impl Drop for Cluster {
             stop.arg("--keep");
         }
         let _ = stop.status();
+    }
+}
+
+/// Polls `check` every 50 ms until it returns `Some`, for at most `timeout`;
+/// panics naming `what` when time runs out.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
