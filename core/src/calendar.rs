@@ -42,8 +42,12 @@ pub struct CalendarSpec {
 impl CalendarSpec {
     /// Parses and validates a definition given as JSON text.
     pub fn parse(text: &str) -> Result<Self> {
-        let value: Value = serde_json::from_str(text)
-            .map_err(|e| Error::invalid("definition", format!("is not valid JSON: {e}")))?;
+        let value: Value = serde_json::from_str(text).map_err(|e| {
+            Error::invalid(
+                "definition",
+                format!("is not JSON that pg_sla can read: {e}"),
+            )
+        })?;
         Self::from_json(&value)
     }
 
@@ -372,7 +376,8 @@ fn parse_month_day(field: &str, value: &Value) -> Result<(u32, u32)> {
     })?;
     let bad = || Error::invalid(field, format!("\"{text}\" is not a real MM-DD day"));
     let (m, d) = text.split_once('-').ok_or_else(bad)?;
-    if m.len() != 2 || d.len() != 2 {
+    let two_digits = |s: &str| s.len() == 2 && s.bytes().all(|b| b.is_ascii_digit());
+    if !two_digits(m) || !two_digits(d) {
         return Err(bad());
     }
     let (m, d): (u32, u32) = (m.parse().map_err(|_| bad())?, d.parse().map_err(|_| bad())?);

@@ -27,7 +27,12 @@ impl Error {
 /// Formats an instant as ISO 8601 UTC for error messages.
 pub fn format_instant(t: Micros) -> String {
     match chrono::DateTime::from_timestamp_micros(t) {
-        Some(dt) => dt.format("%Y-%m-%d %H:%M:%S%.f+00").to_string(),
+        // chrono writes years past 9999 with a sign: "+10000".
+        Some(dt) => dt
+            .format("%Y-%m-%d %H:%M:%S%.f+00")
+            .to_string()
+            .trim_start_matches('+')
+            .to_string(),
         None => format!("{t} microseconds after 1970-01-01"),
     }
 }

@@ -12,7 +12,7 @@ mod timeline;
 
 pub use calendar::{Calendar, CalendarSpec, Window};
 pub use error::Error;
-pub use timeline::{Periods, MAX_INSTANT, MIN_INSTANT};
+pub use timeline::{set_interrupt_check, Periods, MAX_INSTANT, MIN_INSTANT};
 
 /// An instant: microseconds since 1970-01-01 00:00:00 UTC.
 pub type Micros = i64;

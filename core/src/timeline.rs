@@ -9,6 +9,7 @@
 
 use std::borrow::Borrow;
 use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::rc::Rc;
 
 use chrono::NaiveDate;
@@ -86,6 +87,37 @@ impl Chunk {
     }
 }
 
+/// What crossing a whole chunk needs: its business time and where its open
+/// time begins and ends (meaningful when `total > 0`).
+#[derive(Debug, Clone, Copy)]
+struct Summary {
+    total: Micros,
+    first_start: Micros,
+    last_end: Micros,
+}
+
+impl Chunk {
+    fn summary(&self) -> Summary {
+        Summary {
+            total: self.total(),
+            first_start: self.starts.first().copied().unwrap_or(0),
+            last_end: self.ends.last().copied().unwrap_or(0),
+        }
+    }
+}
+
+thread_local! {
+    static INTERRUPT_CHECK: Cell<Option<fn()>> = const { Cell::new(None) };
+}
+
+/// Registers a function called before each chunk is built, the one step that
+/// takes time (tens of microseconds). The PostgreSQL extension passes its
+/// interrupt check, so that a query computing over centuries can be
+/// cancelled; the function may unwind.
+pub fn set_interrupt_check(check: fn()) {
+    INTERRUPT_CHECK.with(|c| c.set(Some(check)));
+}
+
 /// A validated calendar with its lazily built timeline. Not `Sync`: each
 /// PostgreSQL backend keeps its own.
 #[derive(Debug)]
@@ -96,6 +128,10 @@ pub struct Calendar {
     /// cover years 1 to 9999), so the per-call lookup hashes nothing.
     chunks: RefCell<Vec<Option<Rc<Chunk>>>>,
     built: Cell<usize>,
+    /// Summaries of every chunk ever built (at most about 9,000, 24 bytes
+    /// each), kept when the chunks themselves are dropped: long durations and
+    /// ranges cross whole chunks using these alone.
+    summaries: RefCell<HashMap<i64, Summary>>,
 }
 
 fn chunk_of(t: Micros) -> i64 {
@@ -124,6 +160,7 @@ impl Calendar {
             spec,
             chunks: RefCell::new(Vec::new()),
             built: Cell::new(0),
+            summaries: RefCell::new(HashMap::new()),
         }
     }
 
@@ -140,18 +177,32 @@ impl Calendar {
         &self.spec
     }
 
+    fn build(&self, k: i64) -> Chunk {
+        if let Some(check) = INTERRUPT_CHECK.with(Cell::get) {
+            check();
+        }
+        let chunk = build_chunk(&self.spec, k);
+        self.summaries.borrow_mut().insert(k, chunk.summary());
+        chunk
+    }
+
+    fn summary(&self, k: i64) -> Summary {
+        let known = self.summaries.borrow().get(&k).copied();
+        known.unwrap_or_else(|| self.chunk(k).summary())
+    }
+
     fn chunk(&self, k: i64) -> Rc<Chunk> {
         let Some(slot) = usize::try_from(k - FIRST_CHUNK)
             .ok()
             .filter(|&slot| slot < CHUNK_SLOTS)
         else {
             // Only reachable at the very edges of the supported range.
-            return Rc::new(build_chunk(&self.spec, k));
+            return Rc::new(self.build(k));
         };
         if let Some(Some(chunk)) = self.chunks.borrow().get(slot) {
             return Rc::clone(chunk);
         }
-        let chunk = Rc::new(build_chunk(&self.spec, k));
+        let chunk = Rc::new(self.build(k));
         let mut chunks = self.chunks.borrow_mut();
         if chunks.is_empty() || self.built.get() >= MAX_CACHED_CHUNKS {
             chunks.clear();
@@ -176,14 +227,18 @@ impl Calendar {
             return Ok(t);
         }
         let mut k = chunk_of(t);
+        let chunk = self.chunk(k);
+        let i = chunk.first_ending_after(t);
+        if i < chunk.starts.len() {
+            return Ok(chunk.starts[i].max(t));
+        }
         loop {
-            let chunk = self.chunk(k);
-            let i = chunk.first_ending_after(t);
-            if i < chunk.starts.len() {
-                return Ok(chunk.starts[i].max(t));
-            }
             k += 1;
             self.check_progress(t, chunk_start(k), true)?;
+            let summary = self.summary(k);
+            if summary.total > 0 {
+                return Ok(summary.first_start);
+            }
         }
     }
 
@@ -218,10 +273,28 @@ impl Calendar {
             check_instant("result", result)?;
             return Ok(result);
         }
+        // Business time never runs faster than real time: a result beyond
+        // the supported range is known without a search.
+        let reachable = if duration > 0 {
+            duration < MAX_INSTANT - t
+        } else {
+            duration >= MIN_INSTANT - t
+        };
+        if !reachable {
+            let bound = if duration > 0 {
+                MAX_INSTANT
+            } else {
+                MIN_INSTANT
+            };
+            return Err(Error::OutOfRange {
+                what: "result beyond",
+                value: format_instant(bound),
+            });
+        }
         let result = if duration > 0 {
             self.add_forward(t, duration)?
         } else {
-            self.add_backward(t, duration.checked_neg().unwrap_or(i64::MAX))?
+            self.add_backward(t, -duration)?
         };
         check_instant("result", result)?;
         Ok(result)
@@ -229,7 +302,6 @@ impl Calendar {
 
     fn add_forward(&self, t: Micros, mut remaining: Micros) -> Result<Micros> {
         let mut k = chunk_of(t);
-        let mut pos = t;
         // Where business time was last seen, for the horizon check.
         let mut last_open = t;
         // Fast path for short durations: the result lies in the interval
@@ -242,45 +314,61 @@ impl Calendar {
                 return Ok(from + remaining);
             }
         }
+        let done = chunk.before(t);
+        let available = chunk.total() - done;
+        if remaining <= available {
+            return Ok(chunk.earliest_reaching(done + remaining));
+        }
+        remaining -= available;
+        if available > 0 {
+            last_open = chunk.ends[chunk.ends.len() - 1];
+        }
+        // Whole chunks by their summaries, until the one holding the result.
         loop {
-            let chunk = self.chunk(k);
-            let done = chunk.before(pos);
-            let available = chunk.total() - done;
-            if remaining <= available {
-                return Ok(chunk.earliest_reaching(done + remaining));
-            }
-            remaining -= available;
-            if available > 0 {
-                last_open = chunk.ends[chunk.ends.len() - 1];
-            }
             k += 1;
-            pos = chunk_start(k);
-            self.check_progress(last_open, pos, true)?;
+            self.check_progress(last_open, chunk_start(k), true)?;
+            let summary = self.summary(k);
+            if remaining <= summary.total {
+                return Ok(self.chunk(k).earliest_reaching(remaining));
+            }
+            remaining -= summary.total;
+            if summary.total > 0 {
+                last_open = summary.last_end;
+            }
         }
     }
 
     fn add_backward(&self, t: Micros, mut remaining: Micros) -> Result<Micros> {
         let mut k = chunk_of(t);
-        let mut pos = t;
         let mut last_open = t;
+        let chunk = self.chunk(k);
+        let available = chunk.before(t);
+        if remaining < available {
+            return Ok(chunk.latest_reaching(available - remaining));
+        }
+        if remaining == available {
+            // Landing exactly on the chunk's first opening: the latest
+            // instant is that opening, even when closed time precedes it.
+            return Ok(chunk.starts[0]);
+        }
+        remaining -= available;
+        if available > 0 {
+            last_open = chunk.starts[0];
+        }
         loop {
-            let chunk = self.chunk(k);
-            let available = chunk.before(pos);
-            if remaining < available {
-                return Ok(chunk.latest_reaching(available - remaining));
-            }
-            if remaining == available {
-                // Landing exactly on the chunk's first opening: the latest
-                // instant is that opening, even when closed time precedes it.
-                return Ok(chunk.starts[0]);
-            }
-            remaining -= available;
-            if available > 0 {
-                last_open = chunk.starts[0];
-            }
-            pos = chunk_start(k);
+            self.check_progress(last_open, chunk_start(k), false)?;
             k -= 1;
-            self.check_progress(last_open, pos, false)?;
+            let summary = self.summary(k);
+            if remaining < summary.total {
+                return Ok(self.chunk(k).latest_reaching(summary.total - remaining));
+            }
+            if remaining == summary.total {
+                return Ok(summary.first_start);
+            }
+            remaining -= summary.total;
+            if summary.total > 0 {
+                last_open = summary.first_start;
+            }
         }
     }
 
@@ -301,7 +389,7 @@ impl Calendar {
         }
         let mut total = head.total() - head.before(from);
         for k in first + 1..last {
-            total += self.chunk(k).total();
+            total += self.summary(k).total;
         }
         Ok(total + self.chunk(last).before(to))
     }

@@ -622,6 +622,21 @@ fn definition_errors_name_the_field_and_value() {
             "\"13-01\"",
         ),
         (
+            r#"{"timezone":"UTC","hours":"24/7","holidays":[{"every":"+1-+1"}]}"#,
+            "holidays[0].every",
+            "\"+1-+1\"",
+        ),
+        (
+            r#"{"timezone":"UTC","hours":"24/7","holidays":[{"every":12}]}"#,
+            "holidays[0].every",
+            "must be a \"MM-DD\" string",
+        ),
+        (
+            r#"{"timezone":"UTC","hours":"24/7","holidays":[1e400]}"#,
+            "definition",
+            "number out of range",
+        ),
+        (
             r#"{"timezone":"UTC","hours":"24/7","holidays":[{"date":"2026-12-24"}]}"#,
             "holidays[0].hours",
             "is required",
@@ -652,7 +667,11 @@ fn definition_errors_name_the_field_and_value() {
             "2026-12-25 is listed more than once",
         ),
         (r#"[1,2]"#, "definition", "must be a JSON object"),
-        (r#"{"timezone":"UTC","#, "definition", "not valid JSON"),
+        (
+            r#"{"timezone":"UTC","#,
+            "definition",
+            "is not JSON that pg_sla can read",
+        ),
     ];
     for &(json, field, fragment) in cases {
         match Calendar::parse(json) {
@@ -666,4 +685,119 @@ fn definition_errors_name_the_field_and_value() {
             other => panic!("{json}: expected an invalid definition, got {other:?}"),
         }
     }
+}
+
+#[test]
+fn a_result_beyond_the_supported_range_is_refused_without_a_search() {
+    let c = weekdays("UTC", "");
+    let days = |n: i64| n * 24 * MICROS_PER_HOUR;
+    // Business time never outruns real time, so these are known at once.
+    for (t, d) in [
+        (utc("2026-01-01 00:00"), days(100_000_000)),
+        (utc("2026-01-01 00:00"), days(-100_000_000)),
+        (utc("2026-01-01 00:00"), i64::MAX),
+        (utc("2026-01-01 00:00"), i64::MIN),
+    ] {
+        assert!(
+            matches!(
+                c.add(t, d),
+                Err(Error::OutOfRange {
+                    what: "result beyond",
+                    ..
+                })
+            ),
+            "{d}"
+        );
+    }
+}
+
+#[test]
+fn long_ranges_agree_with_their_parts_across_evicted_chunks() {
+    // 1900-2300 spans about 360 internal chunks, more than a calendar keeps
+    // built at once; crossing them uses remembered chunk summaries.
+    let c = weekdays("Europe/Paris", r#"{"every":"12-25"},"2026-05-01""#);
+    let (from, to) = (utc("1900-01-01 00:00"), utc("2300-01-01 00:00"));
+    let whole = c.between(from, to).unwrap();
+    assert_eq!(c.between(from, to).unwrap(), whole, "the same answer twice");
+    let cut = [
+        from,
+        utc("1950-06-01 12:00"),
+        utc("2026-05-01 08:30"),
+        utc("2099-12-31 23:00"),
+        to,
+    ];
+    let parts: Micros = cut.windows(2).map(|w| c.between(w[0], w[1]).unwrap()).sum();
+    assert_eq!(parts, whole);
+    // Forward over the whole span lands on the last closing before `to`,
+    // and back again on the first opening after `from`.
+    let end = c.add(from, whole).unwrap();
+    assert!(end <= to && c.is_open(end - 1).unwrap());
+    assert_eq!(c.between(end, to).unwrap(), 0);
+    assert_eq!(c.add(end, -whole).unwrap(), c.next_open(from).unwrap());
+}
+
+#[test]
+fn business_time_nine_years_away_is_still_found() {
+    // Only Mondays open, and every Monday of 2026-2034 a holiday.
+    let mut holidays = Vec::new();
+    let mut day = chrono::NaiveDate::from_ymd_opt(2026, 1, 5).unwrap();
+    while day.year() < 2035 {
+        holidays.push(format!("\"{day}\""));
+        day += chrono::Duration::days(7);
+    }
+    let c = cal(&format!(
+        r#"{{"timezone":"UTC","hours":{{"mon":["09:00-17:00"]}},"holidays":[{}]}}"#,
+        holidays.join(",")
+    ));
+    let first_open_monday = day
+        .and_hms_opt(9, 0, 0)
+        .unwrap()
+        .and_utc()
+        .timestamp_micros();
+    assert_eq!(day.year(), 2035);
+    assert_eq!(
+        c.next_open(utc("2026-01-01 00:00")).unwrap(),
+        first_open_monday
+    );
+    assert_eq!(
+        c.add(utc("2026-01-01 00:00"), hours(1)).unwrap(),
+        first_open_monday + hours(1)
+    );
+    assert_eq!(
+        c.add(first_open_monday, hours(-1)).unwrap(),
+        utc("2025-12-29 16:00")
+    );
+}
+
+static CHECKS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+fn count_check() {
+    CHECKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
+fn interrupting_check() {
+    panic!("query cancelled");
+}
+
+#[test]
+fn the_interrupt_check_runs_while_building_and_may_unwind() {
+    let c = weekdays("UTC", "");
+    sla_core::set_interrupt_check(count_check);
+    let before = CHECKS.load(std::sync::atomic::Ordering::Relaxed);
+    c.between(utc("2000-01-01 00:00"), utc("2040-01-01 00:00"))
+        .unwrap();
+    assert!(CHECKS.load(std::sync::atomic::Ordering::Relaxed) - before >= 30);
+
+    // A cancel unwinds out of the engine; the calendar stays usable.
+    sla_core::set_interrupt_check(interrupting_check);
+    let cancelled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        c.between(utc("2100-01-01 00:00"), utc("2200-01-01 00:00"))
+    }));
+    assert!(cancelled.is_err());
+    sla_core::set_interrupt_check(count_check);
+    assert_eq!(
+        c.between(utc("2100-01-04 00:00"), utc("2100-01-11 00:00"))
+            .unwrap(),
+        hours(40)
+    );
 }
