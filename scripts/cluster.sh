@@ -13,6 +13,9 @@
 set -euo pipefail
 
 PG_CONFIG=${PG_CONFIG:-/usr/bin/pg_config}
+# A server inherits the caller's environment; with RUST_BACKTRACE set, pgrx
+# appends Rust backtraces to some error details, which users never see.
+unset RUST_BACKTRACE RUST_LIB_BACKTRACE
 BINDIR=$("$PG_CONFIG" --bindir)
 
 as_owner() {

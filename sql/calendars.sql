@@ -21,3 +21,8 @@ CREATE TRIGGER calendars_touch BEFORE UPDATE ON sla.calendars
 -- Every backend caches parsed calendars; this tells them to forget, at commit.
 CREATE TRIGGER calendars_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON sla.calendars
     FOR EACH STATEMENT EXECUTE FUNCTION sla.calendars_changed();
+-- Also when rows arrive by logical replication (session_replication_role = replica).
+ALTER TABLE sla.calendars ENABLE ALWAYS TRIGGER calendars_changed;
+
+-- Calendars are user data: pg_dump must dump their rows.
+SELECT pg_catalog.pg_extension_config_dump('sla.calendars', '');

@@ -28,36 +28,41 @@ struct Cache {
     last: Option<(String, Rc<Calendar>)>,
     by_name: HashMap<String, Rc<Calendar>>,
     /// Entries filled in parallel mode, where only the statement's snapshot
-    /// is available: valid until the end of the transaction.
-    xact_local: HashMap<String, Rc<Calendar>>,
+    /// is available: valid for that statement only.
+    statement_local: HashMap<String, Rc<Calendar>>,
     /// Inline definitions by their binary jsonb value, and the last one used.
     by_definition: HashMap<Vec<u8>, Rc<Calendar>>,
     last_definition: Option<(Vec<u8>, Rc<Calendar>)>,
-    /// The invalidation generation and transaction count the entries belong to.
+    /// The invalidation generation and the statement the entries belong to.
     generation: u64,
-    transactions: u64,
+    statement: StatementKey,
 }
 
 impl Cache {
-    /// Drops what the callbacks have invalidated since the last look.
-    fn refresh(&mut self) {
+    /// Drops what the callbacks have invalidated since the last look, and
+    /// the statement-local entries of earlier statements.
+    fn refresh(&mut self, statement: StatementKey) {
         let generation = GENERATION.with(Cell::get);
-        let transactions = TRANSACTIONS_ENDED.with(Cell::get);
         if self.generation != generation {
             self.by_name.clear();
-            self.xact_local.clear();
+            self.statement_local.clear();
             self.last = None;
             self.generation = generation;
         }
-        if self.transactions != transactions {
-            if !self.xact_local.is_empty() {
-                self.xact_local.clear();
+        if self.statement != statement {
+            if !self.statement_local.is_empty() {
+                self.statement_local.clear();
                 self.last = None;
             }
-            self.transactions = transactions;
+            self.statement = statement;
         }
     }
 }
+
+/// Identifies a statement: its start time, and how many transactions had
+/// ended when it began (a procedure's COMMIT starts a new transaction within
+/// one statement).
+type StatementKey = (pg_sys::TimestampTz, u64);
 
 thread_local! {
     static CACHE: RefCell<Cache> = RefCell::new(Cache::default());
@@ -68,7 +73,7 @@ thread_local! {
     /// must not depend on the cache being free to borrow.
     static GENERATION: Cell<u64> = const { Cell::new(0) };
     static TRANSACTIONS_ENDED: Cell<u64> = const { Cell::new(0) };
-    static STATEMENT_SEEN: Cell<pg_sys::TimestampTz> = const { Cell::new(0) };
+    static STATEMENT_SEEN: Cell<StatementKey> = const { Cell::new((0, 0)) };
     static CALLBACKS_REGISTERED: Cell<bool> = const { Cell::new(false) };
 }
 
@@ -91,6 +96,7 @@ unsafe extern "C-unwind" fn on_xact_event(
         event,
         XACT_EVENT_COMMIT
             | XACT_EVENT_ABORT
+            | XACT_EVENT_PREPARE
             | XACT_EVENT_PARALLEL_COMMIT
             | XACT_EVENT_PARALLEL_ABORT
     ) {
@@ -112,21 +118,26 @@ fn register_callbacks() {
     CALLBACKS_REGISTERED.with(|r| r.set(true));
 }
 
-/// Accepts invalidations that other sessions committed, once per statement.
-fn catch_up_once_per_statement() {
-    let statement = unsafe { pg_sys::GetCurrentStatementStartTimestamp() };
+/// Accepts invalidations that other sessions committed, once per statement
+/// (and per transaction within a procedure); returns the statement's key.
+fn catch_up_once_per_statement() -> StatementKey {
+    let statement = (
+        unsafe { pg_sys::GetCurrentStatementStartTimestamp() },
+        TRANSACTIONS_ENDED.with(Cell::get),
+    );
     if STATEMENT_SEEN.with(|s| s.replace(statement)) != statement {
         unsafe { pg_sys::AcceptInvalidationMessages() };
     }
+    statement
 }
 
 /// The calendar named `name`, or an error 42704 naming it.
 pub fn by_name(name: &str) -> Rc<Calendar> {
     register_callbacks();
-    catch_up_once_per_statement();
+    let statement = catch_up_once_per_statement();
     let cached = CACHE.with(|cache| {
         let mut cache = cache.borrow_mut();
-        cache.refresh();
+        cache.refresh(statement);
         if let Some((last_name, calendar)) = &cache.last {
             if last_name == name {
                 return Some(Rc::clone(calendar));
@@ -135,20 +146,21 @@ pub fn by_name(name: &str) -> Rc<Calendar> {
         let found = cache
             .by_name
             .get(name)
-            .or_else(|| cache.xact_local.get(name))
+            .or_else(|| cache.statement_local.get(name))
             .cloned()?;
         cache.last = Some((name.to_owned(), Rc::clone(&found)));
         Some(found)
     });
-    cached.unwrap_or_else(|| load(name))
+    cached.unwrap_or_else(|| load(name, statement))
 }
 
-fn load(name: &str) -> Rc<Calendar> {
+fn load(name: &str, statement: StatementKey) -> Rc<Calendar> {
     let generation = GENERATION.with(Cell::get);
     // Outside parallel mode read the latest committed state (as catalog
     // lookups do), so the entry stays right until the next invalidation.
-    // Parallel mode cannot take a new snapshot: keep that entry for this
-    // transaction only.
+    // Parallel mode cannot take a new snapshot: the statement's snapshot may
+    // predate an edit whose invalidation was just accepted, so that entry
+    // serves this statement only.
     let parallel = unsafe { pg_sys::IsInParallelMode() };
     let row = if parallel {
         catalog::read_calendar(name)
@@ -171,9 +183,9 @@ fn load(name: &str) -> Rc<Calendar> {
     if GENERATION.with(Cell::get) == generation {
         CACHE.with(|cache| {
             let mut cache = cache.borrow_mut();
-            cache.refresh();
+            cache.refresh(statement);
             let map = if parallel {
-                &mut cache.xact_local
+                &mut cache.statement_local
             } else {
                 &mut cache.by_name
             };
@@ -202,7 +214,7 @@ pub fn by_definition(definition: &JsonbArg) -> Rc<Calendar> {
     if let Some(calendar) = cached {
         return calendar;
     }
-    let calendar = Rc::new(or_raise(Calendar::from_json(&definition.to_json()), None));
+    let calendar = Rc::new(or_raise(Calendar::parse(&definition.to_text()), None));
     CACHE.with(|cache| {
         let mut cache = cache.borrow_mut();
         if cache.by_definition.len() >= MAX_INLINE_DEFINITIONS {

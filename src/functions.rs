@@ -2,7 +2,7 @@
 //! cached per backend) and by inline jsonb definition (IMMUTABLE).
 use std::rc::Rc;
 
-use pgrx::datum::{Interval, JsonB, Range, TimestampWithTimeZone};
+use pgrx::datum::{Interval, Range, TimestampWithTimeZone};
 use pgrx::prelude::*;
 use sla_core::{Calendar, Periods};
 
@@ -179,7 +179,7 @@ fn business_periods_inline(
 /// CHECK constraint of `sla.calendars.definition`: true for a valid
 /// definition, else an error (22023) naming the field and value.
 #[pg_extern(immutable, parallel_safe)]
-fn validate_calendar(definition: JsonB) -> bool {
-    or_raise(sla_core::CalendarSpec::from_json(&definition.0), None);
+fn validate_calendar(definition: JsonbArg) -> bool {
+    or_raise(sla_core::CalendarSpec::parse(&definition.to_text()), None);
     true
 }

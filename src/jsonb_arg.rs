@@ -4,10 +4,13 @@
 //! `JsonB` prints the value to text and parses it again on every call (about
 //! 4 µs for a calendar), so these functions take the datum as it is, key the
 //! calendar cache on its bytes, and convert it only on a cache miss.
+//! `sla.validate_calendar` takes it too, so that every definition, valid or
+//! not, goes through the same text parser and its 22023 errors.
+use std::ffi::CStr;
 use std::marker::PhantomData;
 
 use pgrx::callconv::{Arg, ArgAbi};
-use pgrx::datum::{FromDatum, JsonB};
+use pgrx::datum::FromDatum;
 use pgrx::pg_sys;
 use pgrx::pgrx_sql_entity_graph::metadata::{
     ArgumentError, ReturnsError, ReturnsRef, SqlMappingRef, SqlTranslatable, TypeOrigin,
@@ -31,11 +34,18 @@ impl JsonbArg<'_> {
         }
     }
 
-    /// The value as JSON, for parsing a definition the cache has not seen.
-    pub fn to_json(&self) -> serde_json::Value {
-        unsafe { JsonB::from_datum(self.datum, false) }
-            .expect("a strict function's argument is not null")
-            .0
+    /// The value as JSON text, for parsing a definition the cache has not
+    /// seen. Not pgrx's `JsonB`: it panics (an internal error) on jsonb that
+    /// serde_json refuses, such as 1e400 or deep nesting, where the parser
+    /// of the text reports a definition error instead.
+    pub fn to_text(&self) -> String {
+        unsafe {
+            let text = pgrx::direct_function_call::<&CStr>(pg_sys::jsonb_out, &[Some(self.datum)])
+                .expect("jsonb_out returns a string");
+            let owned = text.to_string_lossy().into_owned();
+            pg_sys::pfree(text.as_ptr().cast_mut().cast());
+            owned
+        }
     }
 }
 

@@ -14,6 +14,18 @@ mod jsonb_arg;
 
 extension_sql_file!("../sql/calendars.sql", finalize);
 
+#[pg_guard]
+pub extern "C-unwind" fn _PG_init() {
+    // Building a stretch of a calendar's timeline is the one step of the
+    // engine that takes time: let cancel and statement_timeout stop a query
+    // that computes over centuries.
+    sla_core::set_interrupt_check(check_interrupts);
+}
+
+fn check_interrupts() {
+    check_for_interrupts!();
+}
+
 #[cfg(any(test, feature = "pg_test"))]
 mod pg_tests;
 

@@ -155,6 +155,11 @@ fn bad_input_gets_a_clear_error_and_changes_nothing() {
             "hours: the calendar has no open time at all",
         ),
         (r#"[]"#, "definition: must be a JSON object"),
+        // Valid jsonb that no JSON library reads as a number or nests this deep.
+        (
+            r#"{"timezone": "UTC", "hours": "24/7", "holidays": [1e400]}"#,
+            "definition: is not JSON that pg_sla can read: number out of range",
+        ),
     ];
     for (definition, expected) in invalid {
         let (code, message) = sql_error(db.execute(
@@ -219,6 +224,16 @@ fn bad_input_gets_a_clear_error_and_changes_nothing() {
             r#"SELECT sla.add_business_time('{"timezone": "UTC"}'::jsonb, now(), '1 hour')"#,
             "22023",
             "hours: is required",
+        ),
+        (
+            r#"SELECT sla.is_business_time(('{"timezone": "UTC", "hours": "24/7", "x": ' || repeat('[', 200) || repeat(']', 200) || '}')::jsonb, now())"#,
+            "22023",
+            "recursion limit exceeded",
+        ),
+        (
+            "SELECT sla.add_business_time('paris', '2026-01-01', '100000000 days')",
+            "22008",
+            "result beyond 10000-01-01",
         ),
     ];
     for (query, expected_code, expected) in calls {
@@ -297,6 +312,15 @@ fn edits_committed_by_another_session_are_seen_by_the_next_statement() {
     reader.batch_execute("COMMIT").unwrap();
 
     // Deleting and recreating the calendar, and dropping the extension.
+    // Rows applied as a replica (as logical replication applies them) still
+    // invalidate the caches.
+    editor
+        .batch_execute(r#"SET session_replication_role = replica;
+                          UPDATE sla.calendars SET definition = definition #- '{hours,sat}' WHERE name = 'paris';
+                          RESET session_replication_role"#)
+        .unwrap();
+    assert!(!open(&mut reader), "an edit applied as a replica is seen");
+
     editor
         .batch_execute("DELETE FROM sla.calendars WHERE name = 'paris'")
         .unwrap();
@@ -311,4 +335,94 @@ fn edits_committed_by_another_session_are_seen_by_the_next_statement() {
         open(&mut reader),
         "recreated extension's calendar is read afresh"
     );
+}
+
+#[test]
+fn long_computations_can_be_cancelled() {
+    let cluster = Cluster::start("cancel", &[]);
+    let mut db = cluster.connect();
+    db.batch_execute(&format!(
+        "INSERT INTO sla.calendars (name, definition) VALUES ('paris', '{PARIS}')"
+    ))
+    .unwrap();
+    db.batch_execute(&format!(
+        "INSERT INTO sla.calendars (name, definition) VALUES ('paris too', '{PARIS}')"
+    ))
+    .unwrap();
+    // Eight thousand years of a calendar's timeline take a while to build the
+    // first time (seconds in a debug build); a statement timeout stops it.
+    let centuries = |calendar: &str| {
+        format!("SELECT sla.business_time_between('{calendar}', '1000-01-01', '9000-01-01')::text")
+    };
+    db.batch_execute("SET statement_timeout = '50ms'").unwrap();
+    let started = std::time::Instant::now();
+    let (code, message) = sql_error(db.query(&centuries("paris"), &[]));
+    let cancelled_after = started.elapsed();
+    assert_eq!(code, "57014", "{message}");
+    assert_eq!(message, "canceling statement due to statement timeout");
+
+    db.batch_execute("RESET statement_timeout").unwrap();
+    let started = std::time::Instant::now();
+    let total = text(&mut db, &centuries("paris too"));
+    let full = started.elapsed();
+    assert!(total.starts_with('2'), "about 2.7 million hours: {total}");
+    // Not a speed goal: the interrupt lands inside the computation rather
+    // than after it, so the cancelled call ends long before a full one.
+    assert!(
+        cancelled_after * 4 < full,
+        "cancelled after {cancelled_after:?}, a full computation takes {full:?}"
+    );
+    assert_eq!(
+        text(&mut db, &centuries("paris")),
+        total,
+        "the session goes on"
+    );
+}
+
+#[test]
+fn calendars_survive_dump_and_restore() {
+    let cluster = Cluster::start("dump", &[]);
+    let mut db = cluster.connect();
+    db.batch_execute(&format!(
+        "INSERT INTO sla.calendars (name, definition) VALUES ('paris', '{PARIS}')"
+    ))
+    .unwrap();
+    db.batch_execute("CREATE DATABASE restored").unwrap();
+    let bin = std::path::Path::new("/usr/lib/postgresql/15/bin");
+    let source = cluster.connection_string("postgres", "postgres");
+    let dump = std::process::Command::new(bin.join("pg_dump"))
+        .arg(&source)
+        .output()
+        .expect("run pg_dump");
+    assert!(
+        dump.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dump.stderr)
+    );
+    let mut restore = std::process::Command::new(bin.join("psql"))
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1"])
+        .arg(cluster.connection_string("restored", "postgres"))
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("run psql");
+    use std::io::Write;
+    restore
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&dump.stdout)
+        .unwrap();
+    assert!(restore.wait().unwrap().success());
+
+    let mut restored = postgres::Client::connect(
+        &cluster.connection_string("restored", "postgres"),
+        postgres::NoTls,
+    )
+    .unwrap();
+    let query = "SELECT name || ' ' || definition::text || ' ' || \
+                 sla.add_business_time('paris', '2026-11-23 11:30+01', '1 hour')::text \
+                 FROM sla.calendars";
+    restored.batch_execute("SET TimeZone = 'UTC'").unwrap();
+    db.batch_execute("SET TimeZone = 'UTC'").unwrap();
+    assert_eq!(text(&mut restored, query), text(&mut db, query));
 }
