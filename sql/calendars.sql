@@ -18,11 +18,15 @@ END $$;
 CREATE TRIGGER calendars_touch BEFORE UPDATE ON sla.calendars
     FOR EACH ROW EXECUTE FUNCTION sla.calendars_touch();
 
--- Every backend caches parsed calendars; this tells them to forget, at commit.
-CREATE TRIGGER calendars_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON sla.calendars
+-- Every backend caches parsed calendars; these tell them to forget, at commit.
+-- Row triggers, because logical replication's apply worker fires no statement
+-- triggers; ALWAYS, because it runs as a replica. TRUNCATE has no row form.
+CREATE TRIGGER calendars_changed AFTER INSERT OR UPDATE OR DELETE ON sla.calendars
+    FOR EACH ROW EXECUTE FUNCTION sla.calendars_changed();
+CREATE TRIGGER calendars_truncated AFTER TRUNCATE ON sla.calendars
     FOR EACH STATEMENT EXECUTE FUNCTION sla.calendars_changed();
--- Also when rows arrive by logical replication (session_replication_role = replica).
 ALTER TABLE sla.calendars ENABLE ALWAYS TRIGGER calendars_changed;
+ALTER TABLE sla.calendars ENABLE ALWAYS TRIGGER calendars_truncated;
 
 -- Calendars are user data: pg_dump must dump their rows.
 SELECT pg_catalog.pg_extension_config_dump('sla.calendars', '');

@@ -59,10 +59,13 @@ impl Cache {
     }
 }
 
-/// Identifies a statement: its start time, and how many transactions had
-/// ended when it began (a procedure's COMMIT starts a new transaction within
-/// one statement).
-type StatementKey = (pg_sys::TimestampTz, u64);
+/// When to look for invalidations again: a new client message (statement
+/// start time), a new transaction within one (a procedure's COMMIT), or a new
+/// snapshot that sees more commits (its xmax), as the next statement of a
+/// multi-statement message or of a PL/pgSQL loop takes in READ COMMITTED.
+/// An edit of a calendar commits a transaction, so it moves the xmax of every
+/// later snapshot.
+type StatementKey = (pg_sys::TimestampTz, u64, u32);
 
 thread_local! {
     static CACHE: RefCell<Cache> = RefCell::new(Cache::default());
@@ -73,7 +76,7 @@ thread_local! {
     /// must not depend on the cache being free to borrow.
     static GENERATION: Cell<u64> = const { Cell::new(0) };
     static TRANSACTIONS_ENDED: Cell<u64> = const { Cell::new(0) };
-    static STATEMENT_SEEN: Cell<StatementKey> = const { Cell::new((0, 0)) };
+    static STATEMENT_SEEN: Cell<StatementKey> = const { Cell::new((0, 0, 0)) };
     static CALLBACKS_REGISTERED: Cell<bool> = const { Cell::new(false) };
 }
 
@@ -119,11 +122,19 @@ fn register_callbacks() {
 }
 
 /// Accepts invalidations that other sessions committed, once per statement
-/// (and per transaction within a procedure); returns the statement's key.
+/// (see `StatementKey`); returns the statement's key.
 fn catch_up_once_per_statement() -> StatementKey {
+    let snapshot_xmax = unsafe {
+        if pg_sys::ActiveSnapshotSet() {
+            (*pg_sys::GetActiveSnapshot()).xmax.into_inner()
+        } else {
+            0
+        }
+    };
     let statement = (
         unsafe { pg_sys::GetCurrentStatementStartTimestamp() },
         TRANSACTIONS_ENDED.with(Cell::get),
+        snapshot_xmax,
     );
     if STATEMENT_SEEN.with(|s| s.replace(statement)) != statement {
         unsafe { pg_sys::AcceptInvalidationMessages() };

@@ -691,6 +691,9 @@ fn definition_errors_name_the_field_and_value() {
 fn a_result_beyond_the_supported_range_is_refused_without_a_search() {
     let c = weekdays("UTC", "");
     let days = |n: i64| n * 24 * MICROS_PER_HOUR;
+    // Counts chunk builds on this thread: a search would build many.
+    sla_core::set_interrupt_check(count_check);
+    let builds_before = CHECKS_ON_THIS_THREAD.with(std::cell::Cell::get);
     // Business time never outruns real time, so these are known at once.
     for (t, d) in [
         (utc("2026-01-01 00:00"), days(100_000_000)),
@@ -709,6 +712,11 @@ fn a_result_beyond_the_supported_range_is_refused_without_a_search() {
             "{d}"
         );
     }
+    assert_eq!(
+        CHECKS_ON_THIS_THREAD.with(std::cell::Cell::get),
+        builds_before,
+        "no chunk was built"
+    );
 }
 
 #[test]
@@ -769,10 +777,12 @@ fn business_time_nine_years_away_is_still_found() {
     );
 }
 
-static CHECKS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+thread_local! {
+    static CHECKS_ON_THIS_THREAD: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
 
 fn count_check() {
-    CHECKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    CHECKS_ON_THIS_THREAD.with(|c| c.set(c.get() + 1));
 }
 
 fn interrupting_check() {
@@ -783,10 +793,10 @@ fn interrupting_check() {
 fn the_interrupt_check_runs_while_building_and_may_unwind() {
     let c = weekdays("UTC", "");
     sla_core::set_interrupt_check(count_check);
-    let before = CHECKS.load(std::sync::atomic::Ordering::Relaxed);
+    let before = CHECKS_ON_THIS_THREAD.with(std::cell::Cell::get);
     c.between(utc("2000-01-01 00:00"), utc("2040-01-01 00:00"))
         .unwrap();
-    assert!(CHECKS.load(std::sync::atomic::Ordering::Relaxed) - before >= 30);
+    assert!(CHECKS_ON_THIS_THREAD.with(std::cell::Cell::get) - before >= 30);
 
     // A cancel unwinds out of the engine; the calendar stays usable.
     sla_core::set_interrupt_check(interrupting_check);
