@@ -144,8 +144,46 @@ fn catch_up_once_per_statement() -> StatementKey {
 
 /// The calendar named `name`, or an error 42704 naming it.
 pub fn by_name(name: &str) -> Rc<Calendar> {
+    lookup(name, catch_up_once_per_statement())
+}
+
+/// The same, for a scalar function called through `fcinfo`: the catch-up
+/// runs on the first call of each call site in each execution, found by an
+/// empty `fn_extra` (the executor builds a fresh `FmgrInfo` per execution),
+/// rather than on every row. Not for set-returning functions, whose
+/// `fn_extra` pgrx uses.
+pub fn by_name_for_call(name: &str, fcinfo: pg_sys::FunctionCallInfo) -> Rc<Calendar> {
+    lookup(name, unsafe { statement_of_call(fcinfo) })
+}
+
+/// The statement key remembered in the call site's `fn_extra`, computed
+/// (with a catch-up) on its first call.
+unsafe fn statement_of_call(fcinfo: pg_sys::FunctionCallInfo) -> StatementKey {
+    let flinfo = if fcinfo.is_null() {
+        std::ptr::null_mut()
+    } else {
+        unsafe { (*fcinfo).flinfo }
+    };
+    if flinfo.is_null() {
+        return catch_up_once_per_statement();
+    }
+    unsafe {
+        let remembered = (*flinfo).fn_extra.cast::<StatementKey>();
+        if !remembered.is_null() {
+            return *remembered;
+        }
+        let statement = catch_up_once_per_statement();
+        // palloc'd memory is MAXALIGN'd, enough for the key.
+        let slot = pg_sys::MemoryContextAlloc((*flinfo).fn_mcxt, size_of::<StatementKey>())
+            .cast::<StatementKey>();
+        slot.write(statement);
+        (*flinfo).fn_extra = slot.cast();
+        statement
+    }
+}
+
+fn lookup(name: &str, statement: StatementKey) -> Rc<Calendar> {
     register_callbacks();
-    let statement = catch_up_once_per_statement();
     let cached = CACHE.with(|cache| {
         let mut cache = cache.borrow_mut();
         cache.refresh(statement);

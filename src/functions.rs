@@ -71,9 +71,10 @@ fn add_business_time(
     calendar: &str,
     ts: TimestampWithTimeZone,
     duration: Interval,
+    fcinfo: pg_sys::FunctionCallInfo,
 ) -> TimestampWithTimeZone {
     add(
-        &calendar_cache::by_name(calendar),
+        &calendar_cache::by_name_for_call(calendar, fcinfo),
         Some(calendar),
         ts,
         duration,
@@ -100,9 +101,10 @@ fn business_time_between(
     calendar: &str,
     from_ts: TimestampWithTimeZone,
     to_ts: TimestampWithTimeZone,
+    fcinfo: pg_sys::FunctionCallInfo,
 ) -> Interval {
     between(
-        &calendar_cache::by_name(calendar),
+        &calendar_cache::by_name_for_call(calendar, fcinfo),
         Some(calendar),
         from_ts,
         to_ts,
@@ -124,8 +126,16 @@ fn business_time_between_inline(
 }
 
 #[pg_extern(stable, parallel_safe, name = "is_business_time")]
-fn is_business_time(calendar: &str, ts: TimestampWithTimeZone) -> bool {
-    is_open(&calendar_cache::by_name(calendar), Some(calendar), ts)
+fn is_business_time(
+    calendar: &str,
+    ts: TimestampWithTimeZone,
+    fcinfo: pg_sys::FunctionCallInfo,
+) -> bool {
+    is_open(
+        &calendar_cache::by_name_for_call(calendar, fcinfo),
+        Some(calendar),
+        ts,
+    )
 }
 
 #[pg_extern(immutable, parallel_safe, name = "is_business_time")]
@@ -135,8 +145,16 @@ fn is_business_time_inline(definition: JsonbArg, ts: TimestampWithTimeZone) -> b
 
 /// `ts` itself when it is business time, else the next opening.
 #[pg_extern(stable, parallel_safe, name = "next_business_time")]
-fn next_business_time(calendar: &str, ts: TimestampWithTimeZone) -> TimestampWithTimeZone {
-    next_open(&calendar_cache::by_name(calendar), Some(calendar), ts)
+fn next_business_time(
+    calendar: &str,
+    ts: TimestampWithTimeZone,
+    fcinfo: pg_sys::FunctionCallInfo,
+) -> TimestampWithTimeZone {
+    next_open(
+        &calendar_cache::by_name_for_call(calendar, fcinfo),
+        Some(calendar),
+        ts,
+    )
 }
 
 #[pg_extern(immutable, parallel_safe, name = "next_business_time")]
