@@ -26,6 +26,29 @@ fn cluster_script() -> PathBuf {
     repo_root().join("scripts/cluster.sh")
 }
 
+/// Runs `scripts/cluster.sh COMMAND DIR ARGS...`; panics with its output
+/// (and `context`, such as a log tail) when it fails.
+fn cluster_script_ok(
+    command: &str,
+    dir: &Path,
+    args: &[&str],
+    context: &str,
+) -> std::process::Output {
+    let output = Command::new(cluster_script())
+        .arg(command)
+        .arg(dir)
+        .args(args)
+        .output()
+        .expect("run scripts/cluster.sh");
+    assert!(
+        output.status.success(),
+        "cluster.sh {command} failed: {}{}\n{context}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
 impl Cluster {
@@ -42,18 +65,7 @@ impl Cluster {
             COUNTER.fetch_add(1, Ordering::Relaxed)
         ));
         let _ = std::fs::remove_dir_all(&dir);
-        let output = Command::new(cluster_script())
-            .arg("start")
-            .arg(&dir)
-            .args(settings)
-            .output()
-            .expect("run scripts/cluster.sh");
-        assert!(
-            output.status.success(),
-            "cluster start failed: {}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
+        let output = cluster_script_ok("start", &dir, settings, "");
         let stdout = String::from_utf8_lossy(&output.stdout);
         let field = |key: &str| {
             stdout
@@ -103,17 +115,7 @@ impl Cluster {
 
     /// Restarts the server (fast shutdown) on the same port and directory.
     pub fn restart(&self) {
-        let output = Command::new(cluster_script())
-            .arg("restart")
-            .arg(&self.dir)
-            .output()
-            .expect("run scripts/cluster.sh");
-        assert!(
-            output.status.success(),
-            "cluster restart failed: {}\n{}",
-            String::from_utf8_lossy(&output.stderr),
-            self.log_tail(40)
-        );
+        cluster_script_ok("restart", &self.dir, &[], &self.log_tail(40));
     }
 
     /// The postmaster's process id.

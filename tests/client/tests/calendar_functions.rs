@@ -6,6 +6,15 @@ const PARIS: &str = r#"{"timezone": "Europe/Paris",
             "thu": ["09:00-17:00"], "fri": ["09:00-17:00", "22:00-06:00"], "sat": ["00:00-24:00"]},
   "holidays": ["2026-12-25", {"date": "2026-12-24", "hours": ["09:00-12:00"]}, {"every": "05-01"}]}"#;
 
+/// Inserts the PARIS definition under `name`.
+fn create_paris(db: &mut postgres::Client, name: &str) {
+    db.execute(
+        "INSERT INTO sla.calendars (name, definition) VALUES ($1, $2::text::jsonb)",
+        &[&name, &PARIS],
+    )
+    .unwrap();
+}
+
 fn text(client: &mut postgres::Client, query: &str) -> String {
     client.query_one(query, &[]).unwrap().get::<_, String>(0)
 }
@@ -14,10 +23,8 @@ fn text(client: &mut postgres::Client, query: &str) -> String {
 fn every_function_on_a_real_server() {
     let cluster = Cluster::start("functions", &[]);
     let mut db = cluster.connect();
-    db.batch_execute(&format!(
-        "SET TimeZone = 'UTC'; INSERT INTO sla.calendars (name, definition) VALUES ('paris', '{PARIS}')"
-    ))
-    .unwrap();
+    db.batch_execute("SET TimeZone = 'UTC'").unwrap();
+    create_paris(&mut db, "paris");
 
     // Monday lunch break is closed: 11:30 + 1h = 13:30 Paris (12:30 UTC).
     assert_eq!(
@@ -103,10 +110,7 @@ fn every_function_on_a_real_server() {
 fn bad_input_gets_a_clear_error_and_changes_nothing() {
     let cluster = Cluster::start("errors", &[]);
     let mut db = cluster.connect();
-    db.batch_execute(&format!(
-        "INSERT INTO sla.calendars (name, definition) VALUES ('paris', '{PARIS}')"
-    ))
-    .unwrap();
+    create_paris(&mut db, "paris");
     let before = text(
         &mut db,
         "SELECT md5(string_agg(name || definition::text, ',')) FROM sla.calendars",
@@ -270,11 +274,7 @@ fn edits_committed_by_another_session_are_seen_by_the_next_statement() {
     let cluster = Cluster::start("cache", &[]);
     let mut editor = cluster.connect();
     let mut reader = cluster.connect();
-    editor
-        .batch_execute(&format!(
-            "INSERT INTO sla.calendars (name, definition) VALUES ('paris', '{PARIS}')"
-        ))
-        .unwrap();
+    create_paris(&mut editor, "paris");
     let saturday_noon = "SELECT sla.is_business_time('paris', '2026-11-28 12:00+01')";
     let open =
         |db: &mut postgres::Client| db.query_one(saturday_noon, &[]).unwrap().get::<_, bool>(0);
@@ -328,10 +328,9 @@ fn edits_committed_by_another_session_are_seen_by_the_next_statement() {
     let (code, _) = sql_error(reader.query(saturday_noon, &[]));
     assert_eq!(code, "42704");
     editor
-        .batch_execute(&format!(
-            "DROP EXTENSION pg_sla; CREATE EXTENSION pg_sla;              INSERT INTO sla.calendars (name, definition) VALUES ('paris', '{PARIS}')"
-        ))
+        .batch_execute("DROP EXTENSION pg_sla; CREATE EXTENSION pg_sla")
         .unwrap();
+    create_paris(&mut editor, "paris");
     assert!(
         open(&mut reader),
         "recreated extension's calendar is read afresh"
@@ -342,14 +341,8 @@ fn edits_committed_by_another_session_are_seen_by_the_next_statement() {
 fn long_computations_can_be_cancelled() {
     let cluster = Cluster::start("cancel", &[]);
     let mut db = cluster.connect();
-    db.batch_execute(&format!(
-        "INSERT INTO sla.calendars (name, definition) VALUES ('paris', '{PARIS}')"
-    ))
-    .unwrap();
-    db.batch_execute(&format!(
-        "INSERT INTO sla.calendars (name, definition) VALUES ('paris too', '{PARIS}')"
-    ))
-    .unwrap();
+    create_paris(&mut db, "paris");
+    create_paris(&mut db, "paris too");
     // Eight thousand years of a calendar's timeline take a while to build the
     // first time (seconds in a debug build); a statement timeout stops it.
     let centuries = |calendar: &str| {
@@ -392,10 +385,7 @@ fn long_computations_can_be_cancelled() {
 fn calendars_survive_dump_and_restore() {
     let cluster = Cluster::start("dump", &[]);
     let mut db = cluster.connect();
-    db.batch_execute(&format!(
-        "INSERT INTO sla.calendars (name, definition) VALUES ('paris', '{PARIS}')"
-    ))
-    .unwrap();
+    create_paris(&mut db, "paris");
     db.batch_execute("CREATE DATABASE restored").unwrap();
     let bin = std::path::Path::new("/usr/lib/postgresql/15/bin");
     let source = cluster.connection_string("postgres", "postgres");
