@@ -1,7 +1,7 @@
 //! Per-backend cache of parsed calendars.
 //!
 //! Calendars looked up by name are parsed once per backend and kept until
-//! `sla.calendars` changes. A statement trigger on that table sends a relcache
+//! `sla.calendars` changes. Triggers on that table send a relcache
 //! invalidation for it, which PostgreSQL delivers transactionally: to this
 //! backend at the next command, to others once the edit commits (they see it
 //! at their next statement, because the first lookup of each statement
