@@ -264,17 +264,9 @@ impl Calendar {
         if duration == 0 {
             return Ok(t);
         }
-        if self.always_open {
-            let result = t.checked_add(duration).unwrap_or(if duration > 0 {
-                MAX_INSTANT
-            } else {
-                MIN_INSTANT
-            });
-            check_instant("result", result)?;
-            return Ok(result);
-        }
         // Business time never runs faster than real time: a result beyond
-        // the supported range is known without a search.
+        // the supported range is known without a search (and, once this
+        // passes, `t + duration` cannot overflow).
         let reachable = if duration > 0 {
             duration < MAX_INSTANT - t
         } else {
@@ -290,6 +282,9 @@ impl Calendar {
                 what: "result beyond",
                 value: format_instant(bound),
             });
+        }
+        if self.always_open {
+            return Ok(t + duration);
         }
         let result = if duration > 0 {
             self.add_forward(t, duration)?
