@@ -6,11 +6,17 @@
 #![forbid(unsafe_code)]
 
 pub mod calendar;
+pub mod clock;
 pub mod error;
 mod offsets;
+pub mod policy;
 mod timeline;
 
 pub use calendar::{Calendar, CalendarSpec, Window};
+pub use clock::{
+    apply_due, reconcile, summarize, Clock, ClockStatus, Hours, Metric, Summary, Targets,
+    TicketFacts, Transition,
+};
 pub use error::Error;
 pub use timeline::{set_interrupt_check, Periods, MAX_INSTANT, MIN_INSTANT};
 
