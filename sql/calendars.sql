@@ -22,9 +22,9 @@ CREATE TRIGGER calendars_touch BEFORE UPDATE ON sla.calendars
 -- Row triggers, because logical replication's apply worker fires no statement
 -- triggers; ALWAYS, because it runs as a replica. TRUNCATE has no row form.
 CREATE TRIGGER calendars_changed AFTER INSERT OR UPDATE OR DELETE ON sla.calendars
-    FOR EACH ROW EXECUTE FUNCTION sla.calendars_changed();
+    FOR EACH ROW EXECUTE FUNCTION sla.catalog_changed();
 CREATE TRIGGER calendars_truncated AFTER TRUNCATE ON sla.calendars
-    FOR EACH STATEMENT EXECUTE FUNCTION sla.calendars_changed();
+    FOR EACH STATEMENT EXECUTE FUNCTION sla.catalog_changed();
 ALTER TABLE sla.calendars ENABLE ALWAYS TRIGGER calendars_changed;
 ALTER TABLE sla.calendars ENABLE ALWAYS TRIGGER calendars_truncated;
 

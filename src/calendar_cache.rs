@@ -1,4 +1,5 @@
-//! Per-backend cache of parsed calendars.
+//! Per-backend cache of parsed calendars, and the invalidation of every
+//! cached setting (calendars, policies, tracked tables).
 //!
 //! Calendars looked up by name are parsed once per backend and kept until
 //! `sla.calendars` changes. Triggers on that table send a relcache
@@ -69,8 +70,9 @@ type StatementKey = (pg_sys::TimestampTz, u64, u32);
 
 thread_local! {
     static CACHE: RefCell<Cache> = RefCell::new(Cache::default());
-    /// OID of `sla.calendars`, learnt on the first read.
-    static CALENDARS_OID: Cell<pg_sys::Oid> = const { Cell::new(pg_sys::InvalidOid) };
+    /// OIDs of the tables whose edits invalidate cached settings
+    /// (`WatchedTable` order), learnt on their first read.
+    static WATCHED: Cell<[pg_sys::Oid; 3]> = const { Cell::new([pg_sys::InvalidOid; 3]) };
     /// Bumped by every relevant relcache invalidation. The callbacks only
     /// touch these counters: they may run at any lock acquisition, so they
     /// must not depend on the cache being free to borrow.
@@ -82,9 +84,12 @@ thread_local! {
 
 #[pg_guard]
 unsafe extern "C-unwind" fn on_relcache_invalidation(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
-    let ours = CALENDARS_OID.with(Cell::get);
-    // Until the table's OID is known, any invalidation may concern it.
-    if relid == pg_sys::InvalidOid || ours == pg_sys::InvalidOid || relid == ours {
+    let watched = WATCHED.with(Cell::get);
+    // Until a table's OID is known, any invalidation may concern it.
+    if relid == pg_sys::InvalidOid
+        || watched.contains(&pg_sys::InvalidOid)
+        || watched.contains(&relid)
+    {
         GENERATION.with(|g| g.set(g.get() + 1));
     }
 }
@@ -140,6 +145,32 @@ fn catch_up_once_per_statement() -> StatementKey {
         unsafe { pg_sys::AcceptInvalidationMessages() };
     }
     statement
+}
+
+/// pg_sla's own tables whose rows are cached per backend.
+#[derive(Clone, Copy)]
+pub enum WatchedTable {
+    Calendars = 0,
+    Policies = 1,
+    TrackedTables = 2,
+}
+
+/// Records the OID of one of our tables, read from a row's `tableoid`.
+pub fn watch(table: WatchedTable, oid: pg_sys::Oid) {
+    WATCHED.with(|watched| {
+        let mut oids = watched.get();
+        oids[table as usize] = oid;
+        watched.set(oids);
+    });
+}
+
+/// The invalidation generation after catching up with other sessions'
+/// commits (once per statement): caches of pg_sla's settings built under
+/// another generation are stale.
+pub fn settings_generation() -> u64 {
+    register_callbacks();
+    catch_up_once_per_statement();
+    GENERATION.with(Cell::get)
 }
 
 /// The calendar named `name`, or an error 42704 naming it.
@@ -227,7 +258,7 @@ fn load(name: &str, statement: StatementKey) -> Rc<Calendar> {
             "Calendars are rows of sla.calendars; create one with INSERT INTO sla.calendars (name, definition)."
         );
     };
-    CALENDARS_OID.with(|oid| oid.set(row.table_oid));
+    watch(WatchedTable::Calendars, row.table_oid);
     let calendar = Rc::new(or_raise(Calendar::parse(&row.definition), Some(name)));
     if GENERATION.with(Cell::get) == generation {
         CACHE.with(|cache| {
@@ -277,10 +308,11 @@ pub fn by_definition(definition: &JsonbArg) -> Rc<Calendar> {
     calendar
 }
 
-/// Trigger on `sla.calendars`: tells every backend's cache that calendars
-/// changed. Delivered to other sessions only if this transaction commits.
+/// Trigger on `sla.calendars`, `sla.policies` and `sla.tracked_tables`: tells
+/// every backend's caches that settings changed. Delivered to other sessions
+/// only if this transaction commits.
 #[pg_trigger]
-fn calendars_changed<'a>(
+fn catalog_changed<'a>(
     trigger: &'a pgrx::PgTrigger<'a>,
 ) -> Result<Option<PgHeapTuple<'a, pgrx::AllocatedByPostgres>>, pgrx::trigger_support::PgTriggerError>
 {

@@ -1,5 +1,13 @@
 //! Every read of pg_sla's own tables goes through here.
+use std::collections::HashMap;
+
+use pgrx::datum::{DatumWithOid, Interval, TimestampWithTimeZone};
 use pgrx::prelude::*;
+use pgrx::spi::SpiHeapTupleData;
+use sla_core::{Clock, ClockStatus, Metric, Micros, Summary};
+
+use crate::convert::{duration, finite_instant, interval, timestamptz};
+use crate::settings::TrackedTable;
 
 /// A calendar row: its definition as JSON text and the OID of the table it
 /// came from (for cache invalidation).
@@ -26,4 +34,450 @@ pub fn read_calendar(name: &str) -> Option<CalendarRow> {
         }))
     })
     .unwrap_or_else(|e| pgrx::error!("pg_sla could not read sla.calendars: {e}"))
+}
+
+// ---------------------------------------------------------------------------
+// Clocks and notifications. Callers run these as the owner of pg_sla's
+// tables (`security::as_sla_owner`).
+
+/// Columns of `sla.clocks` after `ticket_table`, in the order read.
+const CLOCK_COLUMNS: &str = "c.ticket_id, c.metric, c.cycle, c.policy, c.status, c.started_at, \
+     c.target, c.due_at, c.warn_at, c.release_at, c.next_transition_at, c.paused_since, \
+     c.paused_time, c.stopped_at, c.warned_at, c.breached_at, c.released_at";
+
+/// A clock as read, with the row's address for updating it in place (it is
+/// locked, so the address holds until the transaction ends).
+pub struct StoredClock {
+    pub ctid: pg_sys::ItemPointerData,
+    pub clock: Clock,
+}
+
+/// The clocks of some tickets of one table, by ticket id, in key order,
+/// locked when `lock` is set.
+pub fn read_clocks(
+    relid: pg_sys::Oid,
+    ticket_ids: &[String],
+    lock: bool,
+) -> HashMap<String, Vec<StoredClock>> {
+    // The lateral join probes the primary key once per ticket: with a
+    // plain `= ANY` of thousands of ids the planner may scan the table.
+    let query = format!(
+        "SELECT c.ctid, {CLOCK_COLUMNS}
+           FROM unnest($2::text[]) AS u(id),
+                LATERAL (SELECT c.ctid, c.* FROM sla.clocks c
+                          WHERE c.ticket_table = $1::oid::regclass AND c.ticket_id = u.id
+                          OFFSET 0) AS c
+          ORDER BY c.ticket_id, c.metric, c.cycle{}",
+        if lock { " FOR UPDATE OF c" } else { "" }
+    );
+    let mut by_ticket: HashMap<String, Vec<StoredClock>> = HashMap::new();
+    spi_or_error(Spi::connect_mut(|client| {
+        let rows = client.update(&query, None, &[relid.into(), ticket_ids.to_vec().into()])?;
+        for row in rows {
+            let ctid = row
+                .get::<pg_sys::ItemPointerData>(1)?
+                .unwrap_or_else(|| pgrx::error!("sla.clocks row without a ctid"));
+            let ticket_id: String = row.get(2)?.unwrap_or_default();
+            by_ticket.entry(ticket_id).or_default().push(StoredClock {
+                ctid,
+                clock: clock_from_row(&row)?,
+            });
+        }
+        Ok(())
+    }));
+    by_ticket
+}
+
+fn clock_from_row(row: &SpiHeapTupleData) -> Result<Clock, pgrx::spi::Error> {
+    let instant = |i: usize| -> Result<Option<Micros>, pgrx::spi::Error> {
+        Ok(row
+            .get::<TimestampWithTimeZone>(i)?
+            .and_then(finite_instant))
+    };
+    let micros = |i: usize, field: &str| -> Result<Micros, pgrx::spi::Error> {
+        Ok(row.get::<Interval>(i)?.map_or(0, |v| duration(v, field)))
+    };
+    let metric: String = row.get(3)?.unwrap_or_default();
+    let status: String = row.get(6)?.unwrap_or_default();
+    Ok(Clock {
+        metric: Metric::parse(&metric)
+            .unwrap_or_else(|| pgrx::error!("sla.clocks holds an unknown metric \"{metric}\"")),
+        cycle: row.get(4)?.unwrap_or(1),
+        policy: row.get(5)?.unwrap_or_default(),
+        status: ClockStatus::parse(&status)
+            .unwrap_or_else(|| pgrx::error!("sla.clocks holds an unknown status \"{status}\"")),
+        started_at: instant(7)?.unwrap_or_default(),
+        target: micros(8, "target")?,
+        due_at: instant(9)?,
+        warn_at: instant(10)?,
+        release_at: instant(11)?,
+        next_transition_at: instant(12)?,
+        paused_since: instant(13)?,
+        paused_time: micros(14, "paused_time")?,
+        stopped_at: instant(15)?,
+        warned_at: instant(16)?,
+        breached_at: instant(17)?,
+        released_at: instant(18)?,
+    })
+}
+
+/// Clocks to write: changed ones, updated in place by address, and new
+/// ones, inserted in bulk.
+#[derive(Default)]
+pub struct ClockChanges {
+    ctid: Vec<pg_sys::ItemPointerData>,
+    policy: Vec<String>,
+    status: Vec<String>,
+    target: Vec<Interval>,
+    due_at: Vec<Option<TimestampWithTimeZone>>,
+    warn_at: Vec<Option<TimestampWithTimeZone>>,
+    release_at: Vec<Option<TimestampWithTimeZone>>,
+    next_transition_at: Vec<Option<TimestampWithTimeZone>>,
+    paused_since: Vec<Option<TimestampWithTimeZone>>,
+    paused_time: Vec<Interval>,
+    stopped_at: Vec<Option<TimestampWithTimeZone>>,
+    warned_at: Vec<Option<TimestampWithTimeZone>>,
+    breached_at: Vec<Option<TimestampWithTimeZone>>,
+    released_at: Vec<Option<TimestampWithTimeZone>>,
+    inserts: Vec<(String, Clock)>,
+}
+
+impl ClockChanges {
+    /// Records what differs between a ticket's clocks as read (`stored`)
+    /// and as they are now (`clocks`: the same clocks in the same order,
+    /// then any new ones).
+    pub fn add_ticket(&mut self, ticket_id: &str, stored: &[StoredClock], clocks: &[Clock]) {
+        for (i, clock) in clocks.iter().enumerate() {
+            match stored.get(i) {
+                Some(before) if before.clock == *clock => {}
+                Some(before) => self.update(before.ctid, clock),
+                None => self.inserts.push((ticket_id.to_owned(), clock.clone())),
+            }
+        }
+    }
+
+    fn update(&mut self, ctid: pg_sys::ItemPointerData, clock: &Clock) {
+        let at = |t: Option<Micros>| t.map(timestamptz);
+        self.ctid.push(ctid);
+        self.policy.push(clock.policy.clone());
+        self.status.push(clock.status.as_str().to_owned());
+        self.target.push(interval(clock.target));
+        self.due_at.push(at(clock.due_at));
+        self.warn_at.push(at(clock.warn_at));
+        self.release_at.push(at(clock.release_at));
+        self.next_transition_at.push(at(clock.next_transition_at));
+        self.paused_since.push(at(clock.paused_since));
+        self.paused_time.push(interval(clock.paused_time));
+        self.stopped_at.push(at(clock.stopped_at));
+        self.warned_at.push(at(clock.warned_at));
+        self.breached_at.push(at(clock.breached_at));
+        self.released_at.push(at(clock.released_at));
+    }
+
+    /// Writes the changes to the clocks of table `relid`.
+    pub fn write(self, relid: pg_sys::Oid) {
+        if !self.ctid.is_empty() {
+            let args: Vec<DatumWithOid> = vec![
+                self.ctid.into(),
+                self.policy.into(),
+                self.status.into(),
+                self.target.into(),
+                self.due_at.into(),
+                self.warn_at.into(),
+                self.release_at.into(),
+                self.next_transition_at.into(),
+                self.paused_since.into(),
+                self.paused_time.into(),
+                self.stopped_at.into(),
+                self.warned_at.into(),
+                self.breached_at.into(),
+                self.released_at.into(),
+            ];
+            spi_or_error(Spi::connect_mut(|client| {
+                client
+                    .update(
+                        "UPDATE sla.clocks c SET policy = u.policy, status = u.status,
+                                target = u.target, due_at = u.due_at, warn_at = u.warn_at,
+                                release_at = u.release_at,
+                                next_transition_at = u.next_transition_at,
+                                paused_since = u.paused_since, paused_time = u.paused_time,
+                                stopped_at = u.stopped_at, warned_at = u.warned_at,
+                                breached_at = u.breached_at, released_at = u.released_at
+                           FROM unnest($1::tid[], $2::text[], $3::text[], $4::interval[],
+                                       $5::timestamptz[], $6::timestamptz[], $7::timestamptz[],
+                                       $8::timestamptz[], $9::timestamptz[], $10::interval[],
+                                       $11::timestamptz[], $12::timestamptz[], $13::timestamptz[],
+                                       $14::timestamptz[])
+                                AS u(ctid, policy, status, target, due_at, warn_at, release_at,
+                                     next_transition_at, paused_since, paused_time, stopped_at,
+                                     warned_at, breached_at, released_at)
+                          WHERE c.ctid = u.ctid AND c.ctid = ANY($1)",
+                        None,
+                        &args,
+                    )
+                    .map(|_| ())
+            }));
+        }
+        crate::bulk_insert::insert_clocks(crate::security::clocks_relid(), relid, self.inserts);
+    }
+}
+
+/// Deletes the clocks of some tickets of a table, or all of them.
+pub fn delete_clocks(relid: pg_sys::Oid, ticket_ids: Option<Vec<String>>) {
+    spi_or_error(Spi::connect_mut(|client| {
+        match ticket_ids {
+            Some(ids) => client.update(
+                "DELETE FROM sla.clocks WHERE ticket_table = $1::oid::regclass AND ticket_id = ANY($2)",
+                None,
+                &[relid.into(), ids.into()],
+            ),
+            None => client.update(
+                "DELETE FROM sla.clocks WHERE ticket_table = $1::oid::regclass",
+                None,
+                &[relid.into()],
+            ),
+        }
+        .map(|_| ())
+    }));
+}
+
+/// Moves a ticket's clocks to a new id (its key column was updated).
+pub fn rename_ticket(relid: pg_sys::Oid, old_id: &str, new_id: &str) {
+    spi_or_error(Spi::connect_mut(|client| {
+        client
+            .update(
+                "UPDATE sla.clocks SET ticket_id = $3
+                  WHERE ticket_table = $1::oid::regclass AND ticket_id = $2",
+                None,
+                &[relid.into(), old_id.into(), new_id.into()],
+            )
+            .map(|_| ())
+    }));
+}
+
+/// Tickets with a transition due at `now`, earliest first, by table.
+pub fn due_tickets(now: TimestampWithTimeZone, limit: i32) -> Vec<(pg_sys::Oid, String)> {
+    spi_or_error(Spi::connect(|client| {
+        let rows = client.select(
+            "SELECT ticket_table::oid, ticket_id FROM sla.clocks
+              WHERE next_transition_at <= $1
+              ORDER BY next_transition_at LIMIT $2",
+            None,
+            &[now.into(), limit.into()],
+        )?;
+        let mut due = Vec::new();
+        for row in rows {
+            due.push((
+                row.get::<pg_sys::Oid>(1)?.unwrap_or(pg_sys::InvalidOid),
+                row.get::<String>(2)?.unwrap_or_default(),
+            ));
+        }
+        Ok(due)
+    }))
+}
+
+/// Open clocks' tickets of one table, optionally only those whose policy
+/// runs on one of `calendars`.
+pub fn tickets_with_open_clocks(relid: pg_sys::Oid, calendars: Option<Vec<String>>) -> Vec<String> {
+    spi_or_error(Spi::connect(|client| {
+        let rows = client.select(
+            "SELECT DISTINCT ticket_id FROM sla.clocks
+              WHERE ticket_table = $1::oid::regclass
+                AND status IN ('running', 'due_soon', 'breached', 'paused')
+                AND ($2::text[] IS NULL OR policy IN (
+                      SELECT name FROM sla.policies WHERE calendar = ANY($2)))",
+            None,
+            &[relid.into(), calendars.into()],
+        )?;
+        let mut ids = Vec::new();
+        for row in rows {
+            ids.push(row.get::<String>(1)?.unwrap_or_default());
+        }
+        Ok(ids)
+    }))
+}
+
+/// Notifications to write, column by column.
+#[derive(Default)]
+pub struct NotificationBatch {
+    ticket_id: Vec<String>,
+    policy: Vec<String>,
+    metric: Vec<&'static str>,
+    cycle: Vec<i32>,
+    clock_started_at: Vec<TimestampWithTimeZone>,
+    step: Vec<&'static str>,
+    kind: Vec<&'static str>,
+    due_at: Vec<Option<TimestampWithTimeZone>>,
+    message: Vec<Option<String>>,
+}
+
+impl NotificationBatch {
+    pub fn push(
+        &mut self,
+        ticket_id: &str,
+        clock: &Clock,
+        step: &'static str,
+        kind: &'static str,
+        message: Option<String>,
+    ) {
+        self.ticket_id.push(ticket_id.to_owned());
+        self.policy.push(clock.policy.clone());
+        self.metric.push(clock.metric.as_str());
+        self.cycle.push(clock.cycle);
+        self.clock_started_at.push(timestamptz(clock.started_at));
+        self.step.push(step);
+        self.kind.push(kind);
+        self.due_at.push(clock.due_at.map(timestamptz));
+        self.message.push(message);
+    }
+
+    /// Writes the notifications not written before (the unique key makes a
+    /// repeated transition a no-op).
+    pub fn write(self, relid: pg_sys::Oid) {
+        if self.ticket_id.is_empty() {
+            return;
+        }
+        let owned = |v: Vec<&'static str>| v.into_iter().map(str::to_owned).collect::<Vec<_>>();
+        let args: Vec<DatumWithOid> = vec![
+            relid.into(),
+            self.ticket_id.into(),
+            self.policy.into(),
+            owned(self.metric).into(),
+            self.cycle.into(),
+            self.clock_started_at.into(),
+            owned(self.step).into(),
+            owned(self.kind).into(),
+            self.due_at.into(),
+            self.message.into(),
+        ];
+        spi_or_error(Spi::connect_mut(|client| {
+            client
+                .update(
+                    "INSERT INTO sla.notifications (ticket_table, ticket_id, policy, metric, cycle,
+                                                    clock_started_at, step, kind, due_at, message)
+                     SELECT $1::oid::regclass, u.* FROM unnest($2::text[], $3::text[], $4::text[],
+                         $5::int[], $6::timestamptz[], $7::text[], $8::text[], $9::timestamptz[],
+                         $10::text[]) AS u
+                     ON CONFLICT DO NOTHING",
+                    None,
+                    &args,
+                )
+                .map(|_| ())
+        }));
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Ticket tables. Callers run these as the table's owner.
+
+/// Locks the tickets with these ids that nobody else has locked, and
+/// returns their addresses and ids. Never waits: a ticket an application is
+/// changing now is left for the next round.
+pub fn lock_free_tickets(
+    table: &TrackedTable,
+    ids: Vec<String>,
+) -> Vec<(pg_sys::ItemPointerData, String)> {
+    let query = format!(
+        "SELECT t.ctid, t.{id}::text
+           FROM unnest($1::text[]) AS u(id),
+                LATERAL (SELECT t.ctid, t.{id} FROM {table} t WHERE t.{id} = u.id::{ty} OFFSET 0) AS t
+          FOR NO KEY UPDATE OF t SKIP LOCKED",
+        id = quote_identifier(&table.id_column),
+        table = table.name,
+        ty = table.id_type,
+    );
+    spi_or_error(Spi::connect_mut(|client| {
+        let rows = client.update(&query, None, &[ids.into()])?;
+        let mut locked = Vec::new();
+        for row in rows {
+            if let Some(ctid) = row.get::<pg_sys::ItemPointerData>(1)? {
+                locked.push((ctid, row.get::<String>(2)?.unwrap_or_default()));
+            }
+        }
+        Ok(locked)
+    }))
+}
+
+/// New SLA columns for tickets, and whether to release their assignee.
+#[derive(Default)]
+pub struct TicketUpdates {
+    ctid: Vec<pg_sys::ItemPointerData>,
+    policy: Vec<Option<String>>,
+    status: Vec<Option<&'static str>>,
+    due_at: Vec<Option<TimestampWithTimeZone>>,
+    breached_at: Vec<Option<TimestampWithTimeZone>>,
+    release: Vec<bool>,
+}
+
+impl TicketUpdates {
+    /// `ctid` is the address of the ticket's row, which the caller holds
+    /// locked.
+    pub fn push(
+        &mut self,
+        ctid: pg_sys::ItemPointerData,
+        policy: Option<&str>,
+        summary: &Summary,
+        release: bool,
+    ) {
+        self.ctid.push(ctid);
+        self.policy.push(policy.map(str::to_owned));
+        self.status.push(summary.status.map(ClockStatus::as_str));
+        self.due_at.push(summary.due_at.map(timestamptz));
+        self.breached_at.push(summary.breached_at.map(timestamptz));
+        self.release.push(release);
+    }
+
+    /// Writes the SLA columns (and `sla_policy` when `set_policy`).
+    pub fn write(self, table: &TrackedTable, set_policy: bool) {
+        if self.ctid.is_empty() {
+            return;
+        }
+        let release = match &table.assignee_column {
+            Some(column) if self.release.iter().any(|r| *r) => format!(
+                ", {c} = CASE WHEN u.release THEN NULL ELSE t.{c} END",
+                c = quote_identifier(column)
+            ),
+            _ => String::new(),
+        };
+        let policy = if set_policy {
+            ", sla_policy = u.policy"
+        } else {
+            ""
+        };
+        // The ANY() lets the planner fetch the rows by address rather than
+        // hash the whole table for a join with the array.
+        let query = format!(
+            "UPDATE {table} t SET sla_status = u.status, sla_due_at = u.due_at,
+                    sla_breached_at = u.breached_at{policy}{release}
+               FROM unnest($1::tid[], $2::text[], $3::text[], $4::timestamptz[],
+                           $5::timestamptz[], $6::bool[]) AS u(ctid, policy, status, due_at,
+                                                             breached_at, release)
+              WHERE t.ctid = u.ctid AND t.ctid = ANY($1)",
+            table = table.name,
+        );
+        let status: Vec<Option<String>> = self
+            .status
+            .into_iter()
+            .map(|s| s.map(str::to_owned))
+            .collect();
+        let args: Vec<DatumWithOid> = vec![
+            self.ctid.into(),
+            self.policy.into(),
+            status.into(),
+            self.due_at.into(),
+            self.breached_at.into(),
+            self.release.into(),
+        ];
+        spi_or_error(Spi::connect_mut(|client| {
+            client.update(&query, None, &args).map(|_| ())
+        }));
+    }
+}
+
+pub fn quote_identifier(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+fn spi_or_error<T>(result: Result<T, pgrx::spi::Error>) -> T {
+    result.unwrap_or_else(|e| pgrx::error!("pg_sla: {e}"))
 }

@@ -6,7 +6,7 @@ use pgrx::prelude::*;
 use sla_core::{Error, Micros, MICROS_PER_DAY};
 
 /// Microseconds from the Unix epoch to PostgreSQL's epoch (2000-01-01 UTC).
-const PG_EPOCH_OFFSET: Micros = 946_684_800 * 1_000_000;
+pub const PG_EPOCH_OFFSET: Micros = 946_684_800 * 1_000_000;
 
 /// A finite timestamptz as core microseconds; `None` for ±infinity.
 pub fn finite_instant(ts: TimestampWithTimeZone) -> Option<Micros> {

@@ -4,15 +4,32 @@
 //! PostgreSQL values, caches calendars per backend and maps errors.
 use pgrx::prelude::*;
 
+mod bulk_insert;
 mod calendar_cache;
 mod catalog;
 mod convert;
+mod engine;
 mod functions;
+mod gucs;
 mod jsonb_arg;
+mod regclass;
+mod security;
+mod settings;
+mod tickets;
+mod tracking;
+mod triggers;
 
 ::pgrx::pg_module_magic!();
 
-extension_sql_file!("../sql/calendars.sql", finalize);
+extension_sql_file!(
+    "../sql/calendars.sql",
+    name = "calendars",
+    requires = [
+        functions::validate_calendar,
+        calendar_cache::catalog_changed
+    ]
+);
+extension_sql_file!("../sql/engine.sql", name = "engine", finalize);
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
@@ -20,6 +37,7 @@ pub extern "C-unwind" fn _PG_init() {
     // engine that takes time: let cancel and statement_timeout stop a query
     // that computes over centuries.
     sla_core::set_interrupt_check(check_interrupts);
+    gucs::register();
 }
 
 fn check_interrupts() {

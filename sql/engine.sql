@@ -1,0 +1,196 @@
+-- SLA engine: policies, tracked tables, clocks and notifications.
+
+-- Policies: which targets apply to which tickets, edited with plain DML.
+CREATE TABLE sla.policies (
+    name                  text PRIMARY KEY CHECK (name <> ''),
+    position              int NOT NULL DEFAULT 0,
+    calendar              text REFERENCES sla.calendars (name) ON UPDATE CASCADE,
+    conditions            jsonb NOT NULL DEFAULT '{}',
+    first_response        interval,
+    next_response         interval,
+    resolution            interval,
+    warn_at               double precision,
+    release_ownership_at  double precision,
+    feedback_message      text,
+    pause_statuses        text[] NOT NULL DEFAULT '{}',
+    enabled               boolean NOT NULL DEFAULT true,
+    created_at            timestamptz NOT NULL DEFAULT now(),
+    updated_at            timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE sla.policies IS
+    'pg_sla policies: the first enabled policy (by position, then name) whose conditions match a ticket sets its targets';
+
+CREATE FUNCTION sla.policies_validate() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    target text;
+    target_value interval;
+    fraction text;
+    condition record;
+    accepted jsonb;
+BEGIN
+    FOREACH target IN ARRAY ARRAY['first_response', 'next_response', 'resolution'] LOOP
+        target_value := CASE target WHEN 'first_response' THEN NEW.first_response
+                             WHEN 'next_response' THEN NEW.next_response
+                             ELSE NEW.resolution END;
+        IF target_value IS NOT NULL AND (target_value <= interval '0' OR extract(month FROM target_value) <> 0
+                                  OR extract(year FROM target_value) <> 0) THEN
+            RAISE EXCEPTION 'policy "%": % must be a positive interval without months or years, got %',
+                NEW.name, target, target_value
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'Use hours, minutes or days, e.g. ''30 minutes'' or ''3 days''.';
+        END IF;
+    END LOOP;
+    IF NEW.warn_at IS NOT NULL AND NOT (NEW.warn_at > 0 AND NEW.warn_at < 1) THEN
+        RAISE EXCEPTION 'policy "%": warn_at must be a fraction between 0 and 1 (exclusive), got %',
+            NEW.name, NEW.warn_at USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF NEW.release_ownership_at IS NOT NULL
+       AND NOT (NEW.release_ownership_at > 0 AND NEW.release_ownership_at < 1) THEN
+        RAISE EXCEPTION 'policy "%": release_ownership_at must be a fraction between 0 and 1 (exclusive), got %',
+            NEW.name, NEW.release_ownership_at USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF NEW.release_ownership_at IS NOT NULL AND NEW.first_response IS NULL THEN
+        RAISE EXCEPTION 'policy "%": release_ownership_at needs a first_response target', NEW.name
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF NEW.calendar IS NOT NULL AND NOT EXISTS (SELECT FROM sla.calendars WHERE name = NEW.calendar) THEN
+        RAISE EXCEPTION 'policy "%": calendar "%" does not exist', NEW.name, NEW.calendar
+            USING ERRCODE = 'foreign_key_violation',
+                  HINT = 'Create it in sla.calendars first, or leave calendar NULL for 24/7.';
+    END IF;
+    IF jsonb_typeof(NEW.conditions) <> 'object' THEN
+        RAISE EXCEPTION 'policy "%": conditions must be a JSON object of column → value or array of values, got %',
+            NEW.name, NEW.conditions USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    FOR condition IN SELECT e.key, e.value FROM jsonb_each(NEW.conditions) AS e LOOP
+        accepted := CASE jsonb_typeof(condition.value) WHEN 'array' THEN condition.value
+                         ELSE jsonb_build_array(condition.value) END;
+        IF jsonb_array_length(accepted) = 0 OR EXISTS (
+               SELECT FROM jsonb_array_elements(accepted) v
+               WHERE jsonb_typeof(v) NOT IN ('string', 'number', 'boolean', 'null')) THEN
+            RAISE EXCEPTION 'policy "%": conditions.% must be a string, number, boolean or null, or a non-empty array of them, got %',
+                NEW.name, condition.key, condition.value USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+    END LOOP;
+    IF array_position(NEW.pause_statuses, NULL) IS NOT NULL THEN
+        RAISE EXCEPTION 'policy "%": pause_statuses must not contain NULL', NEW.name
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF TG_OP = 'UPDATE' THEN
+        NEW.updated_at := now();
+    END IF;
+    RETURN NEW;
+END $$;
+
+CREATE TRIGGER policies_validate BEFORE INSERT OR UPDATE ON sla.policies
+    FOR EACH ROW EXECUTE FUNCTION sla.policies_validate();
+CREATE TRIGGER policies_changed AFTER INSERT OR UPDATE OR DELETE ON sla.policies
+    FOR EACH ROW EXECUTE FUNCTION sla.catalog_changed();
+CREATE TRIGGER policies_truncated AFTER TRUNCATE ON sla.policies
+    FOR EACH STATEMENT EXECUTE FUNCTION sla.catalog_changed();
+ALTER TABLE sla.policies ENABLE ALWAYS TRIGGER policies_changed;
+ALTER TABLE sla.policies ENABLE ALWAYS TRIGGER policies_truncated;
+
+-- Tables whose rows are tickets, and how their columns map.
+CREATE TABLE sla.tracked_tables (
+    ticket_table                regclass PRIMARY KEY,
+    id_column                   name NOT NULL,
+    created_at_column           name NOT NULL,
+    status_column               name NOT NULL,
+    closed_statuses             text[] NOT NULL,
+    customer_message_at_column  name NOT NULL,
+    agent_reply_at_column       name NOT NULL,
+    assignee_column             name,
+    tracked_at                  timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE sla.tracked_tables IS
+    'pg_sla: ticket tables tracked with sla.track() and how their columns map';
+CREATE TRIGGER tracked_tables_changed AFTER INSERT OR UPDATE OR DELETE ON sla.tracked_tables
+    FOR EACH ROW EXECUTE FUNCTION sla.catalog_changed();
+CREATE TRIGGER tracked_tables_truncated AFTER TRUNCATE ON sla.tracked_tables
+    FOR EACH STATEMENT EXECUTE FUNCTION sla.catalog_changed();
+
+-- One row per ticket, metric and cycle, kept by the ticket table's triggers.
+CREATE TABLE sla.clocks (
+    ticket_table        regclass NOT NULL,
+    ticket_id           text COLLATE "C" NOT NULL,
+    metric              text COLLATE "C" NOT NULL
+        CHECK (metric IN ('first_response', 'next_response', 'resolution')),
+    cycle               int NOT NULL,
+    policy              text NOT NULL,
+    status              text NOT NULL
+        CHECK (status IN ('running', 'due_soon', 'breached', 'paused', 'achieved', 'missed', 'cancelled')),
+    started_at          timestamptz NOT NULL,
+    target              interval NOT NULL,
+    due_at              timestamptz,
+    warn_at             timestamptz,
+    release_at          timestamptz,
+    next_transition_at  timestamptz,
+    paused_since        timestamptz,
+    paused_time         interval NOT NULL DEFAULT '0',
+    stopped_at          timestamptz,
+    warned_at           timestamptz,
+    breached_at         timestamptz,
+    released_at         timestamptz,
+    PRIMARY KEY (ticket_table, ticket_id, metric, cycle)
+);
+COMMENT ON TABLE sla.clocks IS
+    'pg_sla: one SLA clock per ticket, metric and cycle; maintained by triggers and sla.process_due()';
+-- Due processing probes this index; it holds only clocks with a pending transition.
+CREATE INDEX clocks_next_transition ON sla.clocks (next_transition_at)
+    WHERE next_transition_at IS NOT NULL;
+
+CREATE TABLE sla.notifications (
+    id                bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    created_at        timestamptz NOT NULL DEFAULT now(),
+    ticket_table      regclass NOT NULL,
+    ticket_id         text COLLATE "C" NOT NULL,
+    policy            text,
+    metric            text COLLATE "C",
+    cycle             int,
+    clock_started_at  timestamptz,
+    step              text COLLATE "C" NOT NULL,
+    kind              text COLLATE "C" NOT NULL
+        CHECK (kind IN ('due_soon', 'breached', 'ownership_released', 'customer_feedback')),
+    due_at            timestamptz,
+    message           text,
+    -- Exactly once: one notification of a kind per step of a clock.
+    UNIQUE (ticket_table, ticket_id, metric, cycle, clock_started_at, step, kind)
+);
+COMMENT ON TABLE sla.notifications IS
+    'pg_sla: what sla.process_due() announced; each kind at most once per clock transition';
+
+-- Edits of policies and calendars reach the open clocks in the same transaction.
+CREATE FUNCTION sla.policies_edited() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM sla.resync_open_tickets(NULL);
+    RETURN NULL;
+END $$;
+CREATE TRIGGER policies_edited AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON sla.policies
+    FOR EACH STATEMENT EXECUTE FUNCTION sla.policies_edited();
+
+CREATE FUNCTION sla.calendars_edited() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM sla.resync_open_tickets(ARRAY(SELECT name FROM old_calendars));
+    RETURN NULL;
+END $$;
+CREATE TRIGGER calendars_edited AFTER UPDATE ON sla.calendars
+    REFERENCING OLD TABLE AS old_calendars
+    FOR EACH STATEMENT EXECUTE FUNCTION sla.calendars_edited();
+
+-- Everyone may use the functions and read the settings; only the extension's
+-- owner (or roles it grants) may change them.
+GRANT USAGE ON SCHEMA sla TO PUBLIC;
+GRANT SELECT ON sla.calendars, sla.policies, sla.tracked_tables TO PUBLIC;
+
+-- Applying transitions changes tickets and notifies people: only roles
+-- granted it may run due processing (and replay time with its argument).
+REVOKE ALL ON FUNCTION sla.process_due(timestamptz, int) FROM PUBLIC;
+
+SELECT pg_catalog.pg_extension_config_dump('sla.policies', '');
+SELECT pg_catalog.pg_extension_config_dump('sla.tracked_tables', '');
+SELECT pg_catalog.pg_extension_config_dump('sla.clocks', '');
+SELECT pg_catalog.pg_extension_config_dump('sla.notifications', '');

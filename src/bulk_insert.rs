@@ -1,0 +1,187 @@
+//! Writing new tickets' clocks straight into `sla.clocks`, the way COPY does.
+//!
+//! A bulk insert of tickets creates two clocks per ticket in the statement
+//! trigger. Through SPI that meant building one array per column, unnesting
+//! them and planning an INSERT: more than the table writes themselves. Here
+//! the rows go to the table access method in batches (`table_multi_insert`)
+//! and into its indexes (`ExecInsertIndexTuples`, which also enforces the
+//! primary key and evaluates the partial index's predicate).
+//!
+//! The rows are built by pg_sla and satisfy the table's CHECK and NOT NULL
+//! constraints by construction; `sla.clocks` has no triggers, foreign keys or
+//! row security for this path to honour.
+use pgrx::prelude::*;
+use pgrx::{PgBox, PgMemoryContexts};
+use sla_core::{Clock, Micros};
+
+use crate::convert::PG_EPOCH_OFFSET;
+
+/// Rows handed to the table access method at once.
+const BATCH: usize = 1000;
+
+/// Column order of `sla.clocks` (see sql/engine.sql).
+const NATTS: usize = 18;
+
+/// Inserts the clocks of new tickets, `(ticket id, clock)` pairs, into
+/// `sla.clocks`. Sorting by key first keeps the primary key's inserts
+/// local in its B-tree.
+pub fn insert_clocks(
+    clocks_relid: pg_sys::Oid,
+    ticket_table: pg_sys::Oid,
+    mut rows: Vec<(String, Clock)>,
+) {
+    if rows.is_empty() {
+        return;
+    }
+    rows.sort_by(|(a, x), (b, y)| {
+        (a, x.metric.as_str(), x.cycle).cmp(&(b, y.metric.as_str(), y.cycle))
+    });
+    unsafe {
+        let rel = pg_sys::table_open(clocks_relid, pg_sys::RowExclusiveLock as pg_sys::LOCKMODE);
+        if (*(*rel).rd_att).natts as usize != NATTS {
+            pgrx::error!("sla.clocks does not have the columns this version of pg_sla writes; update the extension");
+        }
+        let estate = pg_sys::CreateExecutorState();
+        let result_rel =
+            PgBox::<pg_sys::ResultRelInfo>::alloc_node(pg_sys::NodeTag::T_ResultRelInfo).into_pg();
+        pg_sys::InitResultRelInfo(result_rel, rel, 1, std::ptr::null_mut(), 0);
+        pg_sys::ExecOpenIndices(result_rel, false);
+        #[cfg(feature = "pg13")]
+        {
+            (*estate).es_result_relation_info = result_rel;
+        }
+        let bulk_state = pg_sys::GetBulkInsertState();
+        let command = pg_sys::GetCurrentCommandId(true);
+        let slots: Vec<*mut pg_sys::TupleTableSlot> = (0..BATCH.min(rows.len()))
+            .map(|_| pg_sys::table_slot_create(rel, std::ptr::null_mut()))
+            .collect();
+        let mut batch_memory = PgMemoryContexts::new("pg_sla clock batch");
+        let per_tuple = pg_sys::MakePerTupleExprContext(estate);
+
+        for chunk in rows.chunks(BATCH) {
+            batch_memory.reset();
+            batch_memory.switch_to(|_| {
+                for ((ticket_id, clock), &slot) in chunk.iter().zip(&slots) {
+                    fill_slot(slot, ticket_table, ticket_id, clock);
+                }
+            });
+            let mut batch_slots = slots[..chunk.len()].to_vec();
+            pg_sys::table_multi_insert(
+                rel,
+                batch_slots.as_mut_ptr(),
+                chunk.len() as i32,
+                command,
+                0,
+                bulk_state,
+            );
+            for &slot in &batch_slots {
+                insert_index_entries(result_rel, slot, estate);
+                pg_sys::MemoryContextReset((*per_tuple).ecxt_per_tuple_memory);
+            }
+        }
+
+        for slot in slots {
+            pg_sys::ExecDropSingleTupleTableSlot(slot);
+        }
+        pg_sys::FreeBulkInsertState(bulk_state);
+        pg_sys::ExecCloseIndices(result_rel);
+        pg_sys::FreeExecutorState(estate);
+        pg_sys::table_close(rel, pg_sys::NoLock as pg_sys::LOCKMODE);
+    }
+}
+
+unsafe fn insert_index_entries(
+    result_rel: *mut pg_sys::ResultRelInfo,
+    slot: *mut pg_sys::TupleTableSlot,
+    estate: *mut pg_sys::EState,
+) {
+    unsafe {
+        #[cfg(feature = "pg13")]
+        pg_sys::ExecInsertIndexTuples(
+            slot,
+            estate,
+            false,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+        );
+        #[cfg(any(feature = "pg14", feature = "pg15"))]
+        pg_sys::ExecInsertIndexTuples(
+            result_rel,
+            slot,
+            estate,
+            false,
+            false,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+        );
+        #[cfg(any(feature = "pg16", feature = "pg17"))]
+        pg_sys::ExecInsertIndexTuples(
+            result_rel,
+            slot,
+            estate,
+            false,
+            false,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            false,
+        );
+        #[cfg(feature = "pg13")]
+        let _ = result_rel;
+    }
+}
+
+/// Stores one clock row in a slot, its values allocated in the current
+/// memory context.
+unsafe fn fill_slot(
+    slot: *mut pg_sys::TupleTableSlot,
+    ticket_table: pg_sys::Oid,
+    ticket_id: &str,
+    clock: &Clock,
+) {
+    let text = |s: &str| unsafe {
+        Some(pg_sys::Datum::from(pg_sys::cstring_to_text_with_len(
+            s.as_ptr().cast(),
+            s.len() as i32,
+        )))
+    };
+    let instant = |t: Option<Micros>| t.map(|t| pg_sys::Datum::from(t - PG_EPOCH_OFFSET));
+    let interval = |micros: Micros| unsafe {
+        let value = pg_sys::palloc(size_of::<pg_sys::Interval>()).cast::<pg_sys::Interval>();
+        value.write(pg_sys::Interval {
+            time: micros,
+            day: 0,
+            month: 0,
+        });
+        Some(pg_sys::Datum::from(value))
+    };
+    let values: [Option<pg_sys::Datum>; NATTS] = [
+        Some(pg_sys::Datum::from(ticket_table)),
+        text(ticket_id),
+        text(clock.metric.as_str()),
+        Some(pg_sys::Datum::from(clock.cycle)),
+        text(&clock.policy),
+        text(clock.status.as_str()),
+        instant(Some(clock.started_at)),
+        interval(clock.target),
+        instant(clock.due_at),
+        instant(clock.warn_at),
+        instant(clock.release_at),
+        instant(clock.next_transition_at),
+        instant(clock.paused_since),
+        interval(clock.paused_time),
+        instant(clock.stopped_at),
+        instant(clock.warned_at),
+        instant(clock.breached_at),
+        instant(clock.released_at),
+    ];
+    unsafe {
+        pg_sys::ExecClearTuple(slot);
+        let datums = std::slice::from_raw_parts_mut((*slot).tts_values, NATTS);
+        let nulls = std::slice::from_raw_parts_mut((*slot).tts_isnull, NATTS);
+        for (i, value) in values.into_iter().enumerate() {
+            datums[i] = value.unwrap_or(pg_sys::Datum::from(0));
+            nulls[i] = value.is_none();
+        }
+        pg_sys::ExecStoreVirtualTuple(slot);
+    }
+}

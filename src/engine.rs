@@ -1,0 +1,248 @@
+//! Due processing and recomputation: the SQL entry points that move clocks
+//! without a ticket changing.
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use pgrx::datum::TimestampWithTimeZone;
+use pgrx::pg_sys::errcodes::PgSqlErrorCode;
+use pgrx::prelude::*;
+use sla_core::{apply_due, summarize, Clock, Metric, Micros, Transition};
+
+use crate::catalog::{self, ClockChanges, NotificationBatch, TicketUpdates};
+use crate::convert::{finite_instant, required_instant};
+use crate::gucs::event_time;
+use crate::security::{as_sla_owner, run_as};
+use crate::settings::{self, Settings, TrackedTable};
+use crate::tickets;
+use crate::triggers::reconcile_ticket;
+
+/// Applies every SLA transition due at `now` (warnings, breaches, ownership
+/// releases), writes their notifications once, and returns how many it
+/// applied. Tickets an application holds locked are left for the next call.
+#[pg_extern(volatile, parallel_unsafe)]
+fn process_due(
+    now: default!(TimestampWithTimeZone, "now()"),
+    max_rows: default!(i32, 10000),
+) -> i32 {
+    let at = required_instant(now, "now");
+    if max_rows < 1 {
+        ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("max_rows must be at least 1, got {max_rows}")
+        );
+    }
+    let settings = settings::current();
+    let due = as_sla_owner(|| catalog::due_tickets(now, max_rows));
+    let mut by_table: BTreeMap<u32, Vec<String>> = BTreeMap::new();
+    let mut seen = HashSet::new();
+    for (relid, id) in due {
+        if seen.insert((relid.to_u32(), id.clone())) {
+            by_table.entry(relid.to_u32()).or_default().push(id);
+        }
+    }
+    let mut applied = 0;
+    for (relid, ids) in by_table {
+        let Some(table) = settings.tracked.get(&pg_sys::Oid::from(relid)) else {
+            continue;
+        };
+        // Statements over a few thousand keys at most, so that the planner
+        // reaches rows through their keys and addresses.
+        for chunk in ids.chunks(DUE_CHUNK) {
+            applied += process_due_tickets(&settings, table, chunk.to_vec(), at);
+        }
+    }
+    applied
+}
+
+/// Tickets handled per statement by `process_due`.
+const DUE_CHUNK: usize = 1000;
+
+/// Applies the due transitions of some tickets of one table; returns how
+/// many it applied.
+fn process_due_tickets(
+    settings: &Settings,
+    table: &TrackedTable,
+    ids: Vec<String>,
+    at: Micros,
+) -> i32 {
+    let relid = table.relid;
+    // Lock order everywhere: the ticket row, then its clocks.
+    let locked = run_as(table.owner, || catalog::lock_free_tickets(table, ids));
+    if locked.is_empty() {
+        return 0;
+    }
+    let locked_ids: Vec<String> = locked.iter().map(|(_, id)| id.clone()).collect();
+    let stored = as_sla_owner(|| catalog::read_clocks(relid, &locked_ids, true));
+    let mut applied = 0;
+    let mut changes = ClockChanges::default();
+    let mut notifications = NotificationBatch::default();
+    let mut updates = TicketUpdates::default();
+    for (ctid, id) in &locked {
+        let Some(stored_clocks) = stored.get(id) else {
+            continue;
+        };
+        let mut clocks: Vec<Clock> = stored_clocks.iter().map(|s| s.clock.clone()).collect();
+        let mut release = false;
+        let mut ticket_changed = false;
+        for clock in clocks.iter_mut() {
+            let transitions = apply_due(clock, at);
+            if transitions.is_empty() {
+                continue;
+            }
+            ticket_changed = true;
+            let feedback = settings
+                .by_name
+                .get(&clock.policy)
+                .and_then(|p| p.feedback_message.clone());
+            for transition in transitions {
+                applied += 1;
+                let step = transition.as_str();
+                notifications.push(id, clock, step, step, None);
+                match transition {
+                    Transition::OwnershipReleased => release = true,
+                    Transition::DueSoon | Transition::Breached => {
+                        if clock.metric != Metric::Resolution {
+                            if let Some(message) = &feedback {
+                                notifications.push(
+                                    id,
+                                    clock,
+                                    step,
+                                    "customer_feedback",
+                                    Some(message.clone()),
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if ticket_changed {
+            changes.add_ticket(id, stored_clocks, &clocks);
+            updates.push(*ctid, None, &summarize(&clocks), release);
+        }
+    }
+    as_sla_owner(|| {
+        changes.write(relid);
+        notifications.write(relid);
+    });
+    run_as(table.owner, || updates.write(table, false));
+    applied
+}
+
+/// Recomputes the open clocks of tracked tickets after an edit of policies
+/// (`calendars` NULL: every open ticket is matched again) or of calendars
+/// (only tickets whose policy uses one of them). Returns how many tickets
+/// it looked at. Called by triggers on `sla.policies` and `sla.calendars`.
+#[pg_extern(volatile, parallel_unsafe)]
+fn resync_open_tickets(calendars: Option<Vec<Option<String>>>) -> i64 {
+    let calendars: Option<Vec<String>> = calendars.map(|c| c.into_iter().flatten().collect());
+    let settings = settings::current();
+    let mut seen = 0;
+    let mut tables: Vec<_> = settings.tracked.values().cloned().collect();
+    tables.sort_by_key(|t| t.relid.to_u32());
+    for table in tables {
+        let ids =
+            as_sla_owner(|| catalog::tickets_with_open_clocks(table.relid, calendars.clone()));
+        // A new or edited policy may also match open tickets no policy matched.
+        let include_unmatched = calendars.is_none();
+        seen += resync_tickets(&table, TicketSelection::Ids(ids, include_unmatched));
+    }
+    seen
+}
+
+pub enum TicketSelection {
+    /// These tickets, and with `true` also open tickets without a policy.
+    Ids(Vec<String>, bool),
+}
+
+/// Brings the clocks and SLA columns of the selected tickets in line with
+/// their rows and the current policies. Returns how many tickets it saw.
+pub fn resync_tickets(table: &TrackedTable, selection: TicketSelection) -> i64 {
+    let settings = settings::current();
+    let now = event_time();
+    let id = catalog::quote_identifier(&table.id_column);
+    let filter = match &selection {
+        TicketSelection::Ids(ids, false) if ids.is_empty() => return 0,
+        TicketSelection::Ids(_, include_unmatched) => format!(
+            "t.{id} = ANY($1::text[]::{ty}[]){unmatched}",
+            ty = table.id_type,
+            unmatched = if *include_unmatched {
+                format!(
+                    " OR (t.sla_policy IS NULL AND (t.{status} IS NULL OR NOT (t.{status}::text = ANY($2))))",
+                    status = catalog::quote_identifier(&table.status_column)
+                )
+            } else {
+                String::new()
+            }
+        ),
+    };
+    let TicketSelection::Ids(ids, _) = selection;
+    let closed = table.closed_statuses.clone();
+    let columns = unsafe {
+        let relation = pg_sys::relation_open(table.relid, pg_sys::AccessShareLock as i32);
+        let columns = tickets::columns_for(table, (*relation).rd_att, &settings);
+        pg_sys::relation_close(relation, pg_sys::AccessShareLock as i32);
+        columns
+    };
+    let (select_list, layout) = columns.select_list();
+    let query = format!(
+        "SELECT t.ctid, {select_list} FROM {name} t WHERE {filter} ORDER BY t.{id} FOR NO KEY UPDATE",
+        name = table.name
+    );
+    // Locked and read as the table's owner.
+    let rows = run_as(table.owner, || {
+        Spi::connect_mut(|client| {
+            let result = client.update(&query, None, &[ids.into(), closed.into()])?;
+            let mut rows = Vec::new();
+            for row in result {
+                let Some(ctid) = row.get::<pg_sys::ItemPointerData>(1)? else {
+                    continue;
+                };
+                let mut values = HashMap::new();
+                for (i, (attnum, is_text)) in layout.iter().enumerate() {
+                    let value = if *is_text {
+                        tickets::Value::Text(row.get::<String>(i + 2)?)
+                    } else {
+                        tickets::Value::Instant(
+                            row.get::<TimestampWithTimeZone>(i + 2)?
+                                .and_then(finite_instant),
+                        )
+                    };
+                    values.insert(*attnum, value);
+                }
+                rows.push((ctid, tickets::Row::Values(values)));
+            }
+            Ok::<_, pgrx::spi::Error>(rows)
+        })
+    })
+    .unwrap_or_else(|e| pgrx::error!("pg_sla: {e}"));
+
+    let tickets: Vec<(pg_sys::ItemPointerData, tickets::Ticket)> = rows
+        .into_iter()
+        .map(|(ctid, row)| {
+            (
+                ctid,
+                tickets::Ticket {
+                    table,
+                    columns: &columns,
+                    row,
+                },
+            )
+        })
+        .collect();
+    let ids: Vec<String> = tickets.iter().map(|(_, ticket)| ticket.id()).collect();
+    let stored = as_sla_owner(|| catalog::read_clocks(table.relid, &ids, true));
+    let mut changes = ClockChanges::default();
+    let mut updates = TicketUpdates::default();
+    for ((ctid, ticket), id) in tickets.iter().zip(&ids) {
+        let policy = ticket.matching_policy(&settings);
+        let stored_clocks = stored.get(id).map_or(&[][..], Vec::as_slice);
+        let mut clocks: Vec<Clock> = stored_clocks.iter().map(|s| s.clock.clone()).collect();
+        let summary = reconcile_ticket(ticket, policy, &mut clocks, now);
+        changes.add_ticket(id, stored_clocks, &clocks);
+        updates.push(*ctid, policy.map(|p| p.name.as_str()), &summary, false);
+    }
+    as_sla_owner(|| changes.write(table.relid));
+    run_as(table.owner, || updates.write(table, true));
+    tickets.len() as i64
+}

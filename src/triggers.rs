@@ -1,0 +1,265 @@
+//! Triggers `sla.track` installs on a ticket table.
+//!
+//! - `zz_pg_sla_row`, BEFORE INSERT OR UPDATE, per row: chooses the policy and
+//!   writes the ticket's SLA columns into the row itself (no second write);
+//!   on UPDATE it also brings the ticket's clocks in line.
+//! - `zz_pg_sla_inserted`, AFTER INSERT, per statement: creates the new
+//!   tickets' clocks from the transition table in one statement, so a bulk
+//!   insert pays one write per clock rather than one query per row (and rows
+//!   skipped by ON CONFLICT get none).
+//! - `zz_pg_sla_deleted` and `zz_pg_sla_truncated`: drop the clocks.
+//!
+//! The names sort after most user triggers, so the row trigger sees the row
+//! as other BEFORE triggers left it.
+use std::rc::Rc;
+
+use pgrx::prelude::*;
+use pgrx::trigger_support::PgTriggerError;
+use pgrx::{AllocatedByPostgres, PgTrigger, PgTupleDesc};
+use sla_core::{reconcile, summarize, Clock, Summary};
+
+use crate::bulk_insert;
+use crate::catalog::{self, ClockChanges};
+use crate::convert::{or_raise, timestamptz};
+use crate::gucs::event_time;
+use crate::security::{as_sla_owner, clocks_relid};
+use crate::settings::{self, hours, Policy, Settings, TrackedTable};
+use crate::tickets::{columns_for, Columns, Row, Ticket};
+
+pub const ROW_TRIGGER: &str = "zz_pg_sla_row";
+pub const INSERTED_TRIGGER: &str = "zz_pg_sla_inserted";
+pub const DELETED_TRIGGER: &str = "zz_pg_sla_deleted";
+pub const TRUNCATED_TRIGGER: &str = "zz_pg_sla_truncated";
+
+type TriggerResult<'a> = Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, PgTriggerError>;
+
+/// Brings one ticket's clocks in line with its row and the policy that
+/// matches it; returns the ticket's summary.
+pub fn reconcile_ticket(
+    ticket: &Ticket,
+    policy: Option<&Rc<Policy>>,
+    clocks: &mut Vec<Clock>,
+    now: sla_core::Micros,
+) -> Summary {
+    let facts = ticket.facts(policy.map(|p| &**p), now);
+    let calendar = policy.and_then(|p| p.calendar());
+    let releasable = ticket.table.assignee_column.is_some();
+    let result = reconcile(
+        clocks,
+        &facts,
+        policy.map(|p| (p.name.as_str(), &p.targets)),
+        hours(&calendar),
+        now,
+        releasable,
+    );
+    or_raise(result, policy.and_then(|p| p.calendar.as_deref()));
+    summarize(clocks)
+}
+
+/// The row with its SLA columns replaced.
+unsafe fn with_sla_columns(
+    tuple: pg_sys::HeapTuple,
+    tupdesc: pg_sys::TupleDesc,
+    columns: &Columns,
+    policy: Option<&str>,
+    summary: &Summary,
+) -> pg_sys::HeapTuple {
+    let text = |s: Option<&str>| s.and_then(|s| s.into_datum());
+    let instant = |t: Option<sla_core::Micros>| t.and_then(|t| timestamptz(t).into_datum());
+    let values = [
+        text(policy),
+        text(summary.status.map(sla_core::ClockStatus::as_str)),
+        instant(summary.due_at),
+        instant(summary.breached_at),
+    ];
+    let mut attnums = [
+        columns.sla_policy.attnum,
+        columns.sla_status.attnum,
+        columns.sla_due_at.attnum,
+        columns.sla_breached_at.attnum,
+    ];
+    let mut datums = values.map(|v| v.unwrap_or(pg_sys::Datum::from(0)));
+    let mut nulls = values.map(|v| v.is_none());
+    unsafe {
+        pg_sys::heap_modify_tuple_by_cols(
+            tuple,
+            tupdesc,
+            attnums.len() as i32,
+            attnums.as_mut_ptr(),
+            datums.as_mut_ptr(),
+            nulls.as_mut_ptr(),
+        )
+    }
+}
+
+fn tracked(settings: &Settings, relid: pg_sys::Oid) -> Option<Rc<TrackedTable>> {
+    settings.tracked.get(&relid).cloned()
+}
+
+#[pg_trigger]
+fn ticket_row_changed<'a>(trigger: &'a PgTrigger<'a>) -> TriggerResult<'a> {
+    let data = trigger.trigger_data();
+    let settings = settings::current();
+    let Some(table) = tracked(&settings, trigger.relid()?) else {
+        return Ok(trigger.new());
+    };
+    let tupdesc = unsafe { (*data.tg_relation).rd_att };
+    let columns = columns_for(&table, tupdesc, &settings);
+    let updating = pgrx::trigger_support::trigger_fired_by_update(data.tg_event);
+    let new_tuple = if updating {
+        data.tg_newtuple
+    } else {
+        data.tg_trigtuple
+    };
+    let new = Ticket {
+        table: &table,
+        columns: &columns,
+        row: Row::Heap(new_tuple, tupdesc),
+    };
+    let policy = new.matching_policy(&settings);
+    let now = event_time();
+
+    let mut clocks = Vec::new();
+    if updating {
+        let old = Ticket {
+            table: &table,
+            columns: &columns,
+            row: Row::Heap(data.tg_trigtuple, tupdesc),
+        };
+        let old_id = old.id();
+        let new_id = new.id();
+        let same_policy = policy.map(|p| p.name.as_str()) == new.sla_policy().as_deref();
+        let policy_ref = policy.map(|p| &**p);
+        if same_policy
+            && old_id == new_id
+            && old.facts(policy_ref, now) == new.facts(policy_ref, now)
+        {
+            // Nothing the clocks depend on changed (this includes pg_sla's own
+            // updates of the SLA columns).
+            return Ok(trigger.new());
+        }
+        let stored = as_sla_owner(|| {
+            if old_id != new_id {
+                catalog::rename_ticket(table.relid, &old_id, &new_id);
+            }
+            catalog::read_clocks(table.relid, std::slice::from_ref(&new_id), true)
+                .remove(&new_id)
+                .unwrap_or_default()
+        });
+        clocks.extend(stored.iter().map(|s| s.clock.clone()));
+        let summary = reconcile_ticket(&new, policy, &mut clocks, now);
+        let mut changes = ClockChanges::default();
+        changes.add_ticket(&new_id, &stored, &clocks);
+        as_sla_owner(|| changes.write(table.relid));
+        return Ok(Some(modified(
+            new_tuple, tupdesc, &columns, policy, &summary,
+        )));
+    }
+    let summary = reconcile_ticket(&new, policy, &mut clocks, now);
+    Ok(Some(modified(
+        new_tuple, tupdesc, &columns, policy, &summary,
+    )))
+}
+
+fn modified<'a>(
+    tuple: pg_sys::HeapTuple,
+    tupdesc: pg_sys::TupleDesc,
+    columns: &Columns,
+    policy: Option<&Rc<Policy>>,
+    summary: &Summary,
+) -> PgHeapTuple<'a, AllocatedByPostgres> {
+    unsafe {
+        let changed = with_sla_columns(
+            tuple,
+            tupdesc,
+            columns,
+            policy.map(|p| p.name.as_str()),
+            summary,
+        );
+        PgHeapTuple::from_heap_tuple(PgTupleDesc::from_pg_unchecked(tupdesc), changed)
+    }
+}
+
+/// Calls `each` for every row of a trigger's transition table.
+fn for_each_transition_row(
+    store: *mut pg_sys::Tuplestorestate,
+    tupdesc: pg_sys::TupleDesc,
+    mut each: impl FnMut(Row),
+) {
+    if store.is_null() {
+        return;
+    }
+    unsafe {
+        let slot = pg_sys::MakeSingleTupleTableSlot(tupdesc, &pg_sys::TTSOpsMinimalTuple);
+        pg_sys::tuplestore_rescan(store);
+        while pg_sys::tuplestore_gettupleslot(store, true, false, slot) {
+            each(Row::Slot(slot));
+        }
+        pg_sys::ExecDropSingleTupleTableSlot(slot);
+    }
+}
+
+#[pg_trigger]
+fn tickets_inserted<'a>(trigger: &'a PgTrigger<'a>) -> TriggerResult<'a> {
+    let data = trigger.trigger_data();
+    let settings = settings::current();
+    let Some(table) = tracked(&settings, trigger.relid()?) else {
+        return Ok(None);
+    };
+    let tupdesc = unsafe { (*data.tg_relation).rd_att };
+    let columns = columns_for(&table, tupdesc, &settings);
+    let now = event_time();
+    let mut new_clocks = Vec::new();
+    let mut clocks = Vec::new();
+    for_each_transition_row(data.tg_newtable, tupdesc, |row| {
+        let ticket = Ticket {
+            table: &table,
+            columns: &columns,
+            row,
+        };
+        // The row trigger chose the policy and stored its name.
+        let Some(policy) = ticket
+            .sla_policy()
+            .and_then(|name| settings.by_name.get(&name))
+        else {
+            return;
+        };
+        clocks.clear();
+        reconcile_ticket(&ticket, Some(policy), &mut clocks, now);
+        let id = ticket.id();
+        new_clocks.extend(clocks.drain(..).map(|clock| (id.clone(), clock)));
+    });
+    bulk_insert::insert_clocks(clocks_relid(), table.relid, new_clocks);
+    Ok(None)
+}
+
+#[pg_trigger]
+fn tickets_deleted<'a>(trigger: &'a PgTrigger<'a>) -> TriggerResult<'a> {
+    let data = trigger.trigger_data();
+    let settings = settings::current();
+    let Some(table) = tracked(&settings, trigger.relid()?) else {
+        return Ok(None);
+    };
+    let tupdesc = unsafe { (*data.tg_relation).rd_att };
+    let columns = columns_for(&table, tupdesc, &settings);
+    let mut ids = Vec::new();
+    for_each_transition_row(data.tg_oldtable, tupdesc, |row| {
+        let ticket = Ticket {
+            table: &table,
+            columns: &columns,
+            row,
+        };
+        ids.push(ticket.id());
+    });
+    if !ids.is_empty() {
+        as_sla_owner(|| catalog::delete_clocks(table.relid, Some(ids)));
+    }
+    Ok(None)
+}
+
+#[pg_trigger]
+fn tickets_truncated<'a>(trigger: &'a PgTrigger<'a>) -> TriggerResult<'a> {
+    let relid = trigger.relid()?;
+    as_sla_owner(|| catalog::delete_clocks(relid, None));
+    Ok(None)
+}

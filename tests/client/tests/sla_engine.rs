@@ -1,0 +1,833 @@
+//! The SLA engine on a real server: policies, tracked tables, clocks, due
+//! processing and notifications, through real client connections.
+//!
+//! Dates: 2026-11-27 and 2026-12-25 are Fridays; the `ny` calendar is open
+//! Monday to Friday 09:00–17:00 in New York and closed on 2026-12-25.
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use pg_sla_client_tests::{sql_error, Client, Cluster};
+
+const NY: &str = r#"{"timezone": "America/New_York",
+  "hours": {"mon": ["09:00-17:00"], "tue": ["09:00-17:00"], "wed": ["09:00-17:00"],
+            "thu": ["09:00-17:00"], "fri": ["09:00-17:00"]},
+  "holidays": ["2026-12-25"]}"#;
+
+/// A calendar, two policies and a tracked `tickets` table.
+fn setup(db: &mut Client) {
+    db.execute(
+        "INSERT INTO sla.calendars (name, definition) VALUES ('ny', $1::text::jsonb)",
+        &[&NY],
+    )
+    .unwrap();
+    db.batch_execute(
+        "SET TimeZone = 'America/New_York';
+         INSERT INTO sla.policies (name, position, calendar, conditions, first_response,
+                                   next_response, resolution, warn_at, feedback_message,
+                                   pause_statuses)
+         VALUES ('urgent', 1, 'ny', '{\"priority\": [\"urgent\", \"high\"]}', '30 minutes',
+                 '2 hours', '8 hours', 0.5, 'We are on it', '{waiting}'),
+                ('default', 2, NULL, '{}', '4 hours', NULL, NULL, NULL, NULL, '{}');
+         CREATE TABLE tickets (
+             id bigint PRIMARY KEY,
+             priority text NOT NULL DEFAULT 'normal',
+             status text NOT NULL DEFAULT 'open',
+             assignee text,
+             created_at timestamptz NOT NULL DEFAULT now(),
+             last_customer_message_at timestamptz,
+             last_agent_reply_at timestamptz);
+         SELECT sla.track('tickets', assignee_column => 'assignee');",
+    )
+    .unwrap();
+}
+
+fn text(db: &mut Client, query: &str) -> String {
+    db.query_one(query, &[])
+        .unwrap_or_else(|e| panic!("{query}: {e}"))
+        .get::<_, Option<String>>(0)
+        .unwrap_or_else(|| "NULL".into())
+}
+
+fn int(db: &mut Client, query: &str) -> i64 {
+    db.query_one(&format!("SELECT ({query})::bigint"), &[])
+        .unwrap_or_else(|e| panic!("{query}: {e}"))
+        .get(0)
+}
+
+/// status and due time of one clock, as "status due_at".
+fn clock(db: &mut Client, id: i64, metric: &str, cycle: i32) -> String {
+    text(
+        db,
+        &format!(
+            "SELECT status || ' ' || coalesce(due_at::text, '-') FROM sla.clocks
+              WHERE ticket_table = 'tickets'::regclass AND ticket_id = '{id}'
+                AND metric = '{metric}' AND cycle = {cycle}"
+        ),
+    )
+}
+
+/// sla_policy, sla_status, sla_due_at and sla_breached_at of a ticket.
+fn ticket(db: &mut Client, id: i64) -> String {
+    text(
+        db,
+        &format!(
+            "SELECT concat_ws(' ', coalesce(sla_policy, '-'), coalesce(sla_status, '-'),
+                              coalesce(sla_due_at::text, '-'), coalesce(sla_breached_at::text, '-'))
+               FROM tickets WHERE id = {id}"
+        ),
+    )
+}
+
+fn process_due(db: &mut Client, now: &str) -> i64 {
+    int(db, &format!("SELECT sla.process_due('{now}')"))
+}
+
+fn notifications(db: &mut Client, id: i64) -> String {
+    text(
+        db,
+        &format!(
+            "SELECT coalesce(string_agg(metric || '/' || cycle || ' ' || kind, ', ' ORDER BY id), '')
+               FROM sla.notifications WHERE ticket_id = '{id}'"
+        ),
+    )
+}
+
+#[test]
+fn seed_example_friday_message_is_due_monday_and_breaches_once() {
+    let cluster = Cluster::start("seed", &[]);
+    let mut db = cluster.connect();
+    setup(&mut db);
+    db.batch_execute(
+        "INSERT INTO tickets (id, priority, created_at) VALUES (1, 'urgent', '2026-11-27 16:45')",
+    )
+    .unwrap();
+    // 15 minutes on Friday, then Monday from 09:00.
+    assert_eq!(
+        clock(&mut db, 1, "first_response", 1),
+        "running 2026-11-30 09:15:00-05"
+    );
+    assert_eq!(
+        ticket(&mut db, 1),
+        "urgent running 2026-11-30 09:15:00-05 -"
+    );
+    // Warned at half the target (Friday 17:00), breached at the deadline.
+    assert_eq!(process_due(&mut db, "2026-11-27 16:59:59"), 0);
+    assert_eq!(process_due(&mut db, "2026-11-27 17:00"), 1);
+    assert_eq!(
+        clock(&mut db, 1, "first_response", 1).split(' ').next(),
+        Some("due_soon")
+    );
+    assert_eq!(process_due(&mut db, "2026-11-30 09:14:59"), 0);
+    assert_eq!(
+        process_due(&mut db, "2026-11-30 09:15"),
+        0,
+        "the deadline itself is in time"
+    );
+    assert_eq!(process_due(&mut db, "2026-11-30 09:15:01"), 1);
+    assert_eq!(
+        process_due(&mut db, "2026-11-30 09:15:01"),
+        0,
+        "applied once"
+    );
+    assert_eq!(
+        process_due(&mut db, "2026-12-30 09:15"),
+        1,
+        "only the resolution is left"
+    );
+    assert_eq!(
+        notifications(&mut db, 1),
+        "first_response/1 due_soon, first_response/1 customer_feedback, \
+         first_response/1 breached, first_response/1 customer_feedback, resolution/1 breached"
+    );
+    assert_eq!(
+        text(&mut db, "SELECT string_agg(message, ',') FROM sla.notifications WHERE kind = 'customer_feedback'"),
+        "We are on it,We are on it"
+    );
+    assert_eq!(
+        ticket(&mut db, 1),
+        "urgent breached - 2026-11-30 09:15:00-05"
+    );
+    // A late reply: the clock is missed, and the ticket keeps its first breach.
+    db.batch_execute("UPDATE tickets SET last_agent_reply_at = '2026-11-30 10:00' WHERE id = 1")
+        .unwrap();
+    assert_eq!(
+        clock(&mut db, 1, "first_response", 1),
+        "missed 2026-11-30 09:15:00-05"
+    );
+}
+
+#[test]
+fn each_metric_across_a_weekend_and_a_holiday() {
+    let cluster = Cluster::start("metrics", &[]);
+    let mut db = cluster.connect();
+    setup(&mut db);
+    db.batch_execute(
+        "INSERT INTO tickets (id, priority, created_at) VALUES (1, 'high', '2026-12-24 15:00')",
+    )
+    .unwrap();
+    // first response: 30 min of Thursday afternoon.
+    assert_eq!(
+        clock(&mut db, 1, "first_response", 1),
+        "running 2026-12-24 15:30:00-05"
+    );
+    // resolution, 8 h: 2 h Thursday, Friday is a holiday, the weekend, 6 h Monday.
+    assert_eq!(
+        clock(&mut db, 1, "resolution", 1),
+        "running 2026-12-28 15:00:00-05"
+    );
+
+    // The agent replies in time; the customer writes back at 16:30 Thursday.
+    db.batch_execute(
+        "UPDATE tickets SET last_agent_reply_at = '2026-12-24 15:10' WHERE id = 1;
+         UPDATE tickets SET last_customer_message_at = '2026-12-24 16:30' WHERE id = 1;",
+    )
+    .unwrap();
+    assert_eq!(
+        clock(&mut db, 1, "first_response", 1),
+        "achieved 2026-12-24 15:30:00-05"
+    );
+    // next response, 2 h: 30 min Thursday, holiday, weekend, 1 h 30 Monday.
+    assert_eq!(
+        clock(&mut db, 1, "next_response", 1),
+        "running 2026-12-28 10:30:00-05"
+    );
+    // A second message before any reply does not open another cycle.
+    db.batch_execute(
+        "UPDATE tickets SET last_customer_message_at = '2026-12-28 09:05' WHERE id = 1",
+    )
+    .unwrap();
+    assert_eq!(
+        int(
+            &mut db,
+            "SELECT count(*) FROM sla.clocks WHERE metric = 'next_response'"
+        ),
+        1
+    );
+    // The reply at 10:00 Monday achieves it; a new message opens cycle 2.
+    db.batch_execute(
+        "UPDATE tickets SET last_agent_reply_at = '2026-12-28 10:00' WHERE id = 1;
+         UPDATE tickets SET last_customer_message_at = '2026-12-28 11:00' WHERE id = 1;",
+    )
+    .unwrap();
+    assert_eq!(
+        clock(&mut db, 1, "next_response", 1),
+        "achieved 2026-12-28 10:30:00-05"
+    );
+    assert_eq!(
+        clock(&mut db, 1, "next_response", 2),
+        "running 2026-12-28 13:00:00-05"
+    );
+    // Nobody answers cycle 2: breached at 13:00 (its warning folded in).
+    assert_eq!(process_due(&mut db, "2026-12-28 13:00:01"), 1 + 1);
+    assert_eq!(
+        clock(&mut db, 1, "next_response", 2),
+        "breached 2026-12-28 13:00:00-05"
+    );
+    assert_eq!(
+        ticket(&mut db, 1),
+        "urgent breached 2026-12-28 15:00:00-05 2026-12-28 13:00:00-05"
+    );
+    db.batch_execute(
+        "SET pg_sla.event_time = '2026-12-28 14:00';
+         UPDATE tickets SET status = 'solved' WHERE id = 1;",
+    )
+    .unwrap();
+    // Closing at 14:00 Monday: resolution achieved; the unanswered response
+    // clock had breached, so it is missed rather than cancelled.
+    assert_eq!(
+        clock(&mut db, 1, "resolution", 1),
+        "achieved 2026-12-28 15:00:00-05"
+    );
+    assert_eq!(
+        clock(&mut db, 1, "next_response", 2),
+        "missed 2026-12-28 13:00:00-05"
+    );
+    assert_eq!(ticket(&mut db, 1).split(' ').nth(1), Some("missed"));
+}
+
+#[test]
+fn pause_resume_reopen_policy_switch_and_edits() {
+    let cluster = Cluster::start("lifecycle", &[]);
+    let mut db = cluster.connect();
+    setup(&mut db);
+    db.batch_execute(
+        "INSERT INTO tickets (id, priority, created_at) VALUES (1, 'urgent', '2026-11-30 09:00');
+         INSERT INTO tickets (id, priority, created_at) VALUES (2, 'low', '2026-11-30 09:00');",
+    )
+    .unwrap();
+    assert_eq!(
+        clock(&mut db, 1, "resolution", 1),
+        "running 2026-11-30 17:00:00-05"
+    );
+
+    // Pause at 10:00 Monday, resume at 09:00 Tuesday: 7 business hours paused.
+    db.batch_execute(
+        "SET pg_sla.event_time = '2026-11-30 10:00';
+         UPDATE tickets SET status = 'waiting' WHERE id = 1;",
+    )
+    .unwrap();
+    assert_eq!(
+        clock(&mut db, 1, "resolution", 1).split(' ').next(),
+        Some("paused")
+    );
+    assert_eq!(ticket(&mut db, 1).split(' ').nth(1), Some("paused"));
+    assert_eq!(
+        int(&mut db, "SELECT count(*) FROM sla.clocks WHERE ticket_id = '1' AND next_transition_at IS NOT NULL"),
+        0,
+        "a paused clock has nothing due"
+    );
+    assert_eq!(
+        process_due(&mut db, "2026-12-31"),
+        1,
+        "only ticket 2's clock"
+    );
+    db.batch_execute(
+        "SET pg_sla.event_time = '2026-12-01 09:00';
+         UPDATE tickets SET status = 'open' WHERE id = 1;",
+    )
+    .unwrap();
+    // 8 h + 7 h paused from Monday 09:00: 8 h Monday, 7 h Tuesday.
+    assert_eq!(
+        clock(&mut db, 1, "resolution", 1),
+        "running 2026-12-01 16:00:00-05"
+    );
+    assert_eq!(
+        text(&mut db, "SELECT paused_time::text FROM sla.clocks WHERE ticket_id = '1' AND metric = 'resolution'"),
+        "07:00:00"
+    );
+
+    // Close at 10:00 Tuesday, reopen at 15:00: 5 closed business hours.
+    db.batch_execute(
+        "SET pg_sla.event_time = '2026-12-01 10:00';
+         UPDATE tickets SET status = 'closed' WHERE id = 1;",
+    )
+    .unwrap();
+    assert_eq!(
+        clock(&mut db, 1, "resolution", 1),
+        "achieved 2026-12-01 16:00:00-05"
+    );
+    // The first response was due at 09:30 Monday, before the pause began
+    // (so the pause did not move it): closed unanswered after that, missed.
+    assert_eq!(
+        clock(&mut db, 1, "first_response", 1),
+        "missed 2026-11-30 09:30:00-05"
+    );
+    assert_eq!(ticket(&mut db, 1).split(' ').nth(1), Some("missed"));
+    db.batch_execute(
+        "SET pg_sla.event_time = '2026-12-01 15:00';
+         UPDATE tickets SET status = 'open' WHERE id = 1;",
+    )
+    .unwrap();
+    // 15 h + 5 h from Monday 09:00: Monday 8 h, Tuesday 8 h, Wednesday 4 h.
+    assert_eq!(
+        clock(&mut db, 1, "resolution", 1),
+        "running 2026-12-02 13:00:00-05"
+    );
+    assert_eq!(
+        clock(&mut db, 1, "first_response", 1).split(' ').next(),
+        Some("missed"),
+        "reopening does not revive a stopped response clock"
+    );
+
+    // Policy switch: ticket 2 (default, 24/7, 4 h) becomes urgent at 09:10
+    // Monday; its first response now has 30 business minutes from 09:00.
+    let mut fresh = cluster.connect();
+    fresh
+        .batch_execute("SET TimeZone = 'America/New_York'")
+        .unwrap();
+    fresh
+        .batch_execute(
+            "INSERT INTO tickets (id, priority, created_at) VALUES (3, 'low', '2026-11-30 09:00');
+             SET pg_sla.event_time = '2026-11-30 09:10';
+             UPDATE tickets SET priority = 'urgent' WHERE id = 3;",
+        )
+        .unwrap();
+    assert_eq!(
+        clock(&mut fresh, 3, "first_response", 1),
+        "running 2026-11-30 09:30:00-05"
+    );
+    assert_eq!(
+        clock(&mut fresh, 3, "resolution", 1),
+        "running 2026-11-30 17:00:00-05"
+    );
+    assert_eq!(
+        text(
+            &mut fresh,
+            "SELECT string_agg(DISTINCT policy, ',') FROM sla.clocks WHERE ticket_id = '3'"
+        ),
+        "urgent"
+    );
+    // And back: the default policy has no resolution target.
+    fresh
+        .batch_execute("UPDATE tickets SET priority = 'low' WHERE id = 3")
+        .unwrap();
+    assert_eq!(
+        clock(&mut fresh, 3, "first_response", 1),
+        "running 2026-11-30 13:00:00-05"
+    );
+    assert_eq!(
+        clock(&mut fresh, 3, "resolution", 1).split(' ').next(),
+        Some("cancelled")
+    );
+
+    // A calendar edit moves open deadlines in the same transaction; a
+    // rollback moves them back.
+    fresh
+        .batch_execute(
+            "RESET pg_sla.event_time;
+             INSERT INTO tickets (id, priority, created_at) VALUES (4, 'urgent', '2026-11-27 16:45');",
+        )
+        .unwrap();
+    assert_eq!(
+        clock(&mut fresh, 4, "first_response", 1),
+        "running 2026-11-30 09:15:00-05"
+    );
+    let mut tx = fresh.transaction().unwrap();
+    tx.batch_execute(
+        "UPDATE sla.calendars SET definition = jsonb_set(definition, '{hours,mon}', '[\"08:00-17:00\"]')
+          WHERE name = 'ny'",
+    )
+    .unwrap();
+    let due: String = tx
+        .query_one(
+            "SELECT due_at::text FROM sla.clocks WHERE ticket_id = '4' AND metric = 'first_response'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(due, "2026-11-30 08:15:00-05");
+    let ticket_due: String = tx
+        .query_one("SELECT sla_due_at::text FROM tickets WHERE id = 4", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(ticket_due, "2026-11-30 08:15:00-05");
+    tx.rollback().unwrap();
+    assert_eq!(
+        clock(&mut fresh, 4, "first_response", 1),
+        "running 2026-11-30 09:15:00-05"
+    );
+
+    // A policy edit too: a 1-hour first response.
+    fresh
+        .batch_execute("UPDATE sla.policies SET first_response = '1 hour' WHERE name = 'urgent'")
+        .unwrap();
+    assert_eq!(
+        clock(&mut fresh, 4, "first_response", 1),
+        "running 2026-11-30 09:45:00-05"
+    );
+    // Stopped clocks keep their history.
+    assert_eq!(
+        clock(&mut fresh, 1, "first_response", 1),
+        "missed 2026-11-30 09:30:00-05"
+    );
+    // Disabling it sends its tickets to the next matching policy.
+    fresh
+        .batch_execute("UPDATE sla.policies SET enabled = false WHERE name = 'urgent'")
+        .unwrap();
+    assert_eq!(
+        clock(&mut fresh, 4, "first_response", 1),
+        "running 2026-11-27 20:45:00-05"
+    );
+    assert_eq!(ticket(&mut fresh, 4).split(' ').next(), Some("default"));
+}
+
+#[test]
+fn ownership_release_and_untracked_changes() {
+    let cluster = Cluster::start("release", &[]);
+    let mut db = cluster.connect();
+    setup(&mut db);
+    db.batch_execute(
+        "UPDATE sla.policies SET release_ownership_at = 0.8 WHERE name = 'urgent';
+         INSERT INTO tickets (id, priority, assignee, created_at)
+         VALUES (1, 'urgent', 'ana', '2026-11-30 09:00'), (2, 'urgent', 'bo', '2026-11-30 09:00');
+         UPDATE tickets SET last_agent_reply_at = '2026-11-30 09:05' WHERE id = 2;",
+    )
+    .unwrap();
+    // 80% of 30 minutes: 09:24. Ticket 2 was answered, so it keeps its agent.
+    assert_eq!(
+        process_due(&mut db, "2026-11-30 09:24"),
+        2,
+        "warning + release"
+    );
+    assert_eq!(
+        text(
+            &mut db,
+            "SELECT string_agg(coalesce(assignee, '-'), ',' ORDER BY id) FROM tickets"
+        ),
+        "-,bo"
+    );
+    assert_eq!(
+        notifications(&mut db, 1),
+        "first_response/1 ownership_released, first_response/1 due_soon, first_response/1 customer_feedback"
+    );
+
+    // Deleting a ticket deletes its clocks; TRUNCATE all of them.
+    db.batch_execute("DELETE FROM tickets WHERE id = 2")
+        .unwrap();
+    assert_eq!(
+        int(
+            &mut db,
+            "SELECT count(*) FROM sla.clocks WHERE ticket_id = '2'"
+        ),
+        0
+    );
+    // Untracking leaves data alone and stops the clocks.
+    db.batch_execute("SELECT sla.untrack('tickets')").unwrap();
+    assert_eq!(
+        int(
+            &mut db,
+            "SELECT count(*) FROM sla.clocks WHERE ticket_id = '1'"
+        ),
+        2
+    );
+    assert_eq!(process_due(&mut db, "2027-01-01"), 0);
+    db.batch_execute("INSERT INTO tickets (id, priority) VALUES (5, 'urgent')")
+        .unwrap();
+    assert_eq!(
+        int(
+            &mut db,
+            "SELECT count(*) FROM sla.clocks WHERE ticket_id = '5'"
+        ),
+        0
+    );
+    assert_eq!(ticket(&mut db, 5), "- - - -");
+    // Tracking again backfills the new ticket.
+    assert_eq!(
+        int(
+            &mut db,
+            "SELECT sla.track('tickets', assignee_column => 'assignee')"
+        ),
+        2
+    );
+    assert_eq!(
+        int(
+            &mut db,
+            "SELECT count(*) FROM sla.clocks WHERE ticket_id = '5'"
+        ),
+        2
+    );
+    db.batch_execute("TRUNCATE tickets").unwrap();
+    assert_eq!(int(&mut db, "SELECT count(*) FROM sla.clocks"), 0);
+    // Bulk inserts skipping conflicts give clocks to inserted rows only.
+    db.batch_execute(
+        "INSERT INTO tickets (id) SELECT g FROM generate_series(1, 100) g;
+         INSERT INTO tickets (id) SELECT g FROM generate_series(50, 150) g ON CONFLICT DO NOTHING;",
+    )
+    .unwrap();
+    assert_eq!(int(&mut db, "SELECT count(*) FROM sla.clocks"), 150);
+}
+
+#[test]
+fn key_types_and_awkward_names() {
+    let cluster = Cluster::start("keys", &[]);
+    let mut db = cluster.connect();
+    setup(&mut db);
+    for (key_type, value) in [
+        ("integer", "7"),
+        ("uuid", "'4b3c5c1e-7f0a-4a5e-9a43-0f2a0e0d9c11'"),
+        ("text", "'TCK-7'"),
+    ] {
+        let table = format!("\"Help \"\"Desk\"\" {key_type}\"");
+        db.batch_execute(&format!(
+            "CREATE SCHEMA IF NOT EXISTS \"Support Team\";
+             CREATE TABLE \"Support Team\".{table} (
+                 \"Ticket ID\" {key_type} PRIMARY KEY,
+                 \"Priority\" text, \"State\" text NOT NULL DEFAULT 'new',
+                 \"Opened At\" timestamptz NOT NULL DEFAULT '2026-11-30 09:00',
+                 \"Customer Wrote\" timestamptz, \"Agent Wrote\" timestamptz);
+             SELECT sla.track('\"Support Team\".{table}', id_column => 'Ticket ID',
+                 created_at_column => 'Opened At', status_column => 'State',
+                 closed_statuses => '{{done}}', customer_message_at_column => 'Customer Wrote',
+                 agent_reply_at_column => 'Agent Wrote');
+             INSERT INTO \"Support Team\".{table} (\"Ticket ID\") VALUES ({value});
+             UPDATE \"Support Team\".{table} SET \"Agent Wrote\" = '2026-11-30 09:10';"
+        ))
+        .unwrap();
+        let summary = text(
+            &mut db,
+            &format!(
+                "SELECT sla_status || ' ' || (SELECT string_agg(metric || ':' || status, ',')
+                                                FROM sla.clocks c
+                                               WHERE c.ticket_table = '\"Support Team\".{table}'::regclass
+                                                 AND c.ticket_id = t.\"Ticket ID\"::text)
+                   FROM \"Support Team\".{table} t"
+            ),
+        );
+        assert_eq!(summary, "achieved first_response:achieved", "{key_type}");
+        db.batch_execute(&format!(
+            "UPDATE \"Support Team\".{table} SET \"State\" = 'done'"
+        ))
+        .unwrap();
+    }
+    // Names are data, never SQL: a column named like an injection is just a
+    // missing column.
+    let (code, message) = sql_error(db.batch_execute(
+        "SELECT sla.track('tickets_x', id_column => 'id\"; DROP TABLE tickets; --')",
+    ));
+    assert_eq!(code, "42P01", "{message}");
+    db.batch_execute("CREATE TABLE tickets_x (LIKE tickets)")
+        .unwrap();
+    let (code, message) = sql_error(db.batch_execute(
+        "SELECT sla.track('tickets_x', id_column => 'id\"; DROP TABLE tickets; --')",
+    ));
+    assert_eq!(code, "42703", "{message}");
+    assert!(message.contains("id_column"), "{message}");
+    assert_eq!(
+        int(&mut db, "SELECT count(*) FROM tickets"),
+        0,
+        "tickets still exists"
+    );
+}
+
+#[test]
+fn bad_input_is_refused_and_changes_nothing() {
+    let cluster = Cluster::start("errors", &[]);
+    let mut db = cluster.connect();
+    setup(&mut db);
+    let policies = |db: &mut Client| {
+        text(db, "SELECT string_agg(name || ':' || first_response::text, ',' ORDER BY name) FROM sla.policies")
+    };
+    let before = policies(&mut db);
+    let cases = [
+        (
+            "INSERT INTO sla.policies (name, calendar, first_response) VALUES ('p', 'nope', '1 hour')",
+            "23503",
+            "nope",
+        ),
+        (
+            "INSERT INTO sla.policies (name, first_response) VALUES ('p', '-30 minutes')",
+            "22023",
+            "first_response must be a positive interval",
+        ),
+        (
+            "INSERT INTO sla.policies (name, resolution) VALUES ('p', '1 month')",
+            "22023",
+            "resolution must be a positive interval without months",
+        ),
+        (
+            "UPDATE sla.policies SET warn_at = 1.5 WHERE name = 'urgent'",
+            "22023",
+            "warn_at must be a fraction between 0 and 1 (exclusive), got 1.5",
+        ),
+        (
+            "UPDATE sla.policies SET warn_at = 0 WHERE name = 'urgent'",
+            "22023",
+            "warn_at",
+        ),
+        (
+            "INSERT INTO sla.policies (name, release_ownership_at) VALUES ('p', 0.5)",
+            "22023",
+            "needs a first_response target",
+        ),
+        (
+            "INSERT INTO sla.policies (name, conditions) VALUES ('p', '{\"team\": [{\"a\": 1}]}')",
+            "22023",
+            "conditions.team",
+        ),
+        (
+            "DELETE FROM sla.calendars WHERE name = 'ny'",
+            "23503",
+            "policies",
+        ),
+        ("SELECT sla.process_due(now(), 0)", "22023", "max_rows must be at least 1, got 0"),
+        ("SELECT sla.process_due('infinity')", "22023", "now must be a finite timestamp"),
+        (
+            "SET pg_sla.event_time = 'yesterday-ish'; UPDATE tickets SET status = 'x'",
+            "22007",
+            "yesterday-ish",
+        ),
+        ("SELECT sla.track('tickets')", "42710", "already tracked"),
+        ("SELECT sla.untrack('pg_class')", "42704", "table pg_class is not tracked"),
+    ];
+    db.batch_execute("INSERT INTO tickets (id) VALUES (1)")
+        .unwrap();
+    for (statement, code, fragment) in cases {
+        let (got, message) = sql_error(db.batch_execute(statement));
+        assert_eq!(got, code, "{statement}: {message}");
+        assert!(message.contains(fragment), "{statement}: {message}");
+        db.batch_execute("RESET pg_sla.event_time").unwrap();
+    }
+    assert_eq!(policies(&mut db), before);
+    assert_eq!(int(&mut db, "SELECT count(*) FROM sla.calendars"), 1);
+    assert_eq!(
+        int(&mut db, "SELECT count(*) FROM tickets WHERE status = 'x'"),
+        0
+    );
+
+    // Tracking a table without the mapped columns, or with wrong types,
+    // fails and leaves the table as it was.
+    let columns = |db: &mut Client, table: &str| {
+        text(
+            db,
+            &format!(
+                "SELECT string_agg(attname, ',' ORDER BY attnum) FROM pg_attribute
+                  WHERE attrelid = '{table}'::regclass AND attnum > 0 AND NOT attisdropped"
+            ),
+        )
+    };
+    db.batch_execute(
+        "CREATE TABLE bare (id bigint PRIMARY KEY, created_at timestamptz, status text);
+         CREATE TABLE typed (id numeric PRIMARY KEY, created_at text, status text,
+                             last_customer_message_at timestamptz, last_agent_reply_at timestamptz,
+                             owner_id int NOT NULL);",
+    )
+    .unwrap();
+    let bare = columns(&mut db, "bare");
+    let typed = columns(&mut db, "typed");
+    let cases = [
+        ("SELECT sla.track('bare')", "42703", "customer_message_at_column \"last_customer_message_at\" is not a column of table bare"),
+        ("SELECT sla.track('bare', status_column => 'state')", "42703", "status_column \"state\""),
+        ("SELECT sla.track('typed')", "42804", "id_column \"id\" of table typed has type numeric"),
+        ("SELECT sla.track('typed', id_column => 'owner_id')", "42804", "created_at_column \"created_at\" of table typed has type text"),
+        ("SELECT sla.track('typed', id_column => 'owner_id', created_at_column => 'last_customer_message_at', assignee_column => 'owner_id')", "22023", "NOT NULL"),
+        ("SELECT sla.track('typed', closed_statuses => '{done,NULL}')", "22004", "closed_statuses"),
+        ("SELECT sla.track('no_such_table')", "42P01", "no_such_table"),
+    ];
+    for (statement, code, fragment) in cases {
+        let (got, message) = sql_error(db.batch_execute(statement));
+        assert_eq!(got, code, "{statement}: {message}");
+        assert!(message.contains(fragment), "{statement}: {message}");
+    }
+    assert_eq!(columns(&mut db, "bare"), bare);
+    assert_eq!(columns(&mut db, "typed"), typed);
+    assert_eq!(
+        int(&mut db, "SELECT count(*) FROM pg_trigger WHERE tgrelid IN ('bare'::regclass, 'typed'::regclass)"),
+        0
+    );
+    assert_eq!(int(&mut db, "SELECT count(*) FROM sla.tracked_tables"), 1);
+}
+
+#[test]
+fn privileges_of_an_application_role() {
+    let cluster = Cluster::start("privileges", &[]);
+    let mut admin = cluster.connect();
+    setup(&mut admin);
+    admin
+        .batch_execute(
+            "CREATE ROLE app LOGIN; CREATE ROLE intruder LOGIN;
+             GRANT CREATE ON SCHEMA public TO app;
+             GRANT SELECT, INSERT, UPDATE ON tickets TO intruder;",
+        )
+        .unwrap();
+    let mut app = cluster.connect_as("app");
+    app.batch_execute(
+        "SET TimeZone = 'America/New_York';
+         CREATE TABLE app_tickets (id bigint PRIMARY KEY, priority text, status text NOT NULL DEFAULT 'open',
+             created_at timestamptz NOT NULL DEFAULT '2026-11-27 16:45',
+             last_customer_message_at timestamptz, last_agent_reply_at timestamptz);
+         SELECT sla.track('app_tickets');
+         INSERT INTO app_tickets (id, priority) VALUES (1, 'urgent');
+         UPDATE app_tickets SET last_agent_reply_at = '2026-11-30 09:00' WHERE id = 1;",
+    )
+    .unwrap();
+    assert_eq!(
+        text(
+            &mut app,
+            "SELECT sla_status || ' ' || sla_due_at::text FROM app_tickets"
+        ),
+        "running 2026-11-30 16:45:00-05"
+    );
+    // Its own table's clocks are pg_sla's to write, not the role's.
+    let (code, _) = sql_error(app.batch_execute("UPDATE sla.clocks SET status = 'achieved'"));
+    assert_eq!(code, "42501");
+    let (code, _) = sql_error(app.batch_execute("SELECT sla.process_due()"));
+    assert_eq!(code, "42501", "due processing needs a grant");
+    let (code, message) = sql_error(app.batch_execute("SELECT sla.untrack('tickets')"));
+    assert_eq!(code, "42501", "{message}");
+    assert!(
+        message.contains("must be owner of table tickets"),
+        "{message}"
+    );
+    let (code, _) = sql_error(app.batch_execute("DELETE FROM sla.policies"));
+    assert_eq!(code, "42501");
+    // A role that may write someone else's tickets still cannot track them.
+    let mut intruder = cluster.connect_as("intruder");
+    let (code, message) = sql_error(intruder.batch_execute("SELECT sla.untrack('tickets')"));
+    assert_eq!(code, "42501", "{message}");
+    intruder
+        .batch_execute("INSERT INTO tickets (id, priority, created_at) VALUES (9, 'urgent', '2026-11-27 16:45-05')")
+        .unwrap();
+    assert_eq!(
+        clock(&mut admin, 9, "first_response", 1),
+        "running 2026-11-30 09:15:00-05"
+    );
+    admin
+        .batch_execute("GRANT EXECUTE ON FUNCTION sla.process_due(timestamptz, int) TO app")
+        .unwrap();
+    // Ticket 9: first response and resolution; app ticket 1: resolution.
+    assert_eq!(int(&mut app, "SELECT sla.process_due('2026-12-31')"), 2 + 1);
+}
+
+#[test]
+fn concurrent_due_processing_never_duplicates_or_deadlocks() {
+    let cluster = Cluster::start("concurrency", &[]);
+    let mut db = cluster.connect();
+    setup(&mut db);
+    // 300 tickets whose first response breaches Monday 09:15 (no warning on
+    // the default policy: one transition per ticket for that clock).
+    db.batch_execute(
+        "UPDATE sla.policies SET warn_at = NULL WHERE name = 'urgent';
+         INSERT INTO tickets (id, priority, created_at)
+         SELECT g, 'urgent', '2026-11-27 16:45' FROM generate_series(1, 300) g;",
+    )
+    .unwrap();
+    let done = Arc::new(AtomicBool::new(false));
+    let processors: Vec<_> = (0..2)
+        .map(|_| {
+            let mut client = cluster.connect();
+            let done = Arc::clone(&done);
+            std::thread::spawn(move || {
+                let mut applied = 0i64;
+                loop {
+                    let n: i32 = client
+                        .query_one("SELECT sla.process_due('2026-11-30 09:16-05', 7)", &[])
+                        .expect("process_due never fails, never deadlocks")
+                        .get(0);
+                    applied += i64::from(n);
+                    if n == 0 && done.load(Ordering::Relaxed) {
+                        break applied;
+                    }
+                }
+            })
+        })
+        .collect();
+    // Meanwhile an application updates tickets in multi-row transactions,
+    // in an order of its own.
+    let mut app = cluster.connect();
+    for round in 0..30 {
+        let mut tx = app.transaction().unwrap();
+        for step in 0..10 {
+            let id = (round * 37 + step * 53) % 300 + 1;
+            tx.execute(
+                "UPDATE tickets SET last_customer_message_at = '2026-11-27 16:50', priority = 'high' WHERE id = $1",
+                &[&(id as i64)],
+            )
+            .expect("application updates never deadlock with due processing");
+        }
+        tx.commit().unwrap();
+    }
+    done.store(true, Ordering::Relaxed);
+    let applied: i64 = processors.into_iter().map(|p| p.join().unwrap()).sum();
+    let breached = int(
+        &mut db,
+        "SELECT count(*) FROM sla.notifications WHERE kind = 'breached'",
+    );
+    assert_eq!(breached, 300);
+    assert_eq!(
+        applied, 300,
+        "each transition applied by exactly one session"
+    );
+    assert_eq!(process_due(&mut db, "2026-11-30 09:16"), 0);
+    assert_eq!(
+        int(
+            &mut db,
+            "SELECT count(*) FROM tickets WHERE sla_status = 'breached'"
+        ),
+        300
+    );
+    // Each breach notified once per step and kind.
+    assert_eq!(
+        int(&mut db, "SELECT count(*) FROM (SELECT DISTINCT ticket_id, metric, cycle, step, kind FROM sla.notifications) d"),
+        int(&mut db, "SELECT count(*) FROM sla.notifications")
+    );
+}
