@@ -398,6 +398,28 @@ pub fn lock_free_tickets(
     }))
 }
 
+/// Open tickets that no policy matches (no `sla_policy`, status not closed).
+pub fn unmatched_open_tickets(table: &TrackedTable) -> Vec<String> {
+    let query = format!(
+        "SELECT t.{id}::text FROM {name} t
+          WHERE t.sla_policy IS NULL
+            AND (t.{status} IS NULL OR NOT (t.{status}::text = ANY($1)))",
+        id = quote_identifier(&table.id_column),
+        status = quote_identifier(&table.status_column),
+        name = table.name,
+    );
+    spi_or_error(Spi::connect(|client| {
+        let rows = client.select(&query, None, &[table.closed_statuses.clone().into()])?;
+        let mut ids = Vec::new();
+        for row in rows {
+            if let Some(id) = row.get::<String>(1)? {
+                ids.push(id);
+            }
+        }
+        Ok(ids)
+    }))
+}
+
 /// New SLA columns for tickets, and whether to release their assignee.
 #[derive(Default)]
 pub struct TicketUpdates {

@@ -141,43 +141,36 @@ fn resync_open_tickets(calendars: Option<Vec<Option<String>>>) -> i64 {
     let mut tables: Vec<_> = settings.tracked.values().cloned().collect();
     tables.sort_by_key(|t| t.relid.to_u32());
     for table in tables {
-        let ids =
+        let mut ids =
             as_sla_owner(|| catalog::tickets_with_open_clocks(table.relid, calendars.clone()));
-        // A new or edited policy may also match open tickets no policy matched.
-        let include_unmatched = calendars.is_none();
-        seen += resync_tickets(&table, TicketSelection::Ids(ids, include_unmatched));
+        if calendars.is_none() {
+            // A new or edited policy may also match open tickets that no
+            // policy matched so far.
+            ids.extend(run_as(table.owner, || {
+                catalog::unmatched_open_tickets(&table)
+            }));
+            ids.sort();
+            ids.dedup();
+        }
+        for chunk in ids.chunks(RESYNC_CHUNK) {
+            seen += resync_tickets(&table, chunk);
+        }
     }
     seen
 }
 
-pub enum TicketSelection {
-    /// These tickets, and with `true` also open tickets without a policy.
-    Ids(Vec<String>, bool),
-}
+/// Tickets recomputed per statement.
+pub const RESYNC_CHUNK: usize = 5000;
 
-/// Brings the clocks and SLA columns of the selected tickets in line with
-/// their rows and the current policies. Returns how many tickets it saw.
-pub fn resync_tickets(table: &TrackedTable, selection: TicketSelection) -> i64 {
+/// Brings the clocks and SLA columns of some tickets in line with their rows
+/// and the current policies. Returns how many of them it found.
+pub fn resync_tickets(table: &TrackedTable, ids: &[String]) -> i64 {
+    if ids.is_empty() {
+        return 0;
+    }
     let settings = settings::current();
     let now = event_time();
     let id = catalog::quote_identifier(&table.id_column);
-    let filter = match &selection {
-        TicketSelection::Ids(ids, false) if ids.is_empty() => return 0,
-        TicketSelection::Ids(_, include_unmatched) => format!(
-            "t.{id} = ANY($1::text[]::{ty}[]){unmatched}",
-            ty = table.id_type,
-            unmatched = if *include_unmatched {
-                format!(
-                    " OR (t.sla_policy IS NULL AND (t.{status} IS NULL OR NOT (t.{status}::text = ANY($2))))",
-                    status = catalog::quote_identifier(&table.status_column)
-                )
-            } else {
-                String::new()
-            }
-        ),
-    };
-    let TicketSelection::Ids(ids, _) = selection;
-    let closed = table.closed_statuses.clone();
     let columns = unsafe {
         let relation = pg_sys::relation_open(table.relid, pg_sys::AccessShareLock as i32);
         let columns = tickets::columns_for(table, (*relation).rd_att, &settings);
@@ -185,14 +178,20 @@ pub fn resync_tickets(table: &TrackedTable, selection: TicketSelection) -> i64 {
         columns
     };
     let (select_list, layout) = columns.select_list();
+    // One primary-key probe per ticket (the lateral join), locked in id
+    // order, as the table's owner.
     let query = format!(
-        "SELECT t.ctid, {select_list} FROM {name} t WHERE {filter} ORDER BY t.{id} FOR NO KEY UPDATE",
-        name = table.name
+        "SELECT t.ctid, {select_list}
+           FROM unnest($1::text[]) AS u(id),
+                LATERAL (SELECT t.ctid, t.* FROM {name} t WHERE t.{id} = u.id::{ty} OFFSET 0) AS t
+          ORDER BY u.id FOR NO KEY UPDATE OF t",
+        name = table.name,
+        ty = table.id_type,
     );
     // Locked and read as the table's owner.
     let rows = run_as(table.owner, || {
         Spi::connect_mut(|client| {
-            let result = client.update(&query, None, &[ids.into(), closed.into()])?;
+            let result = client.update(&query, None, &[ids.to_vec().into()])?;
             let mut rows = Vec::new();
             for row in result {
                 let Some(ctid) = row.get::<pg_sys::ItemPointerData>(1)? else {

@@ -3,15 +3,12 @@ use pgrx::pg_sys::errcodes::PgSqlErrorCode;
 use pgrx::prelude::*;
 
 use crate::catalog::quote_identifier;
-use crate::engine::{resync_tickets, TicketSelection};
+use crate::engine::{resync_tickets, RESYNC_CHUNK};
 use crate::regclass::RegClass;
 use crate::security::{as_sla_owner, current_user};
 use crate::settings;
 use crate::tickets::{SLA_BREACHED_AT, SLA_DUE_AT, SLA_POLICY, SLA_STATUS};
 use crate::triggers::{DELETED_TRIGGER, INSERTED_TRIGGER, ROW_TRIGGER, TRUNCATED_TRIGGER};
-
-/// Tickets backfilled per batch when a table with rows is tracked.
-const BACKFILL_BATCH: usize = 10_000;
 
 struct TableInfo {
     /// Qualified, quoted name.
@@ -340,8 +337,8 @@ fn backfill(ticket_table: pg_sys::Oid, id_column: &str) -> i64 {
     })
     .unwrap_or_else(|e| pgrx::error!("pg_sla: {e}"));
     let mut seen = 0;
-    for batch in ids.chunks(BACKFILL_BATCH) {
-        seen += resync_tickets(&table, TicketSelection::Ids(batch.to_vec(), false));
+    for batch in ids.chunks(RESYNC_CHUNK) {
+        seen += resync_tickets(&table, batch);
     }
     seen
 }
