@@ -46,27 +46,34 @@ fn sql_statements(markdown: &str) -> Vec<(String, Option<String>)> {
 
 #[test]
 fn user_guide_examples_run_and_return_what_the_guide_says() {
+    for guide in ["docs/calendars.md", "docs/sla.md"] {
+        run_guide(guide);
+    }
+}
+
+/// Runs one guide's examples on a fresh cluster, in order.
+fn run_guide(path: &str) {
     let cluster = Cluster::start("docs", &[]);
     let mut db = cluster.connect();
     db.batch_execute("SET TimeZone = 'UTC'").unwrap();
-    let guide = std::fs::read_to_string(repo_file("docs/calendars.md")).unwrap();
+    let guide = std::fs::read_to_string(repo_file(path)).unwrap();
     let statements = sql_statements(&guide);
-    assert!(statements.len() >= 5, "the guide has examples");
+    assert!(statements.len() >= 5, "{path} has examples");
     let mut checked = 0;
     for (statement, expected) in statements {
         let messages = db
             .simple_query(&statement)
-            .unwrap_or_else(|e| panic!("guide example failed: {statement}\n{e}"));
+            .unwrap_or_else(|e| panic!("{path}: example failed: {statement}\n{e}"));
         if let Some(expected) = expected {
             let first = messages.iter().find_map(|m| match m {
                 SimpleQueryMessage::Row(row) => Some(row.get(0).unwrap_or("NULL").to_string()),
                 _ => None,
             });
-            assert_eq!(first.as_deref(), Some(expected.as_str()), "{statement}");
+            assert_eq!(first.as_deref(), Some(expected.as_str()), "{path}: {statement}");
             checked += 1;
         }
     }
-    assert!(checked >= 3, "the guide states results to check");
+    assert!(checked >= 3, "{path} states results to check");
 }
 
 #[test]
