@@ -118,6 +118,48 @@ SELECT t.shape AS "ticket table",
   JOIN m tr ON tr.measure = t.shape || '_tracked';
 \echo 'Clocks written per 100,000 tickets:' :clocks_per_100k
 
+-- The same tickets one INSERT statement at a time, as applications write
+-- them: 10,000 statements per run, each firing the statement triggers.
+CREATE TABLE bench_single (measure text, ms float8);
+CREATE PROCEDURE bench_single_inserts(runs int) LANGUAGE plpgsql AS $$
+DECLARE
+  started timestamptz;
+  target text;
+  r record;
+BEGIN
+  FOR i IN 0..runs LOOP
+    FOREACH target IN ARRAY CASE WHEN i % 2 = 0 THEN ARRAY['minimal_plain', 'minimal_tracked']
+                                 ELSE ARRAY['minimal_tracked', 'minimal_plain'] END LOOP
+      TRUNCATE sla.clocks;
+      EXECUTE format('TRUNCATE %I', target);
+      COMMIT;
+      started := clock_timestamp();
+      FOR r IN SELECT * FROM minimal_rows LIMIT 10000 LOOP
+        IF target = 'minimal_plain' THEN
+          INSERT INTO minimal_plain (id, subject, priority, channel, team, status, assignee, created_at)
+          VALUES (r.id, r.subject, r.priority, r.channel, r.team, r.status, r.assignee, r.created_at);
+        ELSE
+          INSERT INTO minimal_tracked (id, subject, priority, channel, team, status, assignee, created_at)
+          VALUES (r.id, r.subject, r.priority, r.channel, r.team, r.status, r.assignee, r.created_at);
+        END IF;
+      END LOOP;
+      COMMIT;
+      IF i > 0 THEN
+        INSERT INTO bench_single VALUES (target, extract(epoch FROM clock_timestamp() - started) * 1000);
+      END IF;
+      COMMIT;
+    END LOOP;
+  END LOOP;
+END $$;
+CALL bench_single_inserts(5);
+\echo 'Inserting 10,000 tickets one statement each (minimal table, median of 5 runs):'
+WITH m AS (SELECT measure, percentile_cont(0.5) WITHIN GROUP (ORDER BY ms) AS ms
+             FROM bench_single GROUP BY measure)
+SELECT round(p.ms::numeric, 1) AS "untracked ms", round(t.ms::numeric, 1) AS "tracked ms",
+       round((t.ms / p.ms)::numeric, 2) AS "tracked / untracked",
+       round(((t.ms - p.ms) / 10)::numeric, 1) AS "added µs per ticket"
+  FROM m p, m t WHERE p.measure = 'minimal_plain' AND t.measure = 'minimal_tracked';
+
 -- 1,000,000 open clocks, nothing due: 500,000 tickets created "now".
 TRUNCATE minimal_tracked;
 TRUNCATE sla.clocks;
