@@ -69,7 +69,11 @@ fn run_guide(path: &str) {
                 SimpleQueryMessage::Row(row) => Some(row.get(0).unwrap_or("NULL").to_string()),
                 _ => None,
             });
-            assert_eq!(first.as_deref(), Some(expected.as_str()), "{path}: {statement}");
+            assert_eq!(
+                first.as_deref(),
+                Some(expected.as_str()),
+                "{path}: {statement}"
+            );
             checked += 1;
         }
     }

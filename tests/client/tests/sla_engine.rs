@@ -763,15 +763,41 @@ fn concurrent_due_processing_never_duplicates_or_deadlocks() {
     let cluster = Cluster::start("concurrency", &[]);
     let mut db = cluster.connect();
     setup(&mut db);
-    // 300 tickets whose first response breaches Monday 09:15 (no warning on
-    // the default policy: one transition per ticket for that clock).
+    // 2,000 urgent tickets created ten seconds apart on Friday: their first
+    // response and resolution are both overdue on Monday at 17:00, and they
+    // fall due in id order (no warnings: one transition per clock).
     db.batch_execute(
         "UPDATE sla.policies SET warn_at = NULL WHERE name = 'urgent';
          INSERT INTO tickets (id, priority, created_at)
-         SELECT g, 'urgent', '2026-11-27 16:45' FROM generate_series(1, 300) g;",
+         SELECT g, 'urgent', '2026-11-27 09:00-05'::timestamptz + g * interval '10 seconds'
+           FROM generate_series(1, 2000) g;",
     )
     .unwrap();
     let done = Arc::new(AtomicBool::new(false));
+    // An application updates tickets in transactions of five, in descending
+    // id order (against due processing's ascending order), holding each
+    // ticket while it moves to the next.
+    let app = {
+        let mut app = cluster.connect();
+        let done = Arc::clone(&done);
+        std::thread::spawn(move || {
+            for round in 0..60i64 {
+                let mut tx = app.transaction().unwrap();
+                let top = 2000 - (round * 131) % 1900;
+                for step in 0..5i64 {
+                    tx.execute(
+                        "UPDATE tickets SET last_customer_message_at = '2026-11-27 16:50-05',
+                                            priority = 'high' WHERE id = $1",
+                        &[&(top - step * 7)],
+                    )
+                    .expect("application updates never deadlock with due processing");
+                    std::thread::sleep(std::time::Duration::from_millis(3));
+                }
+                tx.commit().unwrap();
+            }
+            done.store(true, Ordering::Relaxed);
+        })
+    };
     let processors: Vec<_> = (0..2)
         .map(|_| {
             let mut client = cluster.connect();
@@ -780,7 +806,7 @@ fn concurrent_due_processing_never_duplicates_or_deadlocks() {
                 let mut applied = 0i64;
                 loop {
                     let n: i32 = client
-                        .query_one("SELECT sla.process_due('2026-11-30 09:16-05', 7)", &[])
+                        .query_one("SELECT sla.process_due('2026-11-30 17:00-05', 40)", &[])
                         .expect("process_due never fails, never deadlocks")
                         .get(0);
                     applied += i64::from(n);
@@ -791,43 +817,78 @@ fn concurrent_due_processing_never_duplicates_or_deadlocks() {
             })
         })
         .collect();
-    // Meanwhile an application updates tickets in multi-row transactions,
-    // in an order of its own.
-    let mut app = cluster.connect();
-    for round in 0..30 {
-        let mut tx = app.transaction().unwrap();
-        for step in 0..10 {
-            let id = (round * 37 + step * 53) % 300 + 1;
-            tx.execute(
-                "UPDATE tickets SET last_customer_message_at = '2026-11-27 16:50', priority = 'high' WHERE id = $1",
-                &[&(id as i64)],
-            )
-            .expect("application updates never deadlock with due processing");
-        }
-        tx.commit().unwrap();
-    }
-    done.store(true, Ordering::Relaxed);
+    app.join().unwrap();
     let applied: i64 = processors.into_iter().map(|p| p.join().unwrap()).sum();
-    let breached = int(
+    assert_eq!(process_due(&mut db, "2026-11-30 17:00-05"), 0);
+    let notified = int(
         &mut db,
-        "SELECT count(*) FROM sla.notifications WHERE kind = 'breached'",
+        "SELECT count(*) FROM sla.notifications WHERE kind <> 'customer_feedback'",
     );
-    assert_eq!(breached, 300);
+    assert_eq!(notified, 4000, "both clocks of every ticket breached");
     assert_eq!(
-        applied, 300,
+        applied, 4000,
         "each transition applied by exactly one session"
     );
-    assert_eq!(process_due(&mut db, "2026-11-30 09:16"), 0);
     assert_eq!(
         int(
             &mut db,
             "SELECT count(*) FROM tickets WHERE sla_status = 'breached'"
         ),
-        300
+        2000
     );
     // Each breach notified once per step and kind.
     assert_eq!(
         int(&mut db, "SELECT count(*) FROM (SELECT DISTINCT ticket_id, metric, cycle, step, kind FROM sla.notifications) d"),
         int(&mut db, "SELECT count(*) FROM sla.notifications")
+    );
+}
+
+#[test]
+fn due_processing_skips_tickets_an_application_holds() {
+    let cluster = Cluster::start("skip-locked", &[]);
+    let mut db = cluster.connect();
+    setup(&mut db);
+    db.batch_execute(
+        "UPDATE sla.policies SET warn_at = NULL WHERE name = 'urgent';
+         INSERT INTO tickets (id, priority, created_at)
+         VALUES (1, 'urgent', '2026-11-27 16:00'), (2, 'urgent', '2026-11-27 16:01');",
+    )
+    .unwrap();
+    // The application holds ticket 2 in an open transaction.
+    let mut app = cluster.connect();
+    app.batch_execute(
+        "BEGIN; UPDATE tickets SET last_customer_message_at = '2026-11-27 16:30-05' WHERE id = 2",
+    )
+    .unwrap();
+    // Due processing handles ticket 1 and leaves ticket 2 without waiting
+    // (waiting there while holding ticket 1 is how a deadlock starts).
+    let mut processor = cluster.connect();
+    let worker = std::thread::spawn(move || -> i32 {
+        processor
+            .query_one("SELECT sla.process_due('2026-11-27 16:45-05')", &[])
+            .unwrap()
+            .get(0)
+    });
+    let started = std::time::Instant::now();
+    while !worker.is_finished() && started.elapsed() < std::time::Duration::from_secs(5) {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(
+        worker.is_finished(),
+        "process_due waited for the application's lock"
+    );
+    assert_eq!(worker.join().unwrap(), 1, "ticket 1's first response only");
+    // The application goes on, touching the ticket due processing just did.
+    app.batch_execute(
+        "SET lock_timeout = '5s';
+         UPDATE tickets SET priority = 'high' WHERE id = 1;
+         COMMIT;",
+    )
+    .expect("the application is not blocked either");
+    // Ticket 2 is still due and is handled by the next call.
+    assert_eq!(process_due(&mut db, "2026-11-27 16:45-05"), 1);
+    assert_eq!(
+        text(&mut db, "SELECT string_agg(ticket_id, ',' ORDER BY ticket_id) FROM sla.notifications WHERE kind = 'breached'"),
+        "1,2"
     );
 }
