@@ -110,6 +110,8 @@ CREATE TRIGGER tracked_tables_changed AFTER INSERT OR UPDATE OR DELETE ON sla.tr
     FOR EACH ROW EXECUTE FUNCTION sla.catalog_changed();
 CREATE TRIGGER tracked_tables_truncated AFTER TRUNCATE ON sla.tracked_tables
     FOR EACH STATEMENT EXECUTE FUNCTION sla.catalog_changed();
+ALTER TABLE sla.tracked_tables ENABLE ALWAYS TRIGGER tracked_tables_changed;
+ALTER TABLE sla.tracked_tables ENABLE ALWAYS TRIGGER tracked_tables_truncated;
 
 -- One row per ticket, metric and cycle, kept by the ticket table's triggers.
 CREATE TABLE sla.clocks (
@@ -162,24 +164,28 @@ COMMENT ON TABLE sla.notifications IS
     'pg_sla: what sla.process_due() announced; each kind at most once per clock transition';
 
 -- Edits of policies and calendars reach the open clocks in the same transaction.
-CREATE FUNCTION sla.policies_edited() RETURNS trigger
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-    PERFORM sla.resync_open_tickets(NULL);
-    RETURN NULL;
-END $$;
 CREATE TRIGGER policies_edited AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON sla.policies
     FOR EACH STATEMENT EXECUTE FUNCTION sla.policies_edited();
-
-CREATE FUNCTION sla.calendars_edited() RETURNS trigger
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-    PERFORM sla.resync_open_tickets(ARRAY(SELECT name FROM old_calendars));
-    RETURN NULL;
-END $$;
 CREATE TRIGGER calendars_edited AFTER UPDATE ON sla.calendars
     REFERENCING OLD TABLE AS old_calendars
     FOR EACH STATEMENT EXECUTE FUNCTION sla.calendars_edited();
+
+-- A dropped ticket table takes its tracking and its clocks with it (no
+-- trigger of the table fires on DROP TABLE).
+CREATE FUNCTION sla.tables_dropped() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    DELETE FROM sla.clocks c
+     USING pg_event_trigger_dropped_objects() d
+     WHERE d.classid = 'pg_class'::regclass AND d.objsubid = 0
+       AND c.ticket_table::oid = d.objid;
+    DELETE FROM sla.tracked_tables t
+     USING pg_event_trigger_dropped_objects() d
+     WHERE d.classid = 'pg_class'::regclass AND d.objsubid = 0
+       AND t.ticket_table::oid = d.objid;
+END $$;
+CREATE EVENT TRIGGER pg_sla_tables_dropped ON sql_drop
+    EXECUTE FUNCTION sla.tables_dropped();
 
 -- Everyone may use the functions and read the settings; only the extension's
 -- owner (or roles it grants) may change them.
@@ -194,3 +200,5 @@ SELECT pg_catalog.pg_extension_config_dump('sla.policies', '');
 SELECT pg_catalog.pg_extension_config_dump('sla.tracked_tables', '');
 SELECT pg_catalog.pg_extension_config_dump('sla.clocks', '');
 SELECT pg_catalog.pg_extension_config_dump('sla.notifications', '');
+-- Its ids must go on from where they were after a restore.
+SELECT pg_catalog.pg_extension_config_dump('sla.notifications_id_seq', '');

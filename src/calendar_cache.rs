@@ -73,6 +73,9 @@ thread_local! {
     /// OIDs of the tables whose edits invalidate cached settings
     /// (`WatchedTable` order), learnt on their first read.
     static WATCHED: Cell<[pg_sys::Oid; 3]> = const { Cell::new([pg_sys::InvalidOid; 3]) };
+    /// Tracked ticket tables: DDL on one (a rename, a column's type) makes
+    /// the cached name, owner and column layout stale.
+    static WATCHED_TICKET_TABLES: RefCell<Vec<pg_sys::Oid>> = const { RefCell::new(Vec::new()) };
     /// Bumped by every relevant relcache invalidation. The callbacks only
     /// touch these counters: they may run at any lock acquisition, so they
     /// must not depend on the cache being free to borrow.
@@ -85,10 +88,17 @@ thread_local! {
 #[pg_guard]
 unsafe extern "C-unwind" fn on_relcache_invalidation(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
     let watched = WATCHED.with(Cell::get);
+    let ticket_table = WATCHED_TICKET_TABLES.with(|tables| {
+        // Borrowed only while the list is replaced; count that as a hit.
+        tables
+            .try_borrow()
+            .map_or(true, |tables| tables.contains(&relid))
+    });
     // Until a table's OID is known, any invalidation may concern it.
     if relid == pg_sys::InvalidOid
         || watched.contains(&pg_sys::InvalidOid)
         || watched.contains(&relid)
+        || ticket_table
     {
         GENERATION.with(|g| g.set(g.get() + 1));
     }
@@ -147,6 +157,12 @@ fn catch_up_once_per_statement() -> StatementKey {
     statement
 }
 
+/// How many transactions this backend has ended: identifies the current one.
+pub fn transactions_ended() -> u64 {
+    register_callbacks();
+    TRANSACTIONS_ENDED.with(Cell::get)
+}
+
 /// pg_sla's own tables whose rows are cached per backend.
 #[derive(Clone, Copy)]
 pub enum WatchedTable {
@@ -162,6 +178,11 @@ pub fn watch(table: WatchedTable, oid: pg_sys::Oid) {
         oids[table as usize] = oid;
         watched.set(oids);
     });
+}
+
+/// Records the tracked ticket tables whose DDL invalidates cached settings.
+pub fn watch_ticket_tables(relids: Vec<pg_sys::Oid>) {
+    WATCHED_TICKET_TABLES.with(|tables| *tables.borrow_mut() = relids);
 }
 
 /// The invalidation generation after catching up with other sessions'

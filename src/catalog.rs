@@ -20,7 +20,7 @@ pub struct CalendarRow {
 pub fn read_calendar(name: &str) -> Option<CalendarRow> {
     Spi::connect(|client| {
         let rows = client.select(
-            "SELECT definition::text, tableoid FROM sla.calendars WHERE name = $1",
+            "SELECT definition::text, tableoid FROM sla.calendars WHERE name OPERATOR(pg_catalog.=) $1",
             Some(1),
             &[name.into()],
         )?;
@@ -358,7 +358,8 @@ impl NotificationBatch {
                      SELECT $1::oid::regclass, u.* FROM unnest($2::text[], $3::text[], $4::text[],
                          $5::int[], $6::timestamptz[], $7::text[], $8::text[], $9::timestamptz[],
                          $10::text[]) AS u
-                     ON CONFLICT DO NOTHING",
+                     ON CONFLICT (ticket_table, ticket_id, metric, cycle, clock_started_at, step, kind)
+                     DO NOTHING",
                     None,
                     &args,
                 )
@@ -380,7 +381,7 @@ pub fn lock_free_tickets(
     let query = format!(
         "SELECT t.ctid, t.{id}::text
            FROM unnest($1::text[]) AS u(id),
-                LATERAL (SELECT t.ctid, t.{id} FROM {table} t WHERE t.{id} = u.id::{ty} OFFSET 0) AS t
+                LATERAL (SELECT t.ctid, t.{id} FROM ONLY {table} t WHERE t.{id} = u.id::{ty} OFFSET 0) AS t
           FOR NO KEY UPDATE OF t SKIP LOCKED",
         id = quote_identifier(&table.id_column),
         table = table.name,
@@ -398,25 +399,66 @@ pub fn lock_free_tickets(
     }))
 }
 
-/// Open tickets that no policy matches (no `sla_policy`, status not closed).
-pub fn unmatched_open_tickets(table: &TrackedTable) -> Vec<String> {
+/// Tickets whose status is not closed (a policy edit may concern any).
+pub fn open_tickets(table: &TrackedTable) -> Vec<String> {
     let query = format!(
-        "SELECT t.{id}::text FROM {name} t
-          WHERE t.sla_policy IS NULL
-            AND (t.{status} IS NULL OR NOT (t.{status}::text = ANY($1)))",
+        "SELECT t.{id}::text FROM ONLY {name} t
+          WHERE t.{status} IS NULL OR NOT (t.{status}::text = ANY($1))",
         id = quote_identifier(&table.id_column),
         status = quote_identifier(&table.status_column),
         name = table.name,
     );
+    text_column(&query, &[table.closed_statuses.clone().into()])
+}
+
+/// Which of these ticket ids no longer exist in the table.
+pub fn missing_tickets(table: &TrackedTable, ids: &[String]) -> Vec<String> {
+    let query = format!(
+        "SELECT u.id FROM unnest($1::text[]) AS u(id)
+          WHERE NOT EXISTS (SELECT FROM ONLY {name} t WHERE t.{id} = u.id::{ty})",
+        id = quote_identifier(&table.id_column),
+        name = table.name,
+        ty = table.id_type,
+    );
+    text_column(&query, &[ids.to_vec().into()])
+}
+
+/// Which of these tickets already have clocks.
+pub fn tickets_with_clocks(relid: pg_sys::Oid, ids: &[String]) -> Vec<String> {
+    text_column(
+        "SELECT u.id FROM unnest($2::text[]) AS u(id)
+          WHERE EXISTS (SELECT FROM sla.clocks c
+                         WHERE c.ticket_table = $1::oid::regclass AND c.ticket_id = u.id)",
+        &[relid.into(), ids.to_vec().into()],
+    )
+}
+
+/// Takes the clocks of a table that is no longer tracked out of the due
+/// index.
+pub fn unschedule_table(relid: pg_sys::Oid) {
+    spi_or_error(Spi::connect_mut(|client| {
+        client
+            .update(
+                "UPDATE sla.clocks SET next_transition_at = NULL
+                  WHERE ticket_table = $1::oid::regclass AND next_transition_at IS NOT NULL",
+                None,
+                &[relid.into()],
+            )
+            .map(|_| ())
+    }));
+}
+
+/// The first column of a query's rows, as text.
+fn text_column(query: &str, args: &[DatumWithOid]) -> Vec<String> {
     spi_or_error(Spi::connect(|client| {
-        let rows = client.select(&query, None, &[table.closed_statuses.clone().into()])?;
-        let mut ids = Vec::new();
+        let rows = client.select(query, None, args)?;
+        let mut values = Vec::new();
         for row in rows {
-            if let Some(id) = row.get::<String>(1)? {
-                ids.push(id);
+            if let Some(value) = row.get::<String>(1)? {
+                values.push(value);
             }
         }
-        Ok(ids)
+        Ok(values)
     }))
 }
 
@@ -469,7 +511,7 @@ impl TicketUpdates {
         // The ANY() lets the planner fetch the rows by address rather than
         // hash the whole table for a join with the array.
         let query = format!(
-            "UPDATE {table} t SET sla_status = u.status, sla_due_at = u.due_at,
+            "UPDATE ONLY {table} t SET sla_status = u.status, sla_due_at = u.due_at,
                     sla_breached_at = u.breached_at{policy}{release}
                FROM unnest($1::tid[], $2::text[], $3::text[], $4::timestamptz[],
                            $5::timestamptz[], $6::bool[]) AS u(ctid, policy, status, due_at,

@@ -12,8 +12,9 @@ use crate::convert::{finite_instant, required_instant};
 use crate::gucs::event_time;
 use crate::security::{as_sla_owner, run_as};
 use crate::settings::{self, Settings, TrackedTable};
+use crate::subxact::attempt;
 use crate::tickets;
-use crate::triggers::reconcile_ticket;
+use crate::triggers::{reconcile_ticket, transition_texts, TriggerResult};
 
 /// Applies every SLA transition due at `now` (warnings, breaches, ownership
 /// releases), writes their notifications once, and returns how many it
@@ -24,6 +25,14 @@ fn process_due(
     max_rows: default!(i32, 10000),
 ) -> i32 {
     let at = required_instant(now, "now");
+    if unsafe { pg_sys::XactIsoLevel } >= pg_sys::XACT_REPEATABLE_READ as i32 {
+        ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_INVALID_TRANSACTION_STATE,
+            "sla.process_due must run in a READ COMMITTED transaction",
+            "It skips tickets other sessions are changing and takes them on the next call, which a REPEATABLE READ or SERIALIZABLE snapshot cannot do."
+        );
+    }
     if max_rows < 1 {
         ereport!(
             ERROR,
@@ -42,16 +51,46 @@ fn process_due(
     }
     let mut applied = 0;
     for (relid, ids) in by_table {
-        let Some(table) = settings.tracked.get(&pg_sys::Oid::from(relid)) else {
+        let relid = pg_sys::Oid::from(relid);
+        let Some(table) = settings.tracked.get(&relid) else {
+            // Clocks of a table no longer tracked: nothing will process them,
+            // so they must not hold places at the head of the due index.
+            as_sla_owner(|| catalog::unschedule_table(relid));
             continue;
         };
-        // Statements over a few thousand keys at most, so that the planner
+        // Statements over a thousand keys at most, so that the planner
         // reaches rows through their keys and addresses.
         for chunk in ids.chunks(DUE_CHUNK) {
-            applied += process_due_tickets(&settings, table, chunk.to_vec(), at);
+            applied += process_due_isolated(&settings, table, chunk, at);
         }
     }
     applied
+}
+
+/// Processes some tickets in a subtransaction. When that fails (a trigger
+/// of the ticket table raised, say), retries them one by one, so that one
+/// failing ticket is reported and stays due while the others move on.
+fn process_due_isolated(
+    settings: &Settings,
+    table: &TrackedTable,
+    ids: &[String],
+    at: Micros,
+) -> i32 {
+    match attempt(|| process_due_tickets(settings, table, ids.to_vec(), at)) {
+        Ok(applied) => applied,
+        Err(message) if ids.len() == 1 => {
+            pgrx::warning!(
+                "pg_sla: due processing of ticket {} of table {} failed, it stays due: {message}",
+                ids[0],
+                table.name
+            );
+            0
+        }
+        Err(_) => ids
+            .iter()
+            .map(|id| process_due_isolated(settings, table, std::slice::from_ref(id), at))
+            .sum(),
+    }
 }
 
 /// Tickets handled per statement by `process_due`.
@@ -67,7 +106,18 @@ fn process_due_tickets(
 ) -> i32 {
     let relid = table.relid;
     // Lock order everywhere: the ticket row, then its clocks.
-    let locked = run_as(table.owner, || catalog::lock_free_tickets(table, ids));
+    let locked = run_as(table.owner, || {
+        catalog::lock_free_tickets(table, ids.clone())
+    });
+    if locked.len() < ids.len() {
+        // Tickets not locked are either held by someone else (left for the
+        // next call) or gone without their clocks (deleted while triggers
+        // were off): those clocks go too.
+        let missing = run_as(table.owner, || catalog::missing_tickets(table, &ids));
+        if !missing.is_empty() {
+            as_sla_owner(|| catalog::delete_clocks(relid, Some(missing)));
+        }
+    }
     if locked.is_empty() {
         return 0;
     }
@@ -129,34 +179,61 @@ fn process_due_tickets(
     applied
 }
 
-/// Recomputes the open clocks of tracked tickets after an edit of policies
-/// (`calendars` NULL: every open ticket is matched again) or of calendars
-/// (only tickets whose policy uses one of them). Returns how many tickets
-/// it looked at. Called by triggers on `sla.policies` and `sla.calendars`.
-#[pg_extern(volatile, parallel_unsafe)]
-fn resync_open_tickets(calendars: Option<Vec<Option<String>>>) -> i64 {
-    let calendars: Option<Vec<String>> = calendars.map(|c| c.into_iter().flatten().collect());
+/// Recomputes open tickets after an edit of policies (`calendars` `None`:
+/// every ticket not closed is matched again) or of calendars (only tickets
+/// whose open clocks' policy uses one of them). Each table runs in its own
+/// subtransaction: a table whose triggers fail keeps its old deadlines (with
+/// a warning) rather than failing the edit.
+fn resync_open_tickets(calendars: Option<Vec<String>>) {
+    // The edit that fired this statement trigger is not visible to the
+    // settings cache yet: make it visible (which also delivers this
+    // transaction's invalidations), then read the settings afresh.
+    unsafe { pg_sys::CommandCounterIncrement() };
     let settings = settings::current();
-    let mut seen = 0;
     let mut tables: Vec<_> = settings.tracked.values().cloned().collect();
     tables.sort_by_key(|t| t.relid.to_u32());
     for table in tables {
-        let mut ids =
-            as_sla_owner(|| catalog::tickets_with_open_clocks(table.relid, calendars.clone()));
-        if calendars.is_none() {
-            // A new or edited policy may also match open tickets that no
-            // policy matched so far.
-            ids.extend(run_as(table.owner, || {
-                catalog::unmatched_open_tickets(&table)
-            }));
+        let result = attempt(|| {
+            let mut ids =
+                as_sla_owner(|| catalog::tickets_with_open_clocks(table.relid, calendars.clone()));
+            if calendars.is_none() {
+                // A new or edited policy may match any ticket not closed,
+                // including those with no clock open or no policy yet.
+                ids.extend(run_as(table.owner, || catalog::open_tickets(&table)));
+            }
             ids.sort();
             ids.dedup();
-        }
-        for chunk in ids.chunks(RESYNC_CHUNK) {
-            seen += resync_tickets(&table, chunk);
+            for chunk in ids.chunks(RESYNC_CHUNK) {
+                resync_tickets(&table, chunk);
+            }
+        });
+        if let Err(message) = result {
+            pgrx::warning!(
+                "pg_sla: could not recompute the SLA clocks of table {}, they keep their previous deadlines: {message}",
+                table.name
+            );
         }
     }
-    seen
+}
+
+/// Trigger on `sla.policies` (per statement): any policy edit may change
+/// which policy every open ticket gets.
+#[pg_trigger]
+fn policies_edited<'a>(trigger: &'a PgTrigger<'a>) -> TriggerResult<'a> {
+    let _ = trigger;
+    resync_open_tickets(None);
+    Ok(None)
+}
+
+/// Trigger on `sla.calendars` (per statement, after UPDATE): recomputes the
+/// tickets whose policies use the edited calendars.
+#[pg_trigger]
+fn calendars_edited<'a>(trigger: &'a PgTrigger<'a>) -> TriggerResult<'a> {
+    let data = trigger.trigger_data();
+    let tupdesc = unsafe { (*data.tg_relation).rd_att };
+    let names = transition_texts(data.tg_oldtable, tupdesc, 1);
+    resync_open_tickets(Some(names));
+    Ok(None)
 }
 
 /// Tickets recomputed per statement.
@@ -183,7 +260,7 @@ pub fn resync_tickets(table: &TrackedTable, ids: &[String]) -> i64 {
     let query = format!(
         "SELECT t.ctid, {select_list}
            FROM unnest($1::text[]) AS u(id),
-                LATERAL (SELECT t.ctid, t.* FROM {name} t WHERE t.{id} = u.id::{ty} OFFSET 0) AS t
+                LATERAL (SELECT t.ctid, t.* FROM ONLY {name} t WHERE t.{id} = u.id::{ty} OFFSET 0) AS t
           ORDER BY u.id FOR NO KEY UPDATE OF t",
         name = table.name,
         ty = table.id_type,
@@ -207,7 +284,7 @@ pub fn resync_tickets(table: &TrackedTable, ids: &[String]) -> i64 {
                                 .and_then(finite_instant),
                         )
                     };
-                    values.insert(*attnum, value);
+                    values.insert((*attnum, *is_text), value);
                 }
                 rows.push((ctid, tickets::Row::Values(values)));
             }
@@ -239,7 +316,10 @@ pub fn resync_tickets(table: &TrackedTable, ids: &[String]) -> i64 {
         let mut clocks: Vec<Clock> = stored_clocks.iter().map(|s| s.clock.clone()).collect();
         let summary = reconcile_ticket(ticket, policy, &mut clocks, now);
         changes.add_ticket(id, stored_clocks, &clocks);
-        updates.push(*ctid, policy.map(|p| p.name.as_str()), &summary, false);
+        let policy = policy.map(|p| p.name.as_str());
+        if !ticket.shows(policy, &summary) {
+            updates.push(*ctid, policy, &summary, false);
+        }
     }
     as_sla_owner(|| changes.write(table.relid));
     run_as(table.owner, || updates.write(table, true));

@@ -15,6 +15,7 @@ mod jsonb_arg;
 mod regclass;
 mod security;
 mod settings;
+mod subxact;
 mod tickets;
 mod tracking;
 mod triggers;

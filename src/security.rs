@@ -18,8 +18,11 @@ thread_local! {
 }
 
 /// Runs `f` as `role`, in a restricted security context and with
-/// `search_path = pg_catalog, pg_temp`. An error inside `f` aborts the
-/// (sub)transaction, which restores both.
+/// `search_path = pg_catalog, pg_temp`. Settings changed inside `f` (by
+/// pg_sla or by code of `role`'s, such as its triggers) are rolled back on
+/// return, as PostgreSQL's own maintenance commands do, so nothing set as
+/// `role` outlives the call. An error inside `f` aborts the
+/// (sub)transaction, which restores the user and the settings too.
 pub fn run_as<R>(role: pg_sys::Oid, f: impl FnOnce() -> R) -> R {
     let mut saved_user = pg_sys::InvalidOid;
     let mut saved_context = 0;
@@ -47,7 +50,7 @@ pub fn run_as<R>(role: pg_sys::Oid, f: impl FnOnce() -> R) -> R {
     }
     let result = f();
     unsafe {
-        pg_sys::AtEOXact_GUC(true, nest_level);
+        pg_sys::AtEOXact_GUC(false, nest_level);
         pg_sys::SetUserIdAndSecContext(saved_user, saved_context);
     }
     result

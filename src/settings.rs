@@ -205,6 +205,7 @@ fn load(generation: u64) -> Settings {
         .collect();
     condition_columns.sort();
     condition_columns.dedup();
+    calendar_cache::watch_ticket_tables(tracked.iter().map(|t| t.relid).collect());
     let policies: Vec<Rc<Policy>> = policies.into_iter().map(Rc::new).collect();
     Settings {
         generation,

@@ -23,10 +23,14 @@ pub const SLA_STATUS: &str = "sla_status";
 pub const SLA_DUE_AT: &str = "sla_due_at";
 pub const SLA_BREACHED_AT: &str = "sla_breached_at";
 
+const TIMESTAMPTZ: &str = "timestamp with time zone";
+
 #[derive(Clone)]
 pub struct Column {
     pub name: String,
     pub attnum: i32,
+    type_oid: pg_sys::Oid,
+    type_modifier: i32,
     output_function: pg_sys::Oid,
 }
 
@@ -64,6 +68,8 @@ fn find_column(tupdesc: pg_sys::TupleDesc, name: &str) -> Option<Column> {
         Some(Column {
             name: name.to_owned(),
             attnum: i + 1,
+            type_oid: attr.atttypid,
+            type_modifier: attr.atttypmod,
             output_function,
         })
     })
@@ -72,7 +78,10 @@ fn find_column(tupdesc: pg_sys::TupleDesc, name: &str) -> Option<Column> {
 fn column_still_there(tupdesc: pg_sys::TupleDesc, column: &Column) -> bool {
     let attr = attribute(tupdesc, column.attnum - 1);
     let attname = unsafe { CStr::from_ptr(attr.attname.data.as_ptr()) };
-    !attr.attisdropped && attname.to_bytes() == column.name.as_bytes()
+    !attr.attisdropped
+        && attname.to_bytes() == column.name.as_bytes()
+        && attr.atttypid == column.type_oid
+        && attr.atttypmod == column.type_modifier
 }
 
 impl Columns {
@@ -90,20 +99,74 @@ impl Columns {
                 );
             })
         };
+        use pg_sys::BuiltinOid::*;
+        let typed = |name: &str, role: &str, accepted: &[pg_sys::BuiltinOid], expected: &str| {
+            let column = required(name, role);
+            let is_enum =
+                unsafe { pg_sys::get_typtype(column.type_oid) } == b'e' as std::ffi::c_char;
+            let ok = accepted.iter().any(|t| t.value() == column.type_oid)
+                || (expected.contains("enum") && is_enum);
+            if !ok {
+                let type_name = unsafe {
+                    CStr::from_ptr(pg_sys::format_type_be(column.type_oid))
+                        .to_string_lossy()
+                        .into_owned()
+                };
+                ereport!(
+                    ERROR,
+                    PgSqlErrorCode::ERRCODE_DATATYPE_MISMATCH,
+                    format!(
+                        "column \"{name}\" ({role}) of tracked table {} has type {type_name}; pg_sla needs {expected}",
+                        table.name
+                    ),
+                    "Change the column back, or call sla.untrack() and sla.track() with another mapping."
+                );
+            }
+            column
+        };
+        let timestamp = [TIMESTAMPTZOID];
+        let text = [TEXTOID];
         Columns {
             natts: unsafe { (*tupdesc).natts },
-            id: required(&table.id_column, "id_column"),
-            created_at: required(&table.created_at_column, "created_at_column"),
-            status: required(&table.status_column, "status_column"),
-            customer_message_at: required(
+            id: typed(
+                &table.id_column,
+                "id_column",
+                &[INT2OID, INT4OID, INT8OID, TEXTOID, VARCHAROID, UUIDOID],
+                "integer, bigint, uuid or text",
+            ),
+            created_at: typed(
+                &table.created_at_column,
+                "created_at_column",
+                &timestamp,
+                TIMESTAMPTZ,
+            ),
+            status: typed(
+                &table.status_column,
+                "status_column",
+                &[TEXTOID, VARCHAROID],
+                "text, varchar or an enum",
+            ),
+            customer_message_at: typed(
                 &table.customer_message_at_column,
                 "customer_message_at_column",
+                &timestamp,
+                TIMESTAMPTZ,
             ),
-            agent_reply_at: required(&table.agent_reply_at_column, "agent_reply_at_column"),
-            sla_policy: required(SLA_POLICY, "added by sla.track"),
-            sla_status: required(SLA_STATUS, "added by sla.track"),
-            sla_due_at: required(SLA_DUE_AT, "added by sla.track"),
-            sla_breached_at: required(SLA_BREACHED_AT, "added by sla.track"),
+            agent_reply_at: typed(
+                &table.agent_reply_at_column,
+                "agent_reply_at_column",
+                &timestamp,
+                TIMESTAMPTZ,
+            ),
+            sla_policy: typed(SLA_POLICY, "added by sla.track", &text, "text"),
+            sla_status: typed(SLA_STATUS, "added by sla.track", &text, "text"),
+            sla_due_at: typed(SLA_DUE_AT, "added by sla.track", &timestamp, TIMESTAMPTZ),
+            sla_breached_at: typed(
+                SLA_BREACHED_AT,
+                "added by sla.track",
+                &timestamp,
+                TIMESTAMPTZ,
+            ),
             conditions: settings
                 .condition_columns
                 .iter()
@@ -141,7 +204,7 @@ impl Columns {
     pub fn select_list(&self) -> (String, Vec<(i32, bool)>) {
         let mut items = Vec::new();
         let mut layout = Vec::new();
-        let text_columns = [&self.id, &self.status, &self.sla_policy]
+        let text_columns = [&self.id, &self.status, &self.sla_policy, &self.sla_status]
             .into_iter()
             .chain(self.conditions.values());
         for column in text_columns {
@@ -155,6 +218,8 @@ impl Columns {
             &self.created_at,
             &self.customer_message_at,
             &self.agent_reply_at,
+            &self.sla_due_at,
+            &self.sla_breached_at,
         ] {
             items.push(format!("t.{}", quote_identifier(&column.name)));
             layout.push((column.attnum, false));
@@ -184,8 +249,10 @@ pub fn columns_for(
 pub enum Row {
     Heap(pg_sys::HeapTuple, pg_sys::TupleDesc),
     Slot(*mut pg_sys::TupleTableSlot),
-    /// Values read by a query (see `Columns::select_list`), by attnum.
-    Values(HashMap<i32, Value>),
+    /// Values read by a query (see `Columns::select_list`), by attnum and
+    /// whether read as text (a timestamp column used in a condition is read
+    /// both ways).
+    Values(HashMap<(i32, bool), Value>),
 }
 
 pub enum Value {
@@ -211,7 +278,7 @@ impl Row {
     /// The column as PostgreSQL prints it.
     pub fn text(&self, column: &Column) -> Option<String> {
         if let Row::Values(values) = self {
-            return match values.get(&column.attnum) {
+            return match values.get(&(column.attnum, true)) {
                 Some(Value::Text(text)) => text.clone(),
                 _ => None,
             };
@@ -228,7 +295,7 @@ impl Row {
     /// A timestamptz column as core microseconds; ±infinity reads as NULL.
     pub fn instant(&self, column: &Column) -> Option<Micros> {
         if let Row::Values(values) = self {
-            return match values.get(&column.attnum) {
+            return match values.get(&(column.attnum, false)) {
                 Some(Value::Instant(t)) => *t,
                 _ => None,
             };
@@ -268,6 +335,15 @@ impl Ticket<'_> {
 
     pub fn sla_policy(&self) -> Option<String> {
         self.row.text(&self.columns.sla_policy)
+    }
+
+    /// Whether the row's SLA columns already say `policy` and `summary`.
+    pub fn shows(&self, policy: Option<&str>, summary: &sla_core::Summary) -> bool {
+        self.sla_policy().as_deref() == policy
+            && self.row.text(&self.columns.sla_status).as_deref()
+                == summary.status.map(sla_core::ClockStatus::as_str)
+            && self.row.instant(&self.columns.sla_due_at) == summary.due_at
+            && self.row.instant(&self.columns.sla_breached_at) == summary.breached_at
     }
 
     /// The first enabled policy whose conditions this ticket meets.

@@ -14,6 +14,9 @@ struct TableInfo {
     /// Qualified, quoted name.
     name: String,
     relkind: String,
+    temporary: bool,
+    /// A partition, or a parent or child in table inheritance.
+    in_hierarchy: bool,
     owned_by_caller: bool,
 }
 
@@ -21,7 +24,12 @@ fn table_info(table: pg_sys::Oid) -> TableInfo {
     Spi::connect(|client| {
         let rows = client.select(
             "SELECT c.oid::pg_catalog.regclass::text, c.relkind::text,
-                    pg_catalog.pg_has_role($2, c.relowner, 'USAGE')
+                    pg_catalog.pg_has_role($2, c.relowner, 'USAGE'),
+                    c.relpersistence OPERATOR(pg_catalog.=) 't',
+                    c.relispartition OR EXISTS (
+                        SELECT FROM pg_catalog.pg_inherits i
+                         WHERE i.inhrelid OPERATOR(pg_catalog.=) c.oid
+                            OR i.inhparent OPERATOR(pg_catalog.=) c.oid)
                FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) $1",
             Some(1),
             &[table.into(), current_user().into()],
@@ -38,6 +46,8 @@ fn table_info(table: pg_sys::Oid) -> TableInfo {
             name: row.get(1)?.unwrap_or_default(),
             relkind: row.get(2)?.unwrap_or_default(),
             owned_by_caller: row.get(3)?.unwrap_or(false),
+            temporary: row.get(4)?.unwrap_or(false),
+            in_hierarchy: row.get(5)?.unwrap_or(false),
         })
     })
     .unwrap_or_else(|e| pgrx::error!("pg_sla: {e}"))
@@ -51,6 +61,36 @@ fn require_owner(info: &TableInfo, action: &str) {
             format!("must be owner of table {} to {action} it", info.name)
         );
     }
+}
+
+/// A required argument, or 22004 naming it.
+fn required<T>(value: Option<T>, argument: &str) -> T {
+    value.unwrap_or_else(|| {
+        ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
+            format!("{argument} must not be NULL")
+        );
+    })
+}
+
+/// Whether a single-column unique index without predicate covers `column`.
+fn has_unique_key(table: pg_sys::Oid, column: &str) -> bool {
+    Spi::get_one_with_args::<bool>(
+        "SELECT EXISTS (
+             SELECT FROM pg_catalog.pg_index i
+               JOIN pg_catalog.pg_attribute a
+                 ON a.attrelid OPERATOR(pg_catalog.=) i.indrelid
+                AND a.attnum OPERATOR(pg_catalog.=) i.indkey[0]
+              WHERE i.indrelid OPERATOR(pg_catalog.=) $1 AND i.indisunique AND i.indisvalid
+                AND i.indnkeyatts OPERATOR(pg_catalog.=) 1
+                AND i.indpred IS NULL AND i.indexprs IS NULL
+                AND a.attname OPERATOR(pg_catalog.=) $2::name)",
+        &[table.into(), column.into()],
+    )
+    .ok()
+    .flatten()
+    .unwrap_or(false)
 }
 
 /// A column's type as SQL and its catalog facts, or `None` when absent.
@@ -127,23 +167,45 @@ fn check_column(
 #[allow(clippy::too_many_arguments)]
 #[pg_extern(volatile, parallel_unsafe)]
 fn track(
-    ticket_table: RegClass,
-    id_column: default!(&str, "'id'"),
-    created_at_column: default!(&str, "'created_at'"),
-    status_column: default!(&str, "'status'"),
-    closed_statuses: default!(Vec<Option<String>>, "'{solved,closed}'"),
-    customer_message_at_column: default!(&str, "'last_customer_message_at'"),
-    agent_reply_at_column: default!(&str, "'last_agent_reply_at'"),
+    ticket_table: Option<RegClass>,
+    id_column: default!(Option<&str>, "'id'"),
+    created_at_column: default!(Option<&str>, "'created_at'"),
+    status_column: default!(Option<&str>, "'status'"),
+    closed_statuses: default!(Option<Vec<Option<String>>>, "'{solved,closed}'"),
+    customer_message_at_column: default!(Option<&str>, "'last_customer_message_at'"),
+    agent_reply_at_column: default!(Option<&str>, "'last_agent_reply_at'"),
     assignee_column: default!(Option<&str>, "NULL"),
 ) -> i64 {
-    let RegClass(ticket_table) = ticket_table;
+    let ticket_table = required(ticket_table, "ticket_table").0;
+    let id_column = required(id_column, "id_column");
+    let created_at_column = required(created_at_column, "created_at_column");
+    let status_column = required(status_column, "status_column");
+    let closed_statuses = required(closed_statuses, "closed_statuses");
+    let customer_message_at_column =
+        required(customer_message_at_column, "customer_message_at_column");
+    let agent_reply_at_column = required(agent_reply_at_column, "agent_reply_at_column");
     let info = table_info(ticket_table);
     require_owner(&info, "track");
-    if !matches!(info.relkind.as_str(), "r" | "p") {
+    // Rows of a partitioned or inherited table live in several relations,
+    // where row addresses and statement triggers do not add up.
+    if info.relkind != "r" || info.in_hierarchy {
         ereport!(
             ERROR,
             PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE,
-            format!("{} is not a table; only tables can be tracked", info.name)
+            format!(
+                "{} is not a plain table; pg_sla tracks tables that are not partitioned, partitions or part of table inheritance",
+                info.name
+            )
+        );
+    }
+    if info.temporary {
+        ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE,
+            format!(
+                "{} is a temporary table; only permanent tables can be tracked",
+                info.name
+            )
         );
     }
     if closed_statuses.iter().any(Option::is_none) {
@@ -182,6 +244,14 @@ fn track(
         false,
         "integer, bigint, uuid or text",
     );
+    if !has_unique_key(ticket_table, id_column) {
+        ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_INVALID_COLUMN_REFERENCE,
+            format!("id_column \"{id_column}\" of table {name} has no primary key or unique index"),
+            "pg_sla finds tickets by this column: give it a primary key or a unique index of its own."
+        );
+    }
     let timestamp = |argument: &str, column: &str| {
         check_column(
             ticket_table,
@@ -199,7 +269,7 @@ fn track(
         name,
         "status_column",
         status_column,
-        &[TEXTOID.value(), VARCHAROID.value(), BPCHAROID.value()],
+        &[TEXTOID.value(), VARCHAROID.value()],
         true,
         "text, varchar or an enum",
     );
@@ -320,7 +390,7 @@ fn backfill(ticket_table: pg_sys::Oid, id_column: &str) -> i64 {
     let ids: Vec<String> = Spi::connect(|client| {
         let rows = client.select(
             &format!(
-                "SELECT t.{id}::text FROM {name} t ORDER BY t.{id}",
+                "SELECT t.{id}::text FROM ONLY {name} t",
                 id = quote_identifier(id_column),
                 name = table.name
             ),
@@ -336,6 +406,14 @@ fn backfill(ticket_table: pg_sys::Oid, id_column: &str) -> i64 {
         Ok::<_, pgrx::spi::Error>(ids)
     })
     .unwrap_or_else(|e| pgrx::error!("pg_sla: {e}"));
+    // Clocks left from an earlier tracking of tickets deleted meanwhile.
+    as_sla_owner(|| {
+        Spi::run_with_args(
+            "DELETE FROM sla.clocks WHERE ticket_table = $1::oid::regclass AND ticket_id <> ALL($2)",
+            &[ticket_table.into(), ids.clone().into()],
+        )
+    })
+    .unwrap_or_else(|e| pgrx::error!("pg_sla: {e}"));
     let mut seen = 0;
     for batch in ids.chunks(RESYNC_CHUNK) {
         seen += resync_tickets(&table, batch);
@@ -346,8 +424,8 @@ fn backfill(ticket_table: pg_sys::Oid, id_column: &str) -> i64 {
 /// Stops tracking a table: removes pg_sla's triggers and leaves the rows,
 /// their SLA columns and their clocks alone. Its clocks no longer advance.
 #[pg_extern(volatile, parallel_unsafe)]
-fn untrack(ticket_table: RegClass) {
-    let RegClass(ticket_table) = ticket_table;
+fn untrack(ticket_table: Option<RegClass>) {
+    let ticket_table = required(ticket_table, "ticket_table").0;
     let info = table_info(ticket_table);
     require_owner(&info, "untrack");
     let settings = settings::current();

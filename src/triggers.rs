@@ -11,6 +11,8 @@
 //!
 //! The names sort after most user triggers, so the row trigger sees the row
 //! as other BEFORE triggers left it.
+use std::cell::Cell;
+use std::collections::HashSet;
 use std::rc::Rc;
 
 use pgrx::prelude::*;
@@ -18,11 +20,13 @@ use pgrx::trigger_support::PgTriggerError;
 use pgrx::{AllocatedByPostgres, PgTrigger, PgTupleDesc};
 use sla_core::{reconcile, summarize, Clock, Summary};
 
+use crate::calendar_cache::transactions_ended;
+
 use crate::bulk_insert;
 use crate::catalog::{self, ClockChanges};
 use crate::convert::{or_raise, timestamptz};
 use crate::gucs::event_time;
-use crate::security::{as_sla_owner, clocks_relid};
+use crate::security::{as_sla_owner, clocks_relid, run_as};
 use crate::settings::{self, hours, Policy, Settings, TrackedTable};
 use crate::tickets::{columns_for, Columns, Row, Ticket};
 
@@ -31,7 +35,7 @@ pub const INSERTED_TRIGGER: &str = "zz_pg_sla_inserted";
 pub const DELETED_TRIGGER: &str = "zz_pg_sla_deleted";
 pub const TRUNCATED_TRIGGER: &str = "zz_pg_sla_truncated";
 
-type TriggerResult<'a> = Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, PgTriggerError>;
+pub type TriggerResult<'a> = Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, PgTriggerError>;
 
 /// Brings one ticket's clocks in line with its row and the policy that
 /// matches it; returns the ticket's summary.
@@ -147,6 +151,9 @@ fn ticket_row_changed<'a>(trigger: &'a PgTrigger<'a>) -> TriggerResult<'a> {
                 .unwrap_or_default()
         });
         clocks.extend(stored.iter().map(|s| s.clock.clone()));
+        if stored.is_empty() {
+            note_nested_change();
+        }
         let summary = reconcile_ticket(&new, policy, &mut clocks, now);
         let mut changes = ClockChanges::default();
         changes.add_ticket(&new_id, &stored, &clocks);
@@ -178,6 +185,69 @@ fn modified<'a>(
         );
         PgHeapTuple::from_heap_tuple(PgTupleDesc::from_pg_unchecked(tupdesc), changed)
     }
+}
+
+/// The text values of column `attnum` in a trigger's transition table.
+pub fn transition_texts(
+    store: *mut pg_sys::Tuplestorestate,
+    tupdesc: pg_sys::TupleDesc,
+    attnum: i32,
+) -> Vec<String> {
+    let mut texts = Vec::new();
+    for_each_transition_row(store, tupdesc, |row| {
+        let Row::Slot(slot) = row else { return };
+        let mut is_null = false;
+        let datum = unsafe { pg_sys::slot_getattr(slot, attnum, &mut is_null) };
+        if let Some(text) = unsafe { String::from_datum(datum, is_null) } {
+            texts.push(text);
+        }
+    });
+    texts
+}
+
+thread_local! {
+    /// Tickets whose clocks were created or removed by statements nested in
+    /// an INSERT (a user's AFTER ROW trigger updating or deleting the new
+    /// row), with the transaction they happened in: the INSERT's statement
+    /// trigger must then not create those tickets' clocks again.
+    static NESTED_CHANGES: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
+}
+
+fn note_nested_change() {
+    let transaction = transactions_ended();
+    NESTED_CHANGES.with(|c| {
+        let (seen, count) = c.get();
+        c.set((transaction, if seen == transaction { count + 1 } else { 1 }));
+    });
+}
+
+fn nested_changes_in_this_transaction() -> bool {
+    NESTED_CHANGES.with(|c| c.get().0 == transactions_ended() && c.get().1 > 0)
+}
+
+/// New clocks gathered by `tickets_inserted` before a bulk insert.
+const INSERT_BATCH: usize = 20_000;
+
+/// Inserts new tickets' clocks; when statements nested in this transaction
+/// may already have created clocks for some of them, or deleted them, those
+/// tickets are skipped.
+fn insert_new_clocks(table: &TrackedTable, mut clocks: Vec<(String, Clock)>) {
+    if clocks.is_empty() {
+        return;
+    }
+    if nested_changes_in_this_transaction() {
+        let mut ids: Vec<String> = clocks.iter().map(|(id, _)| id.clone()).collect();
+        ids.dedup();
+        let mut skip: HashSet<String> =
+            as_sla_owner(|| catalog::tickets_with_clocks(table.relid, &ids))
+                .into_iter()
+                .collect();
+        skip.extend(run_as(table.owner, || {
+            catalog::missing_tickets(table, &ids)
+        }));
+        clocks.retain(|(id, _)| !skip.contains(id));
+    }
+    bulk_insert::insert_clocks(clocks_relid(), table.relid, clocks);
 }
 
 /// Calls `each` for every row of a trigger's transition table.
@@ -228,8 +298,11 @@ fn tickets_inserted<'a>(trigger: &'a PgTrigger<'a>) -> TriggerResult<'a> {
         reconcile_ticket(&ticket, Some(policy), &mut clocks, now);
         let id = ticket.id();
         new_clocks.extend(clocks.drain(..).map(|clock| (id.clone(), clock)));
+        if new_clocks.len() >= INSERT_BATCH {
+            insert_new_clocks(&table, std::mem::take(&mut new_clocks));
+        }
     });
-    bulk_insert::insert_clocks(clocks_relid(), table.relid, new_clocks);
+    insert_new_clocks(&table, new_clocks);
     Ok(None)
 }
 
@@ -252,6 +325,7 @@ fn tickets_deleted<'a>(trigger: &'a PgTrigger<'a>) -> TriggerResult<'a> {
         ids.push(ticket.id());
     });
     if !ids.is_empty() {
+        note_nested_change();
         as_sla_owner(|| catalog::delete_clocks(table.relid, Some(ids)));
     }
     Ok(None)

@@ -336,6 +336,8 @@ pub fn reconcile(
 ) -> Result<()> {
     let Some((policy_name, targets)) = policy else {
         for clock in clocks.iter_mut().filter(|c| c.is_open()) {
+            // A pause running now ends here, counted, as at a close.
+            clock.end_pause(now, hours)?;
             clock.cancel(now);
         }
         return Ok(());
@@ -379,12 +381,29 @@ pub fn reconcile(
         }
     }
 
+    let last_cycle = clocks
+        .iter()
+        .filter(|c| c.metric == Metric::NextResponse)
+        .map(|c| c.cycle)
+        .max();
     for clock in clocks.iter_mut() {
-        reconcile_clock(clock, facts, policy_name, targets, hours, now, releasable)?;
+        let latest = clock.metric != Metric::NextResponse || Some(clock.cycle) == last_cycle;
+        reconcile_clock(
+            clock,
+            facts,
+            policy_name,
+            targets,
+            hours,
+            now,
+            releasable,
+            latest,
+        )?;
     }
     Ok(())
 }
 
+/// `latest`: the clock is not an earlier next-response cycle.
+#[allow(clippy::too_many_arguments)]
 fn reconcile_clock(
     clock: &mut Clock,
     facts: &TicketFacts,
@@ -393,12 +412,11 @@ fn reconcile_clock(
     hours: Hours,
     now: Micros,
     releasable: bool,
+    latest: bool,
 ) -> Result<()> {
-    let reopened = clock.metric == Metric::Resolution
-        && !facts.closed
-        && matches!(clock.status, ClockStatus::Achieved | ClockStatus::Missed);
-    if reopened {
-        // Time spent closed does not count: treat it as a pause that ends now.
+    if resumes(clock, facts, targets, latest) {
+        // Time spent closed, or under a policy without this target, does not
+        // count: treat it as a pause that ends now.
         clock.paused_since = clock.stopped_at.take();
         clock.status = ClockStatus::Paused;
     }
@@ -407,6 +425,7 @@ fn reconcile_clock(
     }
     let Some(target) = targets.target(clock.metric) else {
         // The policy that now applies has no such target.
+        clock.end_pause(now, hours)?;
         clock.cancel(now);
         return Ok(());
     };
@@ -458,6 +477,27 @@ fn reconcile_clock(
         clock.status = clock.running_status();
     }
     clock.schedule(targets, hours, releasable)
+}
+
+/// Whether a stopped clock runs again: a resolution clock when its ticket
+/// reopens; a cancelled clock when what cancelled it is over (the ticket
+/// reopened without a reply, or a policy with its target applies again).
+fn resumes(clock: &Clock, facts: &TicketFacts, targets: &Targets, latest: bool) -> bool {
+    if facts.closed || targets.target(clock.metric).is_none() {
+        return false;
+    }
+    match (clock.status, clock.metric) {
+        (ClockStatus::Achieved | ClockStatus::Missed, Metric::Resolution) => true,
+        (ClockStatus::Cancelled, Metric::Resolution) => true,
+        (ClockStatus::Cancelled, Metric::FirstResponse) => facts.last_agent_reply_at.is_none(),
+        (ClockStatus::Cancelled, Metric::NextResponse) => {
+            latest
+                && facts
+                    .last_agent_reply_at
+                    .is_none_or(|reply| reply < clock.started_at)
+        }
+        _ => false,
+    }
 }
 
 /// A transition applied by [`apply_due`].

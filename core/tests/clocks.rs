@@ -702,16 +702,28 @@ fn closing_stops_resolution_and_cancels_unanswered_response_clocks() {
     assert_eq!(res.stopped_at, None);
     assert_eq!(res.due_at, Some(ny("2026-11-25 14:00")));
     assert_eq!(res.next_transition_at, Some(ny("2026-11-25 14:00")));
-    // The cancelled response clock stays cancelled.
-    assert_eq!(t.clock(FR, 1).status, ClockStatus::Cancelled);
-    assert_eq!(t.clock(FR, 1).stopped_at, Some(ny("2026-11-23 15:00")));
+    // The first response, still unanswered, resumes too: it was cancelled at
+    // Mon 15:00, before its 16:00 deadline, so the same 12 h closed do not
+    // count. Due Mon 10:00 + 6 h + 12 h = 18 h of business time: Mon 7 h,
+    // Tue 8 h, Wed 09:00-12:00 (3 h), i.e. Wed 12:00.
+    let fr = t.clock(FR, 1);
+    assert_eq!(fr.status, ClockStatus::Running);
+    assert_eq!(fr.paused_time, closed_time);
+    assert_eq!(fr.stopped_at, None);
+    assert_eq!(fr.due_at, Some(ny("2026-11-25 12:00")));
 
-    // Closed again at Wed 15:00, an hour past the moved deadline.
+    // Closed again at Wed 15:00, an hour past the moved resolution deadline
+    // and three past the first-response one, still without a reply: both
+    // missed, with no breach recorded.
     t.set_closed(true, ny("2026-11-25 15:00"));
     let res = t.clock(RES, 1);
     assert_eq!(res.status, ClockStatus::Missed);
     assert_eq!(res.breached_at, None);
     assert_eq!(res.stopped_at, Some(ny("2026-11-25 15:00")));
+    let fr = t.clock(FR, 1);
+    assert_eq!(fr.status, ClockStatus::Missed);
+    assert_eq!(fr.breached_at, None);
+    assert_eq!(fr.stopped_at, Some(ny("2026-11-25 15:00")));
 }
 
 #[test]
@@ -900,19 +912,28 @@ fn policy_switch_remeasures_from_the_original_start_and_cancels_dropped_metrics(
     assert_eq!(res.next_transition_at, None);
 
     // Back to "standard" at 10:45: the first response is 4 h again; the
-    // cancelled resolution clock is not revived or duplicated.
+    // cancelled resolution clock resumes (it is not duplicated). The 15 min
+    // without a resolution target began at 10:30, before its deadline (Wed
+    // 10:00), and do not count: due Wed 10:15.
     t.switch_policy(Some(("standard", standard)), ny("2026-11-23 10:45"));
     assert_eq!(t.clock(FR, 1).policy, "standard");
     assert_eq!(t.clock(FR, 1).due_at, Some(ny("2026-11-23 14:00")));
     assert_eq!(t.cycles(RES), vec![1]);
-    assert_eq!(t.clock(RES, 1).status, ClockStatus::Cancelled);
+    let res = t.clock(RES, 1);
+    assert_eq!(res.status, ClockStatus::Running);
+    assert_eq!(res.policy, "standard");
+    assert_eq!(res.stopped_at, None);
+    assert_eq!(res.paused_time, minutes(15));
+    assert_eq!(res.due_at, Some(ny("2026-11-25 10:15")));
 
     // No policy matches any more at 11:30: every open clock is cancelled.
     t.switch_policy(None, ny("2026-11-23 11:30"));
-    let fr = t.clock(FR, 1);
-    assert_eq!(fr.status, ClockStatus::Cancelled);
-    assert_eq!(fr.stopped_at, Some(ny("2026-11-23 11:30")));
-    assert_eq!(fr.next_transition_at, None);
+    for metric in [FR, RES] {
+        let c = t.clock(metric, 1);
+        assert_eq!(c.status, ClockStatus::Cancelled);
+        assert_eq!(c.stopped_at, Some(ny("2026-11-23 11:30")));
+        assert_eq!(c.next_transition_at, None);
+    }
     assert!(t.clocks.iter().all(|c| !c.is_open()));
     assert_eq!(t.apply_due(FR, 1, ny("2026-11-23 15:00")), vec![]);
 }
@@ -1022,13 +1043,13 @@ fn a_holiday_in_the_middle_pushes_the_deadline_a_day() {
 // A clock is breached only after its deadline: the instant itself is still in
 // time. A pause counts only if it begins at or before the deadline as it
 // stands when the pause ends (with the clock's target then) and no breach is
-// recorded: a pause, or the closed time of a reopened resolution clock, that
-// begins once the clock is already late does not move its deadline, whether
-// or not the worker has noticed the lateness yet. A pause is judged once:
-// one that counted stays counted after a later policy switch. Likewise a
-// response clock whose ticket closes without a reply is missed if its
-// deadline is before the close, noticed by the worker or not, and otherwise
-// cancelled.
+// recorded: a pause, or the time a resumed clock spent stopped (closed, or
+// under a policy without its target), that begins once the clock is already
+// late does not move its deadline, whether or not the worker has noticed the
+// lateness yet. A pause is judged once: one that counted stays counted after
+// a later policy switch. Likewise a response clock whose ticket closes
+// without a reply is missed if its deadline is before the close, noticed by
+// the worker or not, and otherwise cancelled.
 // ---------------------------------------------------------------------------
 
 #[test]
@@ -1509,10 +1530,328 @@ fn closing_a_breached_unanswered_first_response_misses_it() {
     assert_eq!(c.status, ClockStatus::Missed);
     assert_eq!(c.breached_at, Some(ny("2026-11-23 11:00")));
     assert_eq!(c.stopped_at, Some(ny("2026-11-23 12:00")));
-    // Reopening does not revive a response clock.
+    // Reopening does not revive a missed response clock: only a cancelled
+    // one resumes.
     t.set_closed(false, ny("2026-11-23 13:00"));
     assert_eq!(t.clock(FR, 1).status, ClockStatus::Missed);
     assert_eq!(t.clock(FR, 1).stopped_at, Some(ny("2026-11-23 12:00")));
+}
+
+// ---------------------------------------------------------------------------
+// Stopped clocks resume when what stopped them is over.
+//
+// A resolution clock that is achieved, missed or cancelled runs again once
+// the ticket is open and its policy has a resolution target; a cancelled
+// first-response clock, once the ticket is open, its policy has a
+// first-response target and no agent has replied at all; a cancelled
+// next-response cycle, once it is the latest cycle, the ticket is open, its
+// policy has a next-response target and no agent has replied since the cycle
+// began. The time since the clock stopped is a pause that ends on resuming,
+// judged like any other: it counts if it began by the deadline in force and
+// no breach is on record.
+// ---------------------------------------------------------------------------
+
+#[test]
+fn losing_and_regaining_the_policy_resumes_the_clocks_and_moves_them_by_the_gap() {
+    let cal = weekdays(NY, "");
+    let created = ny("2026-11-23 10:00");
+    let urgent = targets(Some(hours(2)), None, Some(hours(8)));
+    let new_ticket = || {
+        let mut t = Ticket::new(Hours::Calendar(&cal), created, "urgent", urgent.clone());
+        t.reconcile(created);
+        // First response 2 h: Mon 12:00. Resolution 8 h: Mon 10:00-17:00 (7
+        // h) + Tue 09:00-10:00.
+        assert_eq!(t.clock(FR, 1).due_at, Some(ny("2026-11-23 12:00")));
+        assert_eq!(t.clock(RES, 1).due_at, Some(ny("2026-11-24 10:00")));
+        t
+    };
+
+    // At 11:00 the ticket's priority changes and no policy matches: both
+    // clocks are cancelled and the ticket shows no SLA.
+    let mut t = new_ticket();
+    t.switch_policy(None, ny("2026-11-23 11:00"));
+    for metric in [FR, RES] {
+        let c = t.clock(metric, 1);
+        assert_eq!(c.status, ClockStatus::Cancelled);
+        assert_eq!(c.stopped_at, Some(ny("2026-11-23 11:00")));
+        assert_eq!(c.next_transition_at, None);
+    }
+    assert_eq!(summarize(&t.clocks).status, None);
+    // The first-response deadline passes meanwhile; nothing happens.
+    assert_eq!(t.apply_due(FR, 1, ny("2026-11-23 12:05")), vec![]);
+
+    // Urgent again at 13:30: both clocks resume. The 2 h 30 min without a
+    // policy began at 11:00, before either deadline, and do not count: first
+    // response due 10:00 + 2 h + 2 h 30 min = 14:30; resolution 10:00 + 8 h
+    // + 2 h 30 min = 10 h 30 min of business time: Mon 7 h, Tue 09:00-12:30.
+    t.switch_policy(Some(("urgent", urgent.clone())), ny("2026-11-23 13:30"));
+    assert_eq!(t.cycles(FR), vec![1]);
+    assert_eq!(t.cycles(RES), vec![1]);
+    let fr = t.clock(FR, 1);
+    assert_eq!(fr.status, ClockStatus::Running);
+    assert_eq!(fr.policy, "urgent");
+    assert_eq!(fr.stopped_at, None);
+    assert_eq!(fr.paused_since, None);
+    assert_eq!(fr.paused_time, minutes(150));
+    assert_eq!(fr.due_at, Some(ny("2026-11-23 14:30")));
+    assert_eq!(fr.next_transition_at, Some(ny("2026-11-23 14:30")));
+    let res = t.clock(RES, 1);
+    assert_eq!(res.status, ClockStatus::Running);
+    assert_eq!(res.paused_time, minutes(150));
+    assert_eq!(res.due_at, Some(ny("2026-11-24 12:30")));
+    assert_eq!(
+        summarize(&t.clocks),
+        Summary {
+            status: Some(ClockStatus::Running),
+            due_at: Some(ny("2026-11-23 14:30")),
+            breached_at: None
+        }
+    );
+    // Not late at 14:00, two hours after the original deadline: a reply then
+    // achieves the first response.
+    assert_eq!(t.apply_due(FR, 1, ny("2026-11-23 14:00")), vec![]);
+    t.agent_reply(ny("2026-11-23 14:00"));
+    assert_eq!(t.clock(FR, 1).status, ClockStatus::Achieved);
+    assert_eq!(t.clock(FR, 1).stopped_at, Some(ny("2026-11-23 14:00")));
+
+    // The policy is lost at 12:30 instead, after the first-response deadline
+    // (12:00), which the worker has not applied yet: losing the policy
+    // cancels the clock all the same, without judging it.
+    let mut t = new_ticket();
+    t.switch_policy(None, ny("2026-11-23 12:30"));
+    assert_eq!(t.clock(FR, 1).status, ClockStatus::Cancelled);
+    // Back at 13:00. For the first response the gap began after its deadline
+    // and does not count: still due 12:00, and breached at 12:00 when the
+    // worker runs. For the resolution it began in time: due Tue 10:30.
+    t.switch_policy(Some(("urgent", urgent.clone())), ny("2026-11-23 13:00"));
+    let fr = t.clock(FR, 1);
+    assert_eq!(fr.status, ClockStatus::Running);
+    assert_eq!(fr.paused_time, 0);
+    assert_eq!(fr.due_at, Some(ny("2026-11-23 12:00")));
+    assert_eq!(fr.next_transition_at, Some(ny("2026-11-23 12:00")));
+    assert_eq!(
+        t.apply_due(FR, 1, ny("2026-11-23 13:00")),
+        vec![Transition::Breached]
+    );
+    assert_eq!(t.clock(FR, 1).breached_at, Some(ny("2026-11-23 12:00")));
+    let res = t.clock(RES, 1);
+    assert_eq!(res.paused_time, minutes(30));
+    assert_eq!(res.due_at, Some(ny("2026-11-24 10:30")));
+
+    // With the breach recorded before the policy is lost (worker at 12:01),
+    // the clock resumes breached: the breach stays, dated 12:00, and is not
+    // reported again.
+    let mut t = new_ticket();
+    assert_eq!(
+        t.apply_due(FR, 1, ny("2026-11-23 12:01")),
+        vec![Transition::Breached]
+    );
+    t.switch_policy(None, ny("2026-11-23 12:30"));
+    assert_eq!(t.clock(FR, 1).status, ClockStatus::Cancelled);
+    assert_eq!(t.clock(FR, 1).breached_at, Some(ny("2026-11-23 12:00")));
+    t.switch_policy(Some(("urgent", urgent)), ny("2026-11-23 13:00"));
+    let fr = t.clock(FR, 1);
+    assert_eq!(fr.status, ClockStatus::Breached);
+    assert_eq!(fr.breached_at, Some(ny("2026-11-23 12:00")));
+    assert_eq!(fr.paused_time, 0);
+    assert_eq!(fr.due_at, Some(ny("2026-11-23 12:00")));
+    assert_eq!(fr.next_transition_at, None);
+    assert_eq!(t.apply_due(FR, 1, ny("2026-11-23 13:00")), vec![]);
+}
+
+#[test]
+fn closing_without_a_reply_cancels_the_first_response_and_reopening_resumes_it() {
+    let cal = weekdays(NY, "");
+    let created = ny("2026-11-23 10:00");
+    let policy = targets(Some(hours(2)), None, None);
+    let new_ticket = || {
+        let mut t = Ticket::new(Hours::Calendar(&cal), created, "p", policy.clone());
+        t.reconcile(created);
+        // Due Mon 12:00.
+        assert_eq!(t.clock(FR, 1).due_at, Some(ny("2026-11-23 12:00")));
+        t
+    };
+    let closed_at = ny("2026-11-23 11:00");
+    let reopened = ny("2026-11-24 10:00");
+    // Closed business time: Mon 11:00-17:00 (6 h) + Tue 09:00-10:00 (1 h).
+    assert_eq!(cal.between(closed_at, reopened).unwrap(), hours(7));
+
+    // Closed Mon 11:00 without a reply, before the deadline: cancelled, and
+    // nothing is measured while closed.
+    let mut t = new_ticket();
+    t.set_closed(true, closed_at);
+    let c = t.clock(FR, 1);
+    assert_eq!(c.status, ClockStatus::Cancelled);
+    assert_eq!(c.stopped_at, Some(closed_at));
+    assert_eq!(summarize(&t.clocks).status, None);
+    t.reconcile(ny("2026-11-23 18:00"));
+    assert_eq!(t.apply_due(FR, 1, ny("2026-11-23 18:00")), vec![]);
+    assert_eq!(t.clock(FR, 1).status, ClockStatus::Cancelled);
+
+    // Reopened Tue 10:00, still unanswered: the first response resumes. The
+    // 7 h closed began before the deadline and do not count: due Mon 10:00 +
+    // 2 h + 7 h = 9 h of business time: Mon 7 h, Tue 09:00-11:00.
+    t.set_closed(false, reopened);
+    let c = t.clock(FR, 1);
+    assert_eq!(c.status, ClockStatus::Running);
+    assert_eq!(c.stopped_at, None);
+    assert_eq!(c.paused_since, None);
+    assert_eq!(c.paused_time, hours(7));
+    assert_eq!(c.due_at, Some(ny("2026-11-24 11:00")));
+    assert_eq!(c.next_transition_at, Some(ny("2026-11-24 11:00")));
+    assert_eq!(summarize(&t.clocks).status, Some(ClockStatus::Running));
+    // Answered Tue 10:45: in time.
+    t.agent_reply(ny("2026-11-24 10:45"));
+    assert_eq!(t.clock(FR, 1).status, ClockStatus::Achieved);
+    assert_eq!(t.clock(FR, 1).stopped_at, Some(ny("2026-11-24 10:45")));
+
+    // An agent replies Mon 16:00 while the ticket is closed: once reopened
+    // there is a reply, and the cancelled clock stays as it is.
+    let mut t = new_ticket();
+    t.set_closed(true, closed_at);
+    t.agent_reply(ny("2026-11-23 16:00"));
+    assert_eq!(t.clock(FR, 1).status, ClockStatus::Cancelled);
+    t.set_closed(false, reopened);
+    let c = t.clock(FR, 1);
+    assert_eq!(c.status, ClockStatus::Cancelled);
+    assert_eq!(c.stopped_at, Some(closed_at));
+    assert_eq!(summarize(&t.clocks).status, None);
+
+    // Paused at 10:30 and closed, still paused, at 11:00: the pause counts up
+    // to the close (30 min), then the clock is cancelled. Reopened Tue 10:00
+    // out of the pause: 30 min + 7 h, so due Mon 10:00 + 9 h 30 min = Tue
+    // 11:30.
+    let mut t = new_ticket();
+    t.set_paused(true, ny("2026-11-23 10:30"));
+    t.set_closed(true, closed_at);
+    let c = t.clock(FR, 1);
+    assert_eq!(c.status, ClockStatus::Cancelled);
+    assert_eq!(c.paused_time, minutes(30));
+    t.facts.paused = false;
+    t.set_closed(false, reopened);
+    let c = t.clock(FR, 1);
+    assert_eq!(c.status, ClockStatus::Running);
+    assert_eq!(c.paused_time, minutes(450));
+    assert_eq!(c.due_at, Some(ny("2026-11-24 11:30")));
+
+    // Reopened into a pause status: paused since the close, and unpaused at
+    // Tue 10:30, 7 h 30 min later in business time: due Tue 11:30 as well.
+    let mut t = new_ticket();
+    t.set_closed(true, closed_at);
+    t.facts.paused = true;
+    t.set_closed(false, reopened);
+    let c = t.clock(FR, 1);
+    assert_eq!(c.status, ClockStatus::Paused);
+    assert_eq!(c.paused_since, Some(closed_at));
+    assert_eq!(c.stopped_at, None);
+    assert_eq!(c.next_transition_at, None);
+    t.set_paused(false, ny("2026-11-24 10:30"));
+    let c = t.clock(FR, 1);
+    assert_eq!(c.status, ClockStatus::Running);
+    assert_eq!(c.paused_time, minutes(450));
+    assert_eq!(c.due_at, Some(ny("2026-11-24 11:30")));
+}
+
+#[test]
+fn a_cancelled_next_response_cycle_resumes_only_while_latest_and_unanswered() {
+    let cal = weekdays(NY, "");
+    let created = ny("2026-11-23 10:00");
+    let policy = targets(None, Some(hours(1)), None);
+    // Answered at 10:10; the customer writes at 10:20: cycle 1, due 11:20.
+    let asked = || {
+        let mut t = Ticket::new(Hours::Calendar(&cal), created, "p", policy.clone());
+        t.agent_reply(ny("2026-11-23 10:10"));
+        t.customer_message(ny("2026-11-23 10:20"));
+        assert_eq!(t.cycles(NR), vec![1]);
+        assert_eq!(t.clock(NR, 1).due_at, Some(ny("2026-11-23 11:20")));
+        t
+    };
+    let closed_at = ny("2026-11-23 10:50");
+
+    // Closed at 10:50, unanswered and in time: cancelled. Reopened at 11:30,
+    // still unanswered: cycle 1 is the latest and resumes. The 40 min closed
+    // began before its deadline: due 11:20 + 40 min = 12:00.
+    let mut t = asked();
+    t.set_closed(true, closed_at);
+    assert_eq!(t.clock(NR, 1).status, ClockStatus::Cancelled);
+    t.set_closed(false, ny("2026-11-23 11:30"));
+    assert_eq!(t.cycles(NR), vec![1]);
+    let c = t.clock(NR, 1);
+    assert_eq!(c.status, ClockStatus::Running);
+    assert_eq!(c.stopped_at, None);
+    assert_eq!(c.paused_time, minutes(40));
+    assert_eq!(c.due_at, Some(ny("2026-11-23 12:00")));
+    t.agent_reply(ny("2026-11-23 11:50"));
+    assert_eq!(t.clock(NR, 1).status, ClockStatus::Achieved);
+
+    // The same cycle cancelled by a policy without a next-response target at
+    // 10:40, and back under "p" at 11:00: it resumes, due 11:20 + 20 min =
+    // 11:40.
+    let mut t = asked();
+    t.switch_policy(
+        Some(("none", targets(None, None, None))),
+        ny("2026-11-23 10:40"),
+    );
+    assert_eq!(t.clock(NR, 1).status, ClockStatus::Cancelled);
+    t.switch_policy(Some(("p", policy.clone())), ny("2026-11-23 11:00"));
+    let c = t.clock(NR, 1);
+    assert_eq!(c.status, ClockStatus::Running);
+    assert_eq!(c.policy, "p");
+    assert_eq!(c.paused_time, minutes(20));
+    assert_eq!(c.due_at, Some(ny("2026-11-23 11:40")));
+
+    // Answered at 11:00 while closed: on reopening at 11:30 the cycle has its
+    // reply and stays cancelled; the customer has not written since, so no
+    // cycle opens either.
+    let mut t = asked();
+    t.set_closed(true, closed_at);
+    t.agent_reply(ny("2026-11-23 11:00"));
+    t.set_closed(false, ny("2026-11-23 11:30"));
+    assert_eq!(t.cycles(NR), vec![1]);
+    assert_eq!(t.clock(NR, 1).status, ClockStatus::Cancelled);
+    assert_eq!(t.clock(NR, 1).stopped_at, Some(closed_at));
+    assert!(t.clocks.iter().all(|c| !c.is_open()));
+
+    // Answered at 11:00 and written to again at 11:10 while closed: no cycle
+    // opens on a closed ticket; on reopening at 11:30 cycle 2 opens from
+    // 11:10 (due 12:10) and cycle 1 stays cancelled.
+    let mut t = asked();
+    t.set_closed(true, closed_at);
+    t.agent_reply(ny("2026-11-23 11:00"));
+    t.customer_message(ny("2026-11-23 11:10"));
+    assert_eq!(t.cycles(NR), vec![1]);
+    t.set_closed(false, ny("2026-11-23 11:30"));
+    assert_eq!(t.cycles(NR), vec![1, 2]);
+    assert_eq!(t.clock(NR, 1).status, ClockStatus::Cancelled);
+    let c = t.clock(NR, 2);
+    assert_eq!(c.status, ClockStatus::Running);
+    assert_eq!(c.started_at, ny("2026-11-23 11:10"));
+    assert_eq!(c.due_at, Some(ny("2026-11-23 12:10")));
+    // The 11:00 reply is then removed, so that the last reply is the 10:10
+    // one again: cycle 1 has no reply since it began, but it is no longer
+    // the latest cycle and stays cancelled; cycle 2 runs on.
+    t.facts.last_agent_reply_at = Some(ny("2026-11-23 10:10"));
+    t.reconcile(ny("2026-11-23 11:40"));
+    assert_eq!(t.cycles(NR), vec![1, 2]);
+    let c = t.clock(NR, 1);
+    assert_eq!(c.status, ClockStatus::Cancelled);
+    assert_eq!(c.stopped_at, Some(closed_at));
+    let c = t.clock(NR, 2);
+    assert_eq!(c.status, ClockStatus::Running);
+    assert_eq!(c.due_at, Some(ny("2026-11-23 12:10")));
+
+    // A reply at the cycle's very start answers it: written to and closed at
+    // 10:20, a reply recorded at that same instant, reopened at 10:30: the
+    // cycle stays cancelled.
+    let mut t = Ticket::new(Hours::Calendar(&cal), created, "p", policy);
+    t.agent_reply(ny("2026-11-23 10:10"));
+    t.customer_message(ny("2026-11-23 10:20"));
+    t.set_closed(true, ny("2026-11-23 10:20"));
+    assert_eq!(t.clock(NR, 1).status, ClockStatus::Cancelled);
+    t.agent_reply(ny("2026-11-23 10:20"));
+    t.set_closed(false, ny("2026-11-23 10:30"));
+    assert_eq!(t.cycles(NR), vec![1]);
+    assert_eq!(t.clock(NR, 1).status, ClockStatus::Cancelled);
 }
 
 // ---------------------------------------------------------------------------
@@ -1887,8 +2226,8 @@ type Key = (Metric, i32);
 struct ExpectedPause {
     since: Option<Micros>,
     time: Micros,
-    /// Pauses that have ended, in order (closed time too, for a reopened
-    /// resolution clock), whether or not they counted.
+    /// Pauses that have ended, in order (the time stopped too, for a clock
+    /// that resumed), whether or not they counted.
     intervals: Vec<Pause>,
 }
 
@@ -2001,28 +2340,50 @@ impl Run<'_> {
         self.check_state()
     }
 
+    /// Whether `clock` is the latest next-response cycle (always true of
+    /// the other metrics).
+    fn is_latest(&self, clock: &Clock) -> bool {
+        clock.metric != Metric::NextResponse || clock.cycle == nr_count(&self.clocks)
+    }
+
+    /// Whether a stopped clock must run again under the facts and policy of
+    /// now, because what stopped it is over: a resolution clock (achieved,
+    /// missed or cancelled) once the ticket is open; a cancelled first
+    /// response once the ticket is open and no agent has replied at all; a
+    /// cancelled next-response cycle once the ticket is open, the cycle is
+    /// the latest and no agent has replied since it began. Always with a
+    /// policy that has the clock's target.
+    fn should_resume(&self, clock: &Clock) -> bool {
+        let Some(targets) = self.targets() else {
+            return false;
+        };
+        if self.facts.closed || targets.target(clock.metric).is_none() {
+            return false;
+        }
+        let reply = self.facts.last_agent_reply_at;
+        match (clock.status, clock.metric) {
+            (ClockStatus::Achieved | ClockStatus::Missed, Metric::Resolution) => true,
+            (ClockStatus::Cancelled, Metric::Resolution) => true,
+            (ClockStatus::Cancelled, Metric::FirstResponse) => reply.is_none(),
+            (ClockStatus::Cancelled, Metric::NextResponse) => {
+                self.is_latest(clock) && reply.is_none_or(|r| r < clock.started_at)
+            }
+            _ => false,
+        }
+    }
+
+    /// A stopped clock stays exactly as it was, unless it must resume: then
+    /// it is open again (a resumed clock has its target, no reply since it
+    /// began and an open ticket, so nothing stops it again at once).
     fn check_stopped_stays_stopped(&self, old: &Clock, new: &Clock) -> Result<(), TestCaseError> {
         if old.is_open() {
             return Ok(());
         }
-        if old == new {
-            return Ok(());
-        }
-        // The one exception: a reopened ticket resumes its resolution clock
-        // (or cancels it, when the policy now has no resolution target).
-        prop_assert_eq!(old.metric, Metric::Resolution, "{:?} -> {:?}", old, new);
-        prop_assert!(
-            matches!(old.status, ClockStatus::Achieved | ClockStatus::Missed),
-            "{:?} -> {:?}",
-            old,
-            new
-        );
-        prop_assert!(!self.facts.closed);
-        if new.status == ClockStatus::Cancelled {
-            prop_assert!(self.targets().is_some_and(|t| t.resolution.is_none()));
-        } else {
-            prop_assert!(new.is_open());
+        if self.should_resume(old) {
+            prop_assert!(new.is_open(), "{:?} -> {:?}", old, new);
             prop_assert_eq!(new.stopped_at, None);
+        } else {
+            prop_assert_eq!(old, new);
         }
         Ok(())
     }
@@ -2036,27 +2397,25 @@ impl Run<'_> {
             let old = before.get(i);
             let expected = self.pauses.entry(key).or_default();
             let was_paused = old.is_some_and(|o| o.status == ClockStatus::Paused);
-            let reopened = old.is_some_and(|o| {
-                o.metric == Metric::Resolution
-                    && matches!(o.status, ClockStatus::Achieved | ClockStatus::Missed)
-                    && new.status != o.status
-            });
-            if reopened {
-                // Time closed counts as paused, from the close.
+            let resumed = old.is_some_and(|o| !o.is_open()) && new.is_open();
+            if resumed {
+                // The time stopped (closed, or under a policy without the
+                // clock's target) is a pause from when the clock stopped.
                 expected.since = old.and_then(|o| o.stopped_at);
             }
             match new.status {
                 // Paused now: the pause starts.
-                ClockStatus::Paused if !was_paused && !reopened => expected.since = Some(now),
-                // Still paused, or reopened into a pause that began at the close.
+                ClockStatus::Paused if !was_paused && !resumed => expected.since = Some(now),
+                // Still paused, or resumed into a pause that began when the
+                // clock stopped.
                 ClockStatus::Paused => {}
-                ClockStatus::Cancelled => expected.since = None,
-                _ if new.is_open() || old.is_some_and(|o| o.is_open()) || reopened => {
+                _ if new.is_open() || old.is_some_and(|o| o.is_open()) || resumed => {
                     // Resumed now, or stopped at `stopped_at` (a reply may be
-                    // dated before the check; the resolution stops now). The
-                    // pause counts only if it began by the deadline as it
-                    // stands (current target, time counted so far) and no
-                    // breach is on record.
+                    // dated before the check; the resolution stops now, and
+                    // a response clock closed without a reply is missed or
+                    // cancelled now). The pause counts only if it began by
+                    // the deadline as it stands (current target, time counted
+                    // so far) and no breach is on record.
                     if let Some(since) = expected.since.take() {
                         let end = new.stopped_at.unwrap_or(now);
                         let deadline =
@@ -2075,10 +2434,8 @@ impl Run<'_> {
                 }
                 _ => {}
             }
-            if new.status != ClockStatus::Cancelled {
-                prop_assert_eq!(new.paused_since, expected.since, "{:?}", new);
-                prop_assert_eq!(new.paused_time, expected.time, "{:?}", new);
-            }
+            prop_assert_eq!(new.paused_since, expected.since, "{:?}", new);
+            prop_assert_eq!(new.paused_time, expected.time, "{:?}", new);
             let stopped_now = old.is_none_or(|o| o.is_open())
                 && matches!(new.status, ClockStatus::Achieved | ClockStatus::Missed);
             let deadline =
@@ -2168,6 +2525,10 @@ impl Run<'_> {
 
     /// What the facts and the policy say must show in the clocks.
     fn check_facts_reflected(&self) -> Result<(), TestCaseError> {
+        // Nothing that must run again is left stopped.
+        for c in self.clocks.iter().filter(|c| !c.is_open()) {
+            prop_assert!(!self.should_resume(c), "left stopped: {:?}", c);
+        }
         let Some(targets) = self.targets() else {
             prop_assert!(self.clocks.iter().all(|c| !c.is_open()));
             return Ok(());
@@ -2497,4 +2858,30 @@ proptest! {
     fn breaches_match_the_deadline_oracle_when_the_worker_lags(scenario in scenario()) {
         run(&scenario, Mode { eager_worker: false, oracle: true })?;
     }
+}
+
+#[test]
+fn a_pause_running_when_the_policy_drops_the_target_is_counted() {
+    let cal = weekdays(NY, "");
+    let created = ny("2026-11-23 10:00");
+    let urgent = targets(Some(hours(2)), None, None);
+    let mut t = Ticket::new(Hours::Calendar(&cal), created, "urgent", urgent.clone());
+    t.reconcile(created);
+    // First response 2 h: due 12:00. Paused at 10:30 (before the deadline).
+    t.set_paused(true, ny("2026-11-23 10:30"));
+    // No policy from 11:00, the ticket still paused: the pause ends there,
+    // counted (30 min), and the clock is cancelled.
+    t.switch_policy(None, ny("2026-11-23 11:00"));
+    let fr = t.clock(FR, 1);
+    assert_eq!(fr.status, ClockStatus::Cancelled);
+    assert_eq!(fr.paused_time, minutes(30));
+    assert_eq!(fr.paused_since, None);
+    // Urgent again and unpaused at 11:30: the 30 min without a policy began
+    // by the deadline (12:30 by then) and count too: due 10:00 + 2 h + 1 h.
+    t.switch_policy(Some(("urgent", urgent)), ny("2026-11-23 11:30"));
+    t.set_paused(false, ny("2026-11-23 11:30"));
+    let fr = t.clock(FR, 1);
+    assert_eq!(fr.status, ClockStatus::Running);
+    assert_eq!(fr.paused_time, hours(1));
+    assert_eq!(fr.due_at, Some(ny("2026-11-23 13:00")));
 }

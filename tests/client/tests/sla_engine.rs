@@ -669,7 +669,18 @@ fn bad_input_is_refused_and_changes_nothing() {
         "CREATE TABLE bare (id bigint PRIMARY KEY, created_at timestamptz, status text);
          CREATE TABLE typed (id numeric PRIMARY KEY, created_at text, status text,
                              last_customer_message_at timestamptz, last_agent_reply_at timestamptz,
-                             owner_id int NOT NULL);",
+                             owner_id int NOT NULL UNIQUE);
+         CREATE TABLE nokey (id bigint, created_at timestamptz, status text,
+                             last_customer_message_at timestamptz, last_agent_reply_at timestamptz);
+         CREATE TABLE padded (id bigint PRIMARY KEY, created_at timestamptz, status char(10),
+                              last_customer_message_at timestamptz, last_agent_reply_at timestamptz);
+         CREATE TABLE parted (id bigint, created_at timestamptz, status text,
+                              last_customer_message_at timestamptz, last_agent_reply_at timestamptz)
+             PARTITION BY RANGE (id);
+         CREATE TABLE parted_1 PARTITION OF parted FOR VALUES FROM (0) TO (100);
+         CREATE TABLE base (id bigint PRIMARY KEY, created_at timestamptz, status text,
+                            last_customer_message_at timestamptz, last_agent_reply_at timestamptz);
+         CREATE TABLE child () INHERITS (base);",
     )
     .unwrap();
     let bare = columns(&mut db, "bare");
@@ -682,6 +693,17 @@ fn bad_input_is_refused_and_changes_nothing() {
         ("SELECT sla.track('typed', id_column => 'owner_id', created_at_column => 'last_customer_message_at', assignee_column => 'owner_id')", "22023", "NOT NULL"),
         ("SELECT sla.track('typed', closed_statuses => '{done,NULL}')", "22004", "closed_statuses"),
         ("SELECT sla.track('no_such_table')", "42P01", "no_such_table"),
+        ("SELECT sla.track('nokey')", "42P10", "id_column \"id\" of table nokey has no primary key or unique index"),
+        ("SELECT sla.track('padded')", "42804", "status_column \"status\" of table padded has type character(10); expected text, varchar or an enum"),
+        ("SELECT sla.track('parted')", "42809", "parted is not a plain table"),
+        ("SELECT sla.track('parted_1')", "42809", "parted_1 is not a plain table"),
+        ("SELECT sla.track('child')", "42809", "child is not a plain table"),
+        ("SELECT sla.track('base')", "42809", "base is not a plain table"),
+        ("SELECT sla.track(NULL)", "22004", "ticket_table must not be NULL"),
+        ("SELECT sla.track('typed', id_column => NULL)", "22004", "id_column must not be NULL"),
+        ("SELECT sla.track('typed', closed_statuses => NULL)", "22004", "closed_statuses must not be NULL"),
+        ("SELECT sla.untrack(NULL)", "22004", "ticket_table must not be NULL"),
+        ("CREATE TEMP TABLE scratch (LIKE tickets INCLUDING ALL); SELECT sla.track('scratch')", "42809", "temporary table"),
     ];
     for (statement, code, fragment) in cases {
         let (got, message) = sql_error(db.batch_execute(statement));
@@ -691,7 +713,7 @@ fn bad_input_is_refused_and_changes_nothing() {
     assert_eq!(columns(&mut db, "bare"), bare);
     assert_eq!(columns(&mut db, "typed"), typed);
     assert_eq!(
-        int(&mut db, "SELECT count(*) FROM pg_trigger WHERE tgrelid IN ('bare'::regclass, 'typed'::regclass)"),
+        int(&mut db, "SELECT count(*) FROM pg_trigger WHERE tgrelid IN ('bare'::regclass, 'typed'::regclass, 'nokey'::regclass, 'padded'::regclass) AND NOT tgisinternal"),
         0
     );
     assert_eq!(int(&mut db, "SELECT count(*) FROM sla.tracked_tables"), 1);
@@ -740,6 +762,15 @@ fn privileges_of_an_application_role() {
     );
     let (code, _) = sql_error(app.batch_execute("DELETE FROM sla.policies"));
     assert_eq!(code, "42501");
+    admin
+        .batch_execute("CREATE TABLE admin_tickets (LIKE tickets INCLUDING ALL)")
+        .unwrap();
+    let (code, message) = sql_error(app.batch_execute("SELECT sla.track('admin_tickets')"));
+    assert_eq!(code, "42501", "{message}");
+    assert!(
+        message.contains("must be owner of table admin_tickets to track it"),
+        "{message}"
+    );
     // A role that may write someone else's tickets still cannot track them.
     let mut intruder = cluster.connect_as("intruder");
     let (code, message) = sql_error(intruder.batch_execute("SELECT sla.untrack('tickets')"));
