@@ -192,6 +192,15 @@ SELECT :open_clocks AS "open clocks",
        round(bench_time($q$SELECT sla.process_due('2026-11-23 09:00')$q$, 50)::numeric, 3) AS "process_due ms (goal < 5)",
        round(bench_time($q$SELECT count(*) FROM sla.clocks WHERE status = 'running'$q$, 5)::numeric, 1) AS "for scale: one scan of sla.clocks, ms";
 
+-- A policy edit recomputes every ticket not closed, in the same transaction.
+SELECT count(*) AS open_tickets FROM minimal_tracked \gset
+SELECT clock_timestamp() AS edit_started \gset
+UPDATE sla.policies SET warn_at = 0.7 WHERE name = 'us team';
+\echo
+\echo 'Editing a policy with every ticket open:'
+SELECT :open_tickets AS "open tickets",
+       round(extract(epoch FROM clock_timestamp() - :'edit_started'::timestamptz)::numeric, 1) AS "seconds";
+
 -- Many transitions due: replay time one week on, in batches of 10,000, each
 -- batch its own transaction, as the worker runs it.
 CREATE TABLE bench_rate (transitions bigint, ms float8);
