@@ -135,6 +135,9 @@ CREATE TABLE sla.clocks (
     warned_at           timestamptz,
     breached_at         timestamptz,
     released_at         timestamptz,
+    -- After due processing failed on the ticket (its table's trigger raised),
+    -- not before this wall-clock time.
+    retry_at            timestamptz,
     PRIMARY KEY (ticket_table, ticket_id, metric, cycle)
 );
 COMMENT ON TABLE sla.clocks IS
@@ -174,15 +177,18 @@ CREATE TRIGGER calendars_edited AFTER UPDATE ON sla.calendars
 -- trigger of the table fires on DROP TABLE).
 CREATE FUNCTION sla.tables_dropped() RETURNS event_trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    dropped regclass[];
 BEGIN
-    DELETE FROM sla.clocks c
-     USING pg_event_trigger_dropped_objects() d
-     WHERE d.classid = 'pg_class'::regclass AND d.objsubid = 0
-       AND c.ticket_table::oid = d.objid;
-    DELETE FROM sla.tracked_tables t
-     USING pg_event_trigger_dropped_objects() d
-     WHERE d.classid = 'pg_class'::regclass AND d.objsubid = 0
-       AND t.ticket_table::oid = d.objid;
+    dropped := ARRAY(SELECT d.objid::regclass FROM pg_event_trigger_dropped_objects() d
+                      WHERE d.classid = 'pg_class'::regclass AND d.objsubid = 0
+                        AND d.object_type = 'table');
+    IF cardinality(dropped) = 0 THEN
+        RETURN;
+    END IF;
+    -- Both by key: dropping tables that were never tracked costs probes only.
+    DELETE FROM sla.tracked_tables WHERE ticket_table = ANY (dropped);
+    DELETE FROM sla.clocks WHERE ticket_table = ANY (dropped);
 END $$;
 CREATE EVENT TRIGGER pg_sla_tables_dropped ON sql_drop
     EXECUTE FUNCTION sla.tables_dropped();
@@ -195,6 +201,10 @@ GRANT SELECT ON sla.calendars, sla.policies, sla.tracked_tables TO PUBLIC;
 -- Applying transitions changes tickets and notifies people: only roles
 -- granted it may run due processing (and replay time with its argument).
 REVOKE ALL ON FUNCTION sla.process_due(timestamptz, int) FROM PUBLIC;
+-- pg_sla attaches its trigger functions itself, as the owner of its tables.
+REVOKE ALL ON FUNCTION sla.ticket_row_changed(), sla.tickets_inserted(), sla.tickets_deleted(),
+    sla.tickets_truncated(), sla.policies_edited(), sla.calendars_edited(), sla.catalog_changed(),
+    sla.tables_dropped() FROM PUBLIC;
 
 SELECT pg_catalog.pg_extension_config_dump('sla.policies', '');
 SELECT pg_catalog.pg_extension_config_dump('sla.tracked_tables', '');

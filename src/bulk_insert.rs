@@ -20,7 +20,7 @@ use crate::convert::PG_EPOCH_OFFSET;
 const BATCH: usize = 1000;
 
 /// Column order of `sla.clocks` (see sql/engine.sql).
-const NATTS: usize = 18;
+const NATTS: usize = 19;
 
 /// Inserts the clocks of new tickets, `(ticket id, clock)` pairs, into
 /// `sla.clocks`. Sorting by key first keeps the primary key's inserts
@@ -173,6 +173,7 @@ unsafe fn fill_slot(
         instant(clock.warned_at),
         instant(clock.breached_at),
         instant(clock.released_at),
+        None, // retry_at
     ];
     unsafe {
         pg_sys::ExecClearTuple(slot);

@@ -76,10 +76,14 @@ thread_local! {
     /// Tracked ticket tables: DDL on one (a rename, a column's type) makes
     /// the cached name, owner and column layout stale.
     static WATCHED_TICKET_TABLES: RefCell<Vec<pg_sys::Oid>> = const { RefCell::new(Vec::new()) };
-    /// Bumped by every relevant relcache invalidation. The callbacks only
-    /// touch these counters: they may run at any lock acquisition, so they
-    /// must not depend on the cache being free to borrow.
+    /// Bumped by invalidations of `sla.calendars` (calendar cache) and of
+    /// the other settings (policies, tracked tables, ticket tables, schema
+    /// names), kept apart so that an ANALYZE of a ticket table does not make
+    /// every backend rebuild its calendars. The callbacks only touch these
+    /// counters: they may run at any lock acquisition, so they must not
+    /// depend on the cache being free to borrow.
     static GENERATION: Cell<u64> = const { Cell::new(0) };
+    static SETTINGS_GENERATION: Cell<u64> = const { Cell::new(0) };
     static TRANSACTIONS_ENDED: Cell<u64> = const { Cell::new(0) };
     static STATEMENT_SEEN: Cell<StatementKey> = const { Cell::new((0, 0, 0)) };
     static CALLBACKS_REGISTERED: Cell<bool> = const { Cell::new(false) };
@@ -94,14 +98,24 @@ unsafe extern "C-unwind" fn on_relcache_invalidation(_arg: pg_sys::Datum, relid:
             .try_borrow()
             .map_or(true, |tables| tables.contains(&relid))
     });
+    let bump = |counter: &'static std::thread::LocalKey<Cell<u64>>| {
+        counter.with(|g| g.set(g.get() + 1));
+    };
     // Until a table's OID is known, any invalidation may concern it.
-    if relid == pg_sys::InvalidOid
-        || watched.contains(&pg_sys::InvalidOid)
-        || watched.contains(&relid)
-        || ticket_table
-    {
-        GENERATION.with(|g| g.set(g.get() + 1));
+    let everything = relid == pg_sys::InvalidOid || watched.contains(&pg_sys::InvalidOid);
+    if everything || relid == watched[WatchedTable::Calendars as usize] {
+        bump(&GENERATION);
     }
+    if everything || watched.contains(&relid) || ticket_table {
+        bump(&SETTINGS_GENERATION);
+    }
+}
+
+/// A schema was renamed or dropped: cached qualified table names may be
+/// stale.
+#[pg_guard]
+unsafe extern "C-unwind" fn on_namespace_change(_arg: pg_sys::Datum, _cache: i32, _hash: u32) {
+    SETTINGS_GENERATION.with(|g| g.set(g.get() + 1));
 }
 
 #[pg_guard]
@@ -132,6 +146,11 @@ fn register_callbacks() {
             pg_sys::Datum::from(0),
         );
         pg_sys::RegisterXactCallback(Some(on_xact_event), std::ptr::null_mut());
+        pg_sys::CacheRegisterSyscacheCallback(
+            pg_sys::SysCacheIdentifier::NAMESPACEOID as i32,
+            Some(on_namespace_change),
+            pg_sys::Datum::from(0),
+        );
     }
     CALLBACKS_REGISTERED.with(|r| r.set(true));
 }
@@ -191,7 +210,7 @@ pub fn watch_ticket_tables(relids: Vec<pg_sys::Oid>) {
 pub fn settings_generation() -> u64 {
     register_callbacks();
     catch_up_once_per_statement();
-    GENERATION.with(Cell::get)
+    SETTINGS_GENERATION.with(Cell::get)
 }
 
 /// The calendar named `name`, or an error 42704 naming it.

@@ -261,6 +261,7 @@ pub fn due_tickets(now: TimestampWithTimeZone, limit: i32) -> Vec<(pg_sys::Oid, 
         let rows = client.select(
             "SELECT ticket_table::oid, ticket_id FROM sla.clocks
               WHERE next_transition_at <= $1
+                AND (retry_at IS NULL OR retry_at <= pg_catalog.clock_timestamp())
               ORDER BY next_transition_at LIMIT $2",
             None,
             &[now.into(), limit.into()],
@@ -433,16 +434,34 @@ pub fn tickets_with_clocks(relid: pg_sys::Oid, ids: &[String]) -> Vec<String> {
     )
 }
 
-/// Takes the clocks of a table that is no longer tracked out of the due
-/// index.
+/// Takes the clocks of a table out of the due index if the table is not
+/// tracked (checked again here: the caller's view may be older).
 pub fn unschedule_table(relid: pg_sys::Oid) {
     spi_or_error(Spi::connect_mut(|client| {
         client
             .update(
                 "UPDATE sla.clocks SET next_transition_at = NULL
-                  WHERE ticket_table = $1::oid::regclass AND next_transition_at IS NOT NULL",
+                  WHERE ticket_table = $1::oid::regclass AND next_transition_at IS NOT NULL
+                    AND NOT EXISTS (SELECT FROM sla.tracked_tables
+                                     WHERE ticket_table = $1::oid::regclass)",
                 None,
                 &[relid.into()],
+            )
+            .map(|_| ())
+    }));
+}
+
+/// Leaves a ticket that due processing failed on alone for a while, so that
+/// it does not hold places at the head of the due index.
+pub fn postpone_ticket(relid: pg_sys::Oid, ticket_id: &str) {
+    spi_or_error(Spi::connect_mut(|client| {
+        client
+            .update(
+                "UPDATE sla.clocks SET retry_at = pg_catalog.clock_timestamp() + interval '1 minute'
+                  WHERE ticket_table = $1::oid::regclass AND ticket_id = $2
+                    AND next_transition_at IS NOT NULL",
+                None,
+                &[relid.into(), ticket_id.into()],
             )
             .map(|_| ())
     }));

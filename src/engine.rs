@@ -12,9 +12,11 @@ use crate::convert::{finite_instant, required_instant};
 use crate::gucs::event_time;
 use crate::security::{as_sla_owner, run_as};
 use crate::settings::{self, Settings, TrackedTable};
-use crate::subxact::attempt;
+use crate::subxact::{attempt, Failure};
 use crate::tickets;
-use crate::triggers::{reconcile_ticket, transition_texts, TriggerResult};
+use crate::triggers::{
+    fired_on_sla_table, reconcile_ticket, require_firing, transition_texts, TriggerResult,
+};
 
 /// Applies every SLA transition due at `now` (warnings, breaches, ownership
 /// releases), writes their notifications once, and returns how many it
@@ -78,12 +80,13 @@ fn process_due_isolated(
 ) -> i32 {
     match attempt(|| process_due_tickets(settings, table, ids.to_vec(), at)) {
         Ok(applied) => applied,
-        Err(message) if ids.len() == 1 => {
+        Err(Failure { message, .. }) if ids.len() == 1 => {
             pgrx::warning!(
-                "pg_sla: due processing of ticket {} of table {} failed, it stays due: {message}",
+                "pg_sla: due processing of ticket {} of table {} failed, it stays due and is retried in a minute: {message}",
                 ids[0],
                 table.name
             );
+            as_sla_owner(|| catalog::postpone_ticket(table.relid, &ids[0]));
             0
         }
         Err(_) => ids
@@ -181,15 +184,21 @@ fn process_due_tickets(
 
 /// Recomputes open tickets after an edit of policies (`calendars` `None`:
 /// every ticket not closed is matched again) or of calendars (only tickets
-/// whose open clocks' policy uses one of them). Each table runs in its own
-/// subtransaction: a table whose triggers fail keeps its old deadlines (with
-/// a warning) rather than failing the edit.
+/// whose open clocks' policy uses one of them). A failure fails the edit,
+/// naming the table.
 fn resync_open_tickets(calendars: Option<Vec<String>>) {
-    // The edit that fired this statement trigger is not visible to the
-    // settings cache yet: make it visible (which also delivers this
-    // transaction's invalidations), then read the settings afresh.
+    // The settings this backend cached before the edit, if any (the edit's
+    // invalidation is delivered by the next command counter increment),
+    // then the edit made visible and read afresh.
+    let before = settings::cached();
     unsafe { pg_sys::CommandCounterIncrement() };
     let settings = settings::current();
+    let unchanged = before.is_some_and(|before| settings.same_matching_and_targets(&before));
+    if calendars.is_none() && unchanged {
+        // Nothing that decides a ticket's policy or deadlines changed (no
+        // row changed, a feedback message, a disabled policy inserted...).
+        return;
+    }
     let mut tables: Vec<_> = settings.tracked.values().cloned().collect();
     tables.sort_by_key(|t| t.relid.to_u32());
     for table in tables {
@@ -207,10 +216,13 @@ fn resync_open_tickets(calendars: Option<Vec<String>>) {
                 resync_tickets(&table, chunk);
             }
         });
-        if let Err(message) = result {
-            pgrx::warning!(
-                "pg_sla: could not recompute the SLA clocks of table {}, they keep their previous deadlines: {message}",
-                table.name
+        if let Err(Failure { code, message }) = result {
+            // The edit must not commit with clocks that do not follow it.
+            ereport!(
+                ERROR,
+                code,
+                format!("pg_sla could not recompute the SLA clocks of table {}: {message}", table.name),
+                "The edit is refused; fix the cause (often a trigger on that table) and edit again."
             );
         }
     }
@@ -220,7 +232,14 @@ fn resync_open_tickets(calendars: Option<Vec<String>>) {
 /// which policy every open ticket gets.
 #[pg_trigger]
 fn policies_edited<'a>(trigger: &'a PgTrigger<'a>) -> TriggerResult<'a> {
-    let _ = trigger;
+    let data = trigger.trigger_data();
+    require_firing(
+        trigger,
+        pgrx::trigger_support::trigger_fired_for_statement(data.tg_event)
+            && pgrx::trigger_support::trigger_fired_after(data.tg_event)
+            && fired_on_sla_table(data, "policies"),
+        "AFTER ..., FOR EACH STATEMENT, on sla.policies",
+    );
     resync_open_tickets(None);
     Ok(None)
 }
@@ -230,6 +249,15 @@ fn policies_edited<'a>(trigger: &'a PgTrigger<'a>) -> TriggerResult<'a> {
 #[pg_trigger]
 fn calendars_edited<'a>(trigger: &'a PgTrigger<'a>) -> TriggerResult<'a> {
     let data = trigger.trigger_data();
+    require_firing(
+        trigger,
+        pgrx::trigger_support::trigger_fired_for_statement(data.tg_event)
+            && pgrx::trigger_support::trigger_fired_after(data.tg_event)
+            && pgrx::trigger_support::trigger_fired_by_update(data.tg_event)
+            && !data.tg_oldtable.is_null()
+            && fired_on_sla_table(data, "calendars"),
+        "AFTER UPDATE, FOR EACH STATEMENT, with an OLD TABLE, on sla.calendars",
+    );
     let tupdesc = unsafe { (*data.tg_relation).rd_att };
     let names = transition_texts(data.tg_oldtable, tupdesc, 1);
     resync_open_tickets(Some(names));

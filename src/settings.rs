@@ -77,6 +77,22 @@ pub struct Settings {
     pub condition_columns: Vec<String>,
 }
 
+impl Settings {
+    /// Whether both settings give every ticket the same policy and the same
+    /// deadlines: same enabled policies in the same order, with the same
+    /// conditions, calendars, targets and pause statuses.
+    pub fn same_matching_and_targets(&self, other: &Settings) -> bool {
+        self.ordered.len() == other.ordered.len()
+            && self.ordered.iter().zip(&other.ordered).all(|(a, b)| {
+                a.name == b.name
+                    && a.calendar == b.calendar
+                    && a.conditions == b.conditions
+                    && a.targets == b.targets
+                    && a.pause_statuses == b.pause_statuses
+            })
+    }
+}
+
 thread_local! {
     static CURRENT: RefCell<Option<Rc<Settings>>> = const { RefCell::new(None) };
 }
@@ -93,6 +109,15 @@ pub fn current() -> Rc<Settings> {
     let settings = Rc::new(load(generation));
     CURRENT.with(|c| *c.borrow_mut() = Some(Rc::clone(&settings)));
     settings
+}
+
+/// The cached settings, if the cache is still current (no invalidation
+/// delivered since it was read).
+pub fn cached() -> Option<Rc<Settings>> {
+    let generation = settings_generation();
+    CURRENT
+        .with(|c| c.borrow().clone())
+        .filter(|settings| settings.generation == generation)
 }
 
 fn load(generation: u64) -> Settings {

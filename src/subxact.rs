@@ -8,10 +8,17 @@ use pgrx::pg_sys::panic::CaughtError;
 use pgrx::prelude::*;
 use pgrx::PgTryBuilder;
 
+/// An error caught by `attempt`.
+pub struct Failure {
+    pub code: PgSqlErrorCode,
+    /// The message, with its SQLSTATE.
+    pub message: String,
+}
+
 /// Runs `f` in a subtransaction. On an error, rolls the subtransaction back
-/// and returns the error's message; cancellation and termination are not
+/// and returns the error's message; see `must_propagate` for what is not
 /// caught.
-pub fn attempt<R>(f: impl FnOnce() -> R) -> Result<R, String> {
+pub fn attempt<R>(f: impl FnOnce() -> R) -> Result<R, Failure> {
     let memory = unsafe { pg_sys::CurrentMemoryContext };
     let owner = unsafe { pg_sys::CurrentResourceOwner };
     unsafe {
@@ -40,15 +47,40 @@ pub fn attempt<R>(f: impl FnOnce() -> R) -> Result<R, String> {
                 ereport: report, ..
             } => report,
         };
-        if matches!(
-            report.sql_error_code(),
-            PgSqlErrorCode::ERRCODE_QUERY_CANCELED
-                | PgSqlErrorCode::ERRCODE_ADMIN_SHUTDOWN
-                | PgSqlErrorCode::ERRCODE_CRASH_SHUTDOWN
-        ) {
+        if must_propagate(report) {
             error.rethrow();
         }
-        Err(report.message().to_owned())
+        Err(Failure {
+            code: report.sql_error_code(),
+            message: format!(
+                "{} (SQLSTATE {})",
+                report.message(),
+                sqlstate(report.sql_error_code())
+            ),
+        })
     })
     .execute()
+}
+
+/// Errors that are about the session, not the ticket: a real cancel or
+/// shutdown (raised by `ProcessInterrupts`, so that user code raising the
+/// same SQLSTATE cannot make itself uncatchable), and lack of resources or
+/// system errors, which retrying ticket by ticket would only repeat.
+fn must_propagate(report: &pgrx::pg_sys::panic::ErrorReportWithLevel) -> bool {
+    let code = sqlstate(report.sql_error_code());
+    let interrupt = matches!(code.as_str(), "57014" | "57P01" | "57P02" | "57P03")
+        && report.function_name() == Some("ProcessInterrupts");
+    interrupt || code.starts_with("53") || code.starts_with("54") || code.starts_with("58")
+}
+
+/// The five-character SQLSTATE of an error code.
+fn sqlstate(code: PgSqlErrorCode) -> String {
+    let mut value = code as i32;
+    (0..5)
+        .map(|_| {
+            let c = ((value & 0x3F) as u8 + b'0') as char;
+            value >>= 6;
+            c
+        })
+        .collect()
 }

@@ -11,8 +11,11 @@ use crate::tickets::{SLA_BREACHED_AT, SLA_DUE_AT, SLA_POLICY, SLA_STATUS};
 use crate::triggers::{DELETED_TRIGGER, INSERTED_TRIGGER, ROW_TRIGGER, TRUNCATED_TRIGGER};
 
 struct TableInfo {
-    /// Qualified, quoted name.
+    /// The name as the caller would write it (for messages and the caller's
+    /// own DDL).
     name: String,
+    /// Schema-qualified and quoted, for DDL run with pg_sla's search_path.
+    qualified: String,
     relkind: String,
     temporary: bool,
     /// A partition, or a parent or child in table inheritance.
@@ -29,8 +32,12 @@ fn table_info(table: pg_sys::Oid) -> TableInfo {
                     c.relispartition OR EXISTS (
                         SELECT FROM pg_catalog.pg_inherits i
                          WHERE i.inhrelid OPERATOR(pg_catalog.=) c.oid
-                            OR i.inhparent OPERATOR(pg_catalog.=) c.oid)
-               FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) $1",
+                            OR i.inhparent OPERATOR(pg_catalog.=) c.oid),
+                    pg_catalog.quote_ident(n.nspname) OPERATOR(pg_catalog.||) '.'
+                        OPERATOR(pg_catalog.||) pg_catalog.quote_ident(c.relname)
+               FROM pg_catalog.pg_class c
+               JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+              WHERE c.oid OPERATOR(pg_catalog.=) $1",
             Some(1),
             &[table.into(), current_user().into()],
         )?;
@@ -48,6 +55,7 @@ fn table_info(table: pg_sys::Oid) -> TableInfo {
             owned_by_caller: row.get(3)?.unwrap_or(false),
             temporary: row.get(4)?.unwrap_or(false),
             in_hierarchy: row.get(5)?.unwrap_or(false),
+            qualified: row.get(6)?.unwrap_or_default(),
         })
     })
     .unwrap_or_else(|e| pgrx::error!("pg_sla: {e}"))
@@ -327,10 +335,15 @@ fn track(
 
     let closed: Vec<String> = closed_statuses.into_iter().flatten().collect();
     // DDL runs as the caller, who owns the table.
-    let mut ddl = Vec::new();
+    // The columns are added by the caller, who owns the table; the triggers
+    // by the owner of pg_sla's tables, the only role that may execute their
+    // functions (so that nobody attaches them elsewhere).
     if !additions.is_empty() {
-        ddl.push(format!("ALTER TABLE {name} {}", additions.join(", ")));
+        Spi::run(&format!("ALTER TABLE {name} {}", additions.join(", ")))
+            .unwrap_or_else(|e| pgrx::error!("pg_sla: {e}"));
     }
+    let name = info.qualified.as_str();
+    let mut ddl = Vec::new();
     ddl.push(format!(
         "CREATE TRIGGER {ROW_TRIGGER} BEFORE INSERT OR UPDATE ON {name}
            FOR EACH ROW EXECUTE FUNCTION sla.ticket_row_changed()"
@@ -349,11 +362,13 @@ fn track(
         "CREATE TRIGGER {TRUNCATED_TRIGGER} AFTER TRUNCATE ON {name}
            FOR EACH STATEMENT EXECUTE FUNCTION sla.tickets_truncated()"
     ));
-    Spi::connect_mut(|client| {
-        for statement in &ddl {
-            client.update(statement, None, &[])?;
-        }
-        Ok::<_, pgrx::spi::Error>(())
+    as_sla_owner(|| {
+        Spi::connect_mut(|client| {
+            for statement in &ddl {
+                client.update(statement, None, &[])?;
+            }
+            Ok::<_, pgrx::spi::Error>(())
+        })
     })
     .unwrap_or_else(|e| pgrx::error!("pg_sla: {e}"));
 

@@ -15,8 +15,13 @@ use std::cell::Cell;
 use std::collections::HashSet;
 use std::rc::Rc;
 
+use pgrx::pg_sys::errcodes::PgSqlErrorCode;
 use pgrx::prelude::*;
-use pgrx::trigger_support::PgTriggerError;
+use pgrx::trigger_support::{
+    trigger_fired_after, trigger_fired_before, trigger_fired_by_delete, trigger_fired_by_insert,
+    trigger_fired_by_truncate, trigger_fired_by_update, trigger_fired_for_row,
+    trigger_fired_for_statement, PgTriggerError,
+};
 use pgrx::{AllocatedByPostgres, PgTrigger, PgTupleDesc};
 use sla_core::{reconcile, summarize, Clock, Summary};
 
@@ -96,6 +101,32 @@ unsafe fn with_sla_columns(
     }
 }
 
+/// Refuses to run a trigger function fired in a way it was not written for
+/// (someone attaching it to another table or event by hand).
+pub fn require_firing(trigger: &PgTrigger, expected: bool, what: &str) {
+    if !expected {
+        let name = trigger.name().unwrap_or("?");
+        ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED,
+            format!("trigger \"{name}\": this pg_sla function must be fired {what}"),
+            "pg_sla installs its triggers itself (sla.track); do not attach its functions by hand."
+        );
+    }
+}
+
+/// Whether the trigger's table is `sla.<name>`.
+pub fn fired_on_sla_table(data: &pg_sys::TriggerData, name: &str) -> bool {
+    unsafe {
+        let rel = (*data.tg_relation).rd_rel;
+        let relname = std::ffi::CStr::from_ptr((*rel).relname.data.as_ptr());
+        let namespace = pg_sys::get_namespace_name((*rel).relnamespace);
+        !namespace.is_null()
+            && std::ffi::CStr::from_ptr(namespace).to_bytes() == b"sla"
+            && relname.to_bytes() == name.as_bytes()
+    }
+}
+
 fn tracked(settings: &Settings, relid: pg_sys::Oid) -> Option<Rc<TrackedTable>> {
     settings.tracked.get(&relid).cloned()
 }
@@ -103,13 +134,32 @@ fn tracked(settings: &Settings, relid: pg_sys::Oid) -> Option<Rc<TrackedTable>> 
 #[pg_trigger]
 fn ticket_row_changed<'a>(trigger: &'a PgTrigger<'a>) -> TriggerResult<'a> {
     let data = trigger.trigger_data();
+    let event = data.tg_event;
+    require_firing(
+        trigger,
+        trigger_fired_for_row(event)
+            && trigger_fired_before(event)
+            && (trigger_fired_by_insert(event) || trigger_fired_by_update(event)),
+        "BEFORE INSERT OR UPDATE, FOR EACH ROW",
+    );
+    if unsafe { (*(*data.tg_relation).rd_rel).relispartition } {
+        ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE,
+            format!(
+                "tracked table {} has become a partition; pg_sla cannot track it there",
+                trigger.table_name().unwrap_or_default()
+            ),
+            "Detach it, or call sla.untrack() on it."
+        );
+    }
     let settings = settings::current();
     let Some(table) = tracked(&settings, trigger.relid()?) else {
         return Ok(trigger.new());
     };
     let tupdesc = unsafe { (*data.tg_relation).rd_att };
     let columns = columns_for(&table, tupdesc, &settings);
-    let updating = pgrx::trigger_support::trigger_fired_by_update(data.tg_event);
+    let updating = trigger_fired_by_update(data.tg_event);
     let new_tuple = if updating {
         data.tg_newtuple
     } else {
@@ -272,6 +322,15 @@ fn for_each_transition_row(
 #[pg_trigger]
 fn tickets_inserted<'a>(trigger: &'a PgTrigger<'a>) -> TriggerResult<'a> {
     let data = trigger.trigger_data();
+    let event = data.tg_event;
+    require_firing(
+        trigger,
+        trigger_fired_for_statement(event)
+            && trigger_fired_after(event)
+            && trigger_fired_by_insert(event)
+            && !data.tg_newtable.is_null(),
+        "AFTER INSERT, FOR EACH STATEMENT, with a NEW TABLE",
+    );
     let settings = settings::current();
     let Some(table) = tracked(&settings, trigger.relid()?) else {
         return Ok(None);
@@ -309,6 +368,15 @@ fn tickets_inserted<'a>(trigger: &'a PgTrigger<'a>) -> TriggerResult<'a> {
 #[pg_trigger]
 fn tickets_deleted<'a>(trigger: &'a PgTrigger<'a>) -> TriggerResult<'a> {
     let data = trigger.trigger_data();
+    let event = data.tg_event;
+    require_firing(
+        trigger,
+        trigger_fired_for_statement(event)
+            && trigger_fired_after(event)
+            && trigger_fired_by_delete(event)
+            && !data.tg_oldtable.is_null(),
+        "AFTER DELETE, FOR EACH STATEMENT, with an OLD TABLE",
+    );
     let settings = settings::current();
     let Some(table) = tracked(&settings, trigger.relid()?) else {
         return Ok(None);
@@ -333,6 +401,14 @@ fn tickets_deleted<'a>(trigger: &'a PgTrigger<'a>) -> TriggerResult<'a> {
 
 #[pg_trigger]
 fn tickets_truncated<'a>(trigger: &'a PgTrigger<'a>) -> TriggerResult<'a> {
+    let event = trigger.trigger_data().tg_event;
+    require_firing(
+        trigger,
+        trigger_fired_for_statement(event)
+            && trigger_fired_after(event)
+            && trigger_fired_by_truncate(event),
+        "AFTER TRUNCATE, FOR EACH STATEMENT",
+    );
     let relid = trigger.relid()?;
     as_sla_owner(|| catalog::delete_clocks(relid, None));
     Ok(None)

@@ -121,30 +121,58 @@ fn one_tenants_failing_trigger_does_not_stop_the_others() {
         int(&mut db, "SELECT count(*) FROM sla.clocks WHERE ticket_id = '2' AND next_transition_at IS NOT NULL"),
         1
     );
-    assert!(cluster
-        .log_tail(40)
-        .contains("due processing of ticket 2 of table public.tickets failed, it stays due: ticket 2 is frozen"));
-    // A policy edit goes through; the failing table keeps its deadlines.
-    db.batch_execute(
-        "UPDATE sla.policies SET first_response = '1 hour', resolution = '2 days' WHERE name = 'default'",
-    )
-    .unwrap();
+    let log = cluster.log_tail(40);
+    assert!(
+        log.contains("due processing of ticket 2 of table public.tickets failed, it stays due and is retried in a minute: ticket 2 is frozen (SQLSTATE P0001)"),
+        "{log}"
+    );
+    // It is left alone for a minute, so it cannot crowd the others out of a
+    // small batch.
+    db.batch_execute("INSERT INTO other (id, created_at) VALUES (2, '2026-11-30 09:00')")
+        .unwrap();
     assert_eq!(
-        int(&mut db, "SELECT count(*) FROM sla.clocks WHERE metric = 'resolution' AND ticket_table = 'tickets'::regclass"),
-        0
+        int(&mut db, "SELECT sla.process_due('2026-11-30 14:00', 1)"),
+        1
+    );
+    // A policy edit that would leave that table's clocks behind is refused,
+    // naming the table, and changes nothing.
+    let (code, message) = sql_error(db.batch_execute(
+        "UPDATE sla.policies SET first_response = '1 hour', resolution = '2 days' WHERE name = 'default'",
+    ));
+    assert_eq!(code, "P0001", "{message}");
+    assert!(
+        message.contains(
+            "pg_sla could not recompute the SLA clocks of table public.tickets: ticket 2 is frozen"
+        ),
+        "{message}"
     );
     assert_eq!(
         text(
             &mut db,
-            "SELECT due_at::text FROM sla.clocks WHERE ticket_table = 'other'::regclass AND metric = 'first_response'"
+            "SELECT first_response::text FROM sla.policies WHERE name = 'default'"
         ),
-        "2026-11-30 10:00:00-05"
+        "04:00:00"
     );
-    assert!(cluster
-        .log_tail(40)
-        .contains("could not recompute the SLA clocks of table public.tickets"));
-    // Once the trigger is fixed, ticket 2 is processed like the rest.
-    db.batch_execute("DROP TRIGGER refuse ON tickets").unwrap();
+    // A user's error raised with a cancel's SQLSTATE is still that ticket's
+    // failure, not a cancel of everyone's due processing.
+    db.batch_execute(
+        "CREATE OR REPLACE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+           IF NEW.id = 2 THEN RAISE EXCEPTION 'pretend cancel' USING ERRCODE = 'query_canceled'; END IF;
+           RETURN NEW;
+         END $$;
+         UPDATE sla.clocks SET retry_at = NULL;
+         INSERT INTO other (id, created_at) VALUES (3, '2026-11-30 09:00');",
+    )
+    .unwrap();
+    assert_eq!(
+        int(&mut db, "SELECT sla.process_due('2026-11-30 14:00')"),
+        1
+    );
+    // Once the trigger is fixed and the minute has passed, ticket 2 is
+    // processed like the rest.
+    db.batch_execute("DROP TRIGGER refuse ON tickets; UPDATE sla.clocks SET retry_at = NULL")
+        .unwrap();
     assert_eq!(
         int(&mut db, "SELECT sla.process_due('2026-11-30 14:00')"),
         1
@@ -294,4 +322,106 @@ fn triggers_of_the_users_own_meet_pg_sla_consistently() {
         int(&mut db, "SELECT count(*) FROM pg_extension e, unnest(e.extconfig) c WHERE e.extname = 'pg_sla' AND c = 'sla.notifications_id_seq'::regclass"),
         1
     );
+}
+
+#[test]
+fn pg_slas_trigger_functions_cannot_be_attached_elsewhere() {
+    let cluster = Cluster::start("attach", &[]);
+    let mut db = cluster.connect();
+    setup(&mut db);
+    db.batch_execute("CREATE ROLE eve LOGIN; GRANT CREATE ON SCHEMA public TO eve")
+        .unwrap();
+    let mut eve = cluster.connect_as("eve");
+    eve.batch_execute("CREATE TABLE evil (a int); INSERT INTO evil VALUES (1)")
+        .unwrap();
+    for function in [
+        "calendars_edited",
+        "policies_edited",
+        "ticket_row_changed",
+        "tickets_inserted",
+    ] {
+        let (code, message) = sql_error(eve.batch_execute(&format!(
+            "CREATE TRIGGER t AFTER UPDATE ON evil FOR EACH STATEMENT EXECUTE FUNCTION sla.{function}()"
+        )));
+        assert_eq!(code, "42501", "{function}: {message}");
+    }
+    // Even a superuser attaching them by hand gets an error, not a crash.
+    db.batch_execute(
+        "CREATE TABLE evil2 (a int); INSERT INTO evil2 VALUES (1);
+         CREATE TRIGGER c AFTER UPDATE ON evil2 REFERENCING OLD TABLE AS o
+           FOR EACH STATEMENT EXECUTE FUNCTION sla.calendars_edited();
+         CREATE TRIGGER r BEFORE UPDATE ON tickets FOR EACH STATEMENT
+           EXECUTE FUNCTION sla.ticket_row_changed();",
+    )
+    .unwrap();
+    let (code, message) = sql_error(db.batch_execute("UPDATE evil2 SET a = a"));
+    assert_eq!(code, "39P01", "{message}");
+    let (code, message) = sql_error(db.batch_execute("UPDATE tickets SET status = status"));
+    assert_eq!(code, "39P01", "{message}");
+    assert_eq!(int(&mut db, "SELECT 1"), 1, "the session survived");
+}
+
+#[test]
+fn row_security_and_renamed_schemas_do_not_lose_clocks() {
+    let cluster = Cluster::start("rls", &[]);
+    let mut db = cluster.connect();
+    setup(&mut db);
+    db.batch_execute(
+        "CREATE ROLE tenant_owner LOGIN;
+         CREATE SCHEMA app AUTHORIZATION tenant_owner;",
+    )
+    .unwrap();
+    let mut owner = cluster.connect_as("tenant_owner");
+    owner
+        .batch_execute(
+            "CREATE TABLE app.t (id bigint PRIMARY KEY, tenant int NOT NULL DEFAULT 1,
+                                 status text NOT NULL DEFAULT 'open',
+                                 created_at timestamptz NOT NULL DEFAULT '2000-01-01',
+                                 last_customer_message_at timestamptz,
+                                 last_agent_reply_at timestamptz);
+             SELECT sla.track('app.t');
+             INSERT INTO app.t (id) VALUES (1), (2);
+             ALTER TABLE app.t ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY;
+             CREATE POLICY only_mine ON app.t USING (tenant = current_setting('app.tenant', true)::int);",
+        )
+        .unwrap();
+    // Due processing cannot see the owner's rows through the policy: the
+    // tickets stay due (with a warning) and keep their clocks.
+    assert_eq!(int(&mut db, "SELECT sla.process_due('2026-12-31')"), 0);
+    assert_eq!(
+        int(
+            &mut db,
+            "SELECT count(*) FROM sla.clocks WHERE ticket_table = 'app.t'::regclass"
+        ),
+        2
+    );
+    assert!(
+        cluster.log_tail(20).contains("row-level security"),
+        "{}",
+        cluster.log_tail(20)
+    );
+    // Without the policy's filter, and after the schema is renamed in another
+    // session, due processing finds the table under its new name.
+    owner
+        .batch_execute("ALTER TABLE app.t NO FORCE ROW LEVEL SECURITY")
+        .unwrap();
+    cluster
+        .connect()
+        .batch_execute("ALTER SCHEMA app RENAME TO app2")
+        .unwrap();
+    db.batch_execute("UPDATE sla.clocks SET retry_at = NULL")
+        .unwrap();
+    assert_eq!(int(&mut db, "SELECT sla.process_due('2026-12-31')"), 2);
+    // An edit of policies that changes nothing about matching or targets
+    // does not touch tickets (an application holding one is not in its way).
+    let mut app = cluster.connect_as("tenant_owner");
+    app.batch_execute("BEGIN; UPDATE app2.t SET tenant = 1 WHERE id = 1")
+        .unwrap();
+    db.batch_execute(
+        "SET lock_timeout = '2s';
+         UPDATE sla.policies SET feedback_message = 'We are looking into it' WHERE name = 'default';
+         UPDATE sla.policies SET first_response = '9 hours' WHERE false;",
+    )
+    .expect("no ticket lock taken");
+    app.batch_execute("COMMIT").unwrap();
 }
