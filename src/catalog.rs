@@ -457,9 +457,13 @@ pub fn postpone_ticket(relid: pg_sys::Oid, ticket_id: &str) {
     spi_or_error(Spi::connect_mut(|client| {
         client
             .update(
+                // SKIP LOCKED: due processing never waits for a lock.
                 "UPDATE sla.clocks SET retry_at = pg_catalog.clock_timestamp() + interval '1 minute'
-                  WHERE ticket_table = $1::oid::regclass AND ticket_id = $2
-                    AND next_transition_at IS NOT NULL",
+                  WHERE ctid = ANY (ARRAY(
+                        SELECT ctid FROM sla.clocks
+                         WHERE ticket_table = $1::oid::regclass AND ticket_id = $2
+                           AND next_transition_at IS NOT NULL
+                           FOR UPDATE SKIP LOCKED))",
                 None,
                 &[relid.into(), ticket_id.into()],
             )
