@@ -280,22 +280,24 @@ pub fn due_tickets(now: TimestampWithTimeZone, limit: i32) -> Vec<(pg_sys::Oid, 
 /// Open clocks' tickets of one table, optionally only those whose policy
 /// runs on one of `calendars`.
 pub fn tickets_with_open_clocks(relid: pg_sys::Oid, calendars: Option<Vec<String>>) -> Vec<String> {
-    spi_or_error(Spi::connect(|client| {
-        let rows = client.select(
-            "SELECT DISTINCT ticket_id FROM sla.clocks
-              WHERE ticket_table = $1::oid::regclass
-                AND status IN ('running', 'due_soon', 'breached', 'paused')
-                AND ($2::text[] IS NULL OR policy IN (
-                      SELECT name FROM sla.policies WHERE calendar = ANY($2)))",
-            None,
-            &[relid.into(), calendars.into()],
-        )?;
-        let mut ids = Vec::new();
-        for row in rows {
-            ids.push(row.get::<String>(1)?.unwrap_or_default());
-        }
-        Ok(ids)
-    }))
+    text_column(
+        "SELECT DISTINCT ticket_id FROM sla.clocks
+          WHERE ticket_table = $1::oid::regclass
+            AND status IN ('running', 'due_soon', 'breached', 'paused')
+            AND ($2::text[] IS NULL OR policy IN (
+                  SELECT name FROM sla.policies WHERE calendar = ANY($2)))",
+        &[relid.into(), calendars.into()],
+    )
+}
+
+/// Every ticket id of a table.
+pub fn all_tickets(table: &TrackedTable) -> Vec<String> {
+    let query = format!(
+        "SELECT t.{id}::text FROM ONLY {name} t",
+        id = quote_identifier(&table.id_column),
+        name = table.name,
+    );
+    text_column(&query, &[])
 }
 
 /// Notifications to write, column by column.

@@ -2,7 +2,7 @@
 use pgrx::pg_sys::errcodes::PgSqlErrorCode;
 use pgrx::prelude::*;
 
-use crate::catalog::quote_identifier;
+use crate::catalog;
 use crate::engine::{resync_tickets, RESYNC_CHUNK};
 use crate::regclass::RegClass;
 use crate::security::{as_sla_owner, current_user};
@@ -393,34 +393,16 @@ fn track(
     .unwrap_or_else(|e| pgrx::error!("pg_sla: {e}"));
     unsafe { pg_sys::CommandCounterIncrement() };
 
-    backfill(ticket_table, id_column)
+    backfill(ticket_table)
 }
 
 /// Creates clocks for the rows a table already has, in batches.
-fn backfill(ticket_table: pg_sys::Oid, id_column: &str) -> i64 {
+fn backfill(ticket_table: pg_sys::Oid) -> i64 {
     let settings = settings::current();
     let Some(table) = settings.tracked.get(&ticket_table).cloned() else {
         pgrx::error!("pg_sla: the table just tracked is missing from sla.tracked_tables");
     };
-    let ids: Vec<String> = Spi::connect(|client| {
-        let rows = client.select(
-            &format!(
-                "SELECT t.{id}::text FROM ONLY {name} t",
-                id = quote_identifier(id_column),
-                name = table.name
-            ),
-            None,
-            &[],
-        )?;
-        let mut ids = Vec::new();
-        for row in rows {
-            if let Some(id) = row.get::<String>(1)? {
-                ids.push(id);
-            }
-        }
-        Ok::<_, pgrx::spi::Error>(ids)
-    })
-    .unwrap_or_else(|e| pgrx::error!("pg_sla: {e}"));
+    let ids = catalog::all_tickets(&table);
     // Clocks left from an earlier tracking of tickets deleted meanwhile.
     as_sla_owner(|| {
         Spi::run_with_args(

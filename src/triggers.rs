@@ -300,6 +300,23 @@ fn insert_new_clocks(table: &TrackedTable, mut clocks: Vec<(String, Clock)>) {
     bulk_insert::insert_clocks(clocks_relid(), table.relid, clocks);
 }
 
+/// A tracked table as a statement trigger sees it: mapping, columns, row type.
+type StatementTable = (Rc<TrackedTable>, Rc<Columns>, pg_sys::TupleDesc);
+
+/// The tracked table a statement trigger fired on; `None` when the table is
+/// not tracked.
+fn statement_table(
+    trigger: &PgTrigger,
+    settings: &Settings,
+) -> Result<Option<StatementTable>, PgTriggerError> {
+    let Some(table) = tracked(settings, trigger.relid()?) else {
+        return Ok(None);
+    };
+    let tupdesc = unsafe { (*trigger.trigger_data().tg_relation).rd_att };
+    let columns = columns_for(&table, tupdesc, settings);
+    Ok(Some((table, columns, tupdesc)))
+}
+
 /// Calls `each` for every row of a trigger's transition table.
 fn for_each_transition_row(
     store: *mut pg_sys::Tuplestorestate,
@@ -332,11 +349,9 @@ fn tickets_inserted<'a>(trigger: &'a PgTrigger<'a>) -> TriggerResult<'a> {
         "AFTER INSERT, FOR EACH STATEMENT, with a NEW TABLE",
     );
     let settings = settings::current();
-    let Some(table) = tracked(&settings, trigger.relid()?) else {
+    let Some((table, columns, tupdesc)) = statement_table(trigger, &settings)? else {
         return Ok(None);
     };
-    let tupdesc = unsafe { (*data.tg_relation).rd_att };
-    let columns = columns_for(&table, tupdesc, &settings);
     let now = event_time();
     let mut new_clocks = Vec::new();
     let mut clocks = Vec::new();
@@ -378,11 +393,9 @@ fn tickets_deleted<'a>(trigger: &'a PgTrigger<'a>) -> TriggerResult<'a> {
         "AFTER DELETE, FOR EACH STATEMENT, with an OLD TABLE",
     );
     let settings = settings::current();
-    let Some(table) = tracked(&settings, trigger.relid()?) else {
+    let Some((table, columns, tupdesc)) = statement_table(trigger, &settings)? else {
         return Ok(None);
     };
-    let tupdesc = unsafe { (*data.tg_relation).rd_att };
-    let columns = columns_for(&table, tupdesc, &settings);
     let mut ids = Vec::new();
     for_each_transition_row(data.tg_oldtable, tupdesc, |row| {
         let ticket = Ticket {

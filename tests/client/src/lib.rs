@@ -179,3 +179,19 @@ pub fn sql_error(result: Result<impl std::fmt::Debug, Error>) -> (String, String
         .unwrap_or_else(|| panic!("not a server error: {error}"));
     (db.code().code().to_string(), db.message().to_string())
 }
+
+/// The first column of a one-row query as text ("NULL" for SQL NULL);
+/// panics naming the query when it fails.
+pub fn query_text(db: &mut Client, query: &str) -> String {
+    db.query_one(query, &[])
+        .unwrap_or_else(|e| panic!("{query}: {e}"))
+        .get::<_, Option<String>>(0)
+        .unwrap_or_else(|| "NULL".into())
+}
+
+/// The first column of a one-row query, cast to bigint.
+pub fn query_int(db: &mut Client, query: &str) -> i64 {
+    db.query_one(&format!("SELECT ({query})::bigint"), &[])
+        .unwrap_or_else(|e| panic!("{query}: {e}"))
+        .get(0)
+}

@@ -1,6 +1,6 @@
 //! The SLA engine among tables it does not control: other tenants' tables
 //! and triggers, DDL on tracked tables, dropped tables, and privileges.
-use pg_sla_client_tests::{sql_error, Client, Cluster};
+use pg_sla_client_tests::{query_int as int, query_text as text, sql_error, Client, Cluster};
 
 const NY: &str = r#"{"timezone": "America/New_York",
   "hours": {"mon": ["09:00-17:00"], "tue": ["09:00-17:00"], "wed": ["09:00-17:00"],
@@ -29,19 +29,6 @@ fn setup(db: &mut Client) {
          SELECT sla.track('tickets');",
     )
     .unwrap();
-}
-
-fn text(db: &mut Client, query: &str) -> String {
-    db.query_one(query, &[])
-        .unwrap_or_else(|e| panic!("{query}: {e}"))
-        .get::<_, Option<String>>(0)
-        .unwrap_or_else(|| "NULL".into())
-}
-
-fn int(db: &mut Client, query: &str) -> i64 {
-    db.query_one(&format!("SELECT ({query})::bigint"), &[])
-        .unwrap_or_else(|e| panic!("{query}: {e}"))
-        .get(0)
 }
 
 #[test]
