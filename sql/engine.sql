@@ -146,25 +146,85 @@ COMMENT ON TABLE sla.clocks IS
 CREATE INDEX clocks_next_transition ON sla.clocks (next_transition_at)
     WHERE next_transition_at IS NOT NULL;
 
+-- Breach alerts count breached open tickets here; it holds only those clocks.
+CREATE INDEX clocks_breached ON sla.clocks (ticket_table, ticket_id)
+    WHERE status = 'breached';
+
 CREATE TABLE sla.notifications (
     id                bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     created_at        timestamptz NOT NULL DEFAULT now(),
-    ticket_table      regclass NOT NULL,
-    ticket_id         text COLLATE "C" NOT NULL,
+    -- NULL only for a breach alert over every tracked table.
+    ticket_table      regclass,
+    -- NULL only for a breach alert, which is about many tickets.
+    ticket_id         text COLLATE "C",
     policy            text,
     metric            text COLLATE "C",
     cycle             int,
     clock_started_at  timestamptz,
     step              text COLLATE "C" NOT NULL,
     kind              text COLLATE "C" NOT NULL
-        CHECK (kind IN ('due_soon', 'breached', 'ownership_released', 'customer_feedback')),
+        CHECK (kind IN ('due_soon', 'breached', 'ownership_released', 'customer_feedback', 'breach_alert')),
     due_at            timestamptz,
     message           text,
+    -- Breach alerts: who is alerted, and how many breached tickets they had.
+    recipient         text,
+    breached_count    int,
+    CHECK (kind = 'breach_alert' OR (ticket_table IS NOT NULL AND ticket_id IS NOT NULL)),
     -- Exactly once: one notification of a kind per step of a clock.
     UNIQUE (ticket_table, ticket_id, metric, cycle, clock_started_at, step, kind)
 );
 COMMENT ON TABLE sla.notifications IS
-    'pg_sla: what sla.process_due() announced; each kind at most once per clock transition';
+    'pg_sla: what sla.process_due() announced; each kind at most once per clock transition, also sent with NOTIFY on channel pg_sla';
+
+-- Breach alerts: tell a recipient once when their breached open tickets
+-- reach a threshold, and again only after the count fell below it.
+CREATE TABLE sla.alert_rules (
+    id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    recipient       text NOT NULL,
+    min_breached    int NOT NULL,
+    -- NULL: every tracked table.
+    ticket_table    regclass REFERENCES sla.tracked_tables ON DELETE CASCADE,
+    -- On tables with an assignee column, only the recipient's tickets count,
+    -- unless this is set (a team lead's alert).
+    every_assignee  boolean NOT NULL DEFAULT false,
+    enabled         boolean NOT NULL DEFAULT true,
+    -- Kept by sla.process_due(): whether the count is at or over the
+    -- threshold, the count last seen and when the last alert went out.
+    alerting        boolean NOT NULL DEFAULT false,
+    breached_count  int,
+    alerted_at      timestamptz,
+    created_at      timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE sla.alert_rules IS
+    'pg_sla: one breach_alert notification to recipient each time its breached open tickets reach min_breached';
+
+CREATE FUNCTION sla.alert_rules_validate() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF NEW.recipient IS NULL OR btrim(NEW.recipient) = '' THEN
+        RAISE EXCEPTION 'alert rule: recipient must not be empty, got %', coalesce(quote_literal(NEW.recipient), 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF NEW.min_breached IS NULL OR NEW.min_breached < 1 THEN
+        RAISE EXCEPTION 'alert rule for "%": min_breached must be at least 1, got %',
+            NEW.recipient, coalesce(NEW.min_breached::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF NEW.ticket_table IS NOT NULL
+       AND NOT EXISTS (SELECT FROM sla.tracked_tables WHERE ticket_table = NEW.ticket_table) THEN
+        RAISE EXCEPTION 'alert rule for "%": table % is not tracked', NEW.recipient, NEW.ticket_table
+            USING ERRCODE = 'foreign_key_violation',
+                  HINT = 'Track it with sla.track() first, or leave ticket_table NULL for every tracked table.';
+    END IF;
+    IF TG_OP = 'UPDATE' AND (NEW.recipient, NEW.min_breached, NEW.ticket_table, NEW.every_assignee)
+                  IS DISTINCT FROM (OLD.recipient, OLD.min_breached, OLD.ticket_table, OLD.every_assignee) THEN
+        -- A changed rule is a new rule: it alerts when its count is reached.
+        NEW.alerting := false;
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER alert_rules_validate BEFORE INSERT OR UPDATE ON sla.alert_rules
+    FOR EACH ROW EXECUTE FUNCTION sla.alert_rules_validate();
 
 -- Edits of policies and calendars reach the open clocks in the same transaction.
 CREATE TRIGGER policies_edited AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON sla.policies
@@ -196,7 +256,7 @@ CREATE EVENT TRIGGER pg_sla_tables_dropped ON sql_drop
 -- Everyone may use the functions and read the settings; only the extension's
 -- owner (or roles it grants) may change them.
 GRANT USAGE ON SCHEMA sla TO PUBLIC;
-GRANT SELECT ON sla.calendars, sla.policies, sla.tracked_tables TO PUBLIC;
+GRANT SELECT ON sla.calendars, sla.policies, sla.tracked_tables, sla.alert_rules TO PUBLIC;
 
 -- Applying transitions changes tickets and notifies people: only roles
 -- granted it may run due processing (and replay time with its argument).
@@ -205,10 +265,16 @@ REVOKE ALL ON FUNCTION sla.process_due(timestamptz, int) FROM PUBLIC;
 REVOKE ALL ON FUNCTION sla.ticket_row_changed(), sla.tickets_inserted(), sla.tickets_deleted(),
     sla.tickets_truncated(), sla.policies_edited(), sla.calendars_edited(), sla.catalog_changed(),
     sla.tables_dropped() FROM PUBLIC;
+-- The worker's last error may quote ticket data: like other sessions'
+-- activity, it is for monitoring roles.
+REVOKE ALL ON FUNCTION sla.worker_status() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION sla.worker_status() TO pg_read_all_stats;
 
 SELECT pg_catalog.pg_extension_config_dump('sla.policies', '');
 SELECT pg_catalog.pg_extension_config_dump('sla.tracked_tables', '');
 SELECT pg_catalog.pg_extension_config_dump('sla.clocks', '');
 SELECT pg_catalog.pg_extension_config_dump('sla.notifications', '');
+SELECT pg_catalog.pg_extension_config_dump('sla.alert_rules', '');
+SELECT pg_catalog.pg_extension_config_dump('sla.alert_rules_id_seq', '');
 -- Its ids must go on from where they were after a restore.
 SELECT pg_catalog.pg_extension_config_dump('sla.notifications_id_seq', '');

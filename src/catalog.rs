@@ -356,13 +356,18 @@ impl NotificationBatch {
         spi_or_error(Spi::connect_mut(|client| {
             client
                 .update(
-                    "INSERT INTO sla.notifications (ticket_table, ticket_id, policy, metric, cycle,
-                                                    clock_started_at, step, kind, due_at, message)
-                     SELECT $1::oid::regclass, u.* FROM unnest($2::text[], $3::text[], $4::text[],
-                         $5::int[], $6::timestamptz[], $7::text[], $8::text[], $9::timestamptz[],
-                         $10::text[]) AS u
-                     ON CONFLICT (ticket_table, ticket_id, metric, cycle, clock_started_at, step, kind)
-                     DO NOTHING",
+                    &format!(
+                        "WITH inserted AS (
+                           INSERT INTO sla.notifications (ticket_table, ticket_id, policy, metric, cycle,
+                                                          clock_started_at, step, kind, due_at, message)
+                           SELECT $1::oid::regclass, u.* FROM unnest($2::text[], $3::text[], $4::text[],
+                               $5::int[], $6::timestamptz[], $7::text[], $8::text[], $9::timestamptz[],
+                               $10::text[]) AS u
+                           ON CONFLICT (ticket_table, ticket_id, metric, cycle, clock_started_at, step, kind)
+                           DO NOTHING
+                           RETURNING *)
+                         {NOTIFY_INSERTED}"
+                    ),
                     None,
                     &args,
                 )
@@ -370,6 +375,26 @@ impl NotificationBatch {
         }));
     }
 }
+
+/// Sends every row of a CTE `inserted` (rows of `sla.notifications`) with
+/// NOTIFY on channel `pg_sla`, delivered when the transaction commits. The
+/// payload is JSON; NOTIFY takes less than 8000 bytes, so a ticket id too
+/// long for that is left out (`ticket_id_truncated`) and read from the row.
+pub const NOTIFY_INSERTED: &str = "
+    SELECT count(pg_notify('pg_sla', CASE WHEN octet_length(p.full_payload) < 8000
+                                         THEN p.full_payload ELSE p.short_payload END))
+      FROM inserted n,
+           LATERAL (SELECT json_build_object('id', n.id, 'kind', n.kind,
+                               'ticket_table', n.ticket_table::text, 'ticket_id', n.ticket_id,
+                               'metric', n.metric, 'due_at', n.due_at, 'policy', n.policy,
+                               'recipient', n.recipient, 'breached_count', n.breached_count)::text
+                           AS full_payload,
+                           json_build_object('id', n.id, 'kind', n.kind,
+                               'ticket_table', n.ticket_table::text, 'ticket_id', NULL,
+                               'ticket_id_truncated', true, 'metric', n.metric, 'due_at', n.due_at,
+                               'policy', left(n.policy, 1000), 'recipient', left(n.recipient, 1000),
+                               'breached_count', n.breached_count)::text
+                           AS short_payload) p";
 
 // ---------------------------------------------------------------------------
 // Ticket tables. Callers run these as the table's owner.
@@ -471,6 +496,139 @@ pub fn postpone_ticket(relid: pg_sys::Oid, ticket_id: &str) {
             )
             .map(|_| ())
     }));
+}
+
+/// The next time a clock has a transition due after `now`, for the worker
+/// to wake at.
+pub fn next_transition_after(now: TimestampWithTimeZone) -> Option<TimestampWithTimeZone> {
+    spi_or_error(Spi::get_one_with_args(
+        "SELECT min(next_transition_at) FROM sla.clocks WHERE next_transition_at >= $1",
+        &[now.into()],
+    ))
+}
+
+// ---------------------------------------------------------------------------
+// Breach alerts.
+
+pub struct AlertRule {
+    pub id: i64,
+    pub recipient: String,
+    pub min_breached: i32,
+    /// `None`: every tracked table.
+    pub table: Option<pg_sys::Oid>,
+    pub every_assignee: bool,
+    pub alerting: bool,
+    pub breached_count: Option<i32>,
+}
+
+pub fn enabled_alert_rules() -> Vec<AlertRule> {
+    spi_or_error(Spi::connect(|client| {
+        let rows = client.select(
+            "SELECT id, recipient, min_breached, ticket_table::oid, every_assignee, alerting,
+                    breached_count
+               FROM sla.alert_rules WHERE enabled ORDER BY id",
+            None,
+            &[],
+        )?;
+        let mut rules = Vec::new();
+        for row in rows {
+            rules.push(AlertRule {
+                id: row.get::<i64>(1)?.unwrap_or_default(),
+                recipient: row.get::<String>(2)?.unwrap_or_default(),
+                min_breached: row.get::<i32>(3)?.unwrap_or_default(),
+                table: row.get::<pg_sys::Oid>(4)?,
+                every_assignee: row.get::<bool>(5)?.unwrap_or_default(),
+                alerting: row.get::<bool>(6)?.unwrap_or_default(),
+                breached_count: row.get::<i32>(7)?,
+            });
+        }
+        Ok(rules)
+    }))
+}
+
+/// Tickets of a table with a breached open clock.
+pub fn breached_tickets(relid: pg_sys::Oid) -> Vec<String> {
+    text_column(
+        "SELECT DISTINCT ticket_id FROM sla.clocks
+          WHERE ticket_table = $1::oid::regclass AND status = 'breached'",
+        &[relid.into()],
+    )
+}
+
+/// How many of these tickets each of `recipients` is assigned, by the
+/// table's assignee column. Run as the table's owner.
+pub fn tickets_by_assignee(
+    table: &TrackedTable,
+    assignee_column: &str,
+    ids: &[String],
+    recipients: &[String],
+) -> HashMap<String, i64> {
+    let query = format!(
+        "SELECT t.{assignee}::text, count(*) FROM unnest($1::text[]) AS u(id)
+           JOIN ONLY {name} t ON t.{id} = u.id::{ty}
+          WHERE t.{assignee}::text = ANY($2::text[])
+          GROUP BY 1",
+        assignee = quote_identifier(assignee_column),
+        name = table.name,
+        id = quote_identifier(&table.id_column),
+        ty = table.id_type,
+    );
+    spi_or_error(Spi::connect(|client| {
+        let rows = client.select(
+            &query,
+            None,
+            &[ids.to_vec().into(), recipients.to_vec().into()],
+        )?;
+        let mut counts = HashMap::new();
+        for row in rows {
+            if let (Some(recipient), Some(count)) = (row.get::<String>(1)?, row.get::<i64>(2)?) {
+                counts.insert(recipient, count);
+            }
+        }
+        Ok(counts)
+    }))
+}
+
+/// Moves a rule to `alerting` with its new count, if it is still as read
+/// (`rule`) and nobody else holds it; when `fire`, writes and sends its
+/// `breach_alert` notification in the same statement. Returns whether the
+/// rule was updated.
+pub fn update_alert_rule(rule: &AlertRule, alerting: bool, breached: i32, fire: bool) -> bool {
+    let query = format!(
+        "WITH updated AS (
+           UPDATE sla.alert_rules r
+              SET alerting = $2, breached_count = $3,
+                  alerted_at = CASE WHEN $4 THEN now() ELSE r.alerted_at END
+            WHERE r.id = (SELECT id FROM sla.alert_rules
+                           WHERE id = $1 AND enabled AND alerting = $5 AND min_breached = $6
+                             AND recipient = $7 AND ticket_table IS NOT DISTINCT FROM $8::oid::regclass
+                             AND every_assignee = $9
+                             FOR UPDATE SKIP LOCKED)
+           RETURNING r.*),
+         inserted AS (
+           INSERT INTO sla.notifications (ticket_table, step, kind, recipient, breached_count, message)
+           SELECT u.ticket_table, 'breach_alert', 'breach_alert', u.recipient, $3,
+                  format('%s breached open tickets (alert threshold %s)', $3, u.min_breached)
+             FROM updated u WHERE $4
+           RETURNING *),
+         notified AS ({NOTIFY_INSERTED})
+         SELECT count(*) FROM updated, notified"
+    );
+    let args: Vec<DatumWithOid> = vec![
+        rule.id.into(),
+        alerting.into(),
+        breached.into(),
+        fire.into(),
+        rule.alerting.into(),
+        rule.min_breached.into(),
+        rule.recipient.clone().into(),
+        rule.table.into(),
+        rule.every_assignee.into(),
+    ];
+    spi_or_error(Spi::connect_mut(|client| {
+        let rows = client.update(&query, None, &args)?;
+        Ok(rows.first().get_one::<i64>()?.unwrap_or(0) > 0)
+    }))
 }
 
 /// The first column of a query's rows, as text.

@@ -1,5 +1,6 @@
 //! Due processing and recomputation: the SQL entry points that move clocks
 //! without a ticket changing.
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use pgrx::datum::TimestampWithTimeZone;
@@ -7,6 +8,7 @@ use pgrx::pg_sys::errcodes::PgSqlErrorCode;
 use pgrx::prelude::*;
 use sla_core::{apply_due, summarize, Clock, Metric, Micros, Transition};
 
+use crate::alerts;
 use crate::catalog::{self, ClockChanges, NotificationBatch, TicketUpdates};
 use crate::convert::{finite_instant, required_instant};
 use crate::gucs::event_time;
@@ -66,7 +68,27 @@ fn process_due(
             applied += process_due_isolated(&settings, table, chunk, at);
         }
     }
+    if let Err(Failure { message, .. }) = attempt(|| alerts::evaluate(&settings)) {
+        let message = format!("pg_sla: breach alerts failed: {message}");
+        pgrx::warning!("{message}");
+        record_failure(message);
+    }
     applied
+}
+
+thread_local! {
+    /// The last failure `process_due` reported (and survived) in this
+    /// backend, for the worker's status.
+    static LAST_FAILURE: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+fn record_failure(message: String) {
+    LAST_FAILURE.with(|last| *last.borrow_mut() = Some(message));
+}
+
+/// Takes the last failure `process_due` reported in this backend, if any.
+pub fn take_last_failure() -> Option<String> {
+    LAST_FAILURE.with(|last| last.borrow_mut().take())
 }
 
 /// Processes some tickets in a subtransaction. When that fails (a trigger
@@ -81,11 +103,13 @@ fn process_due_isolated(
     match attempt(|| process_due_tickets(settings, table, ids.to_vec(), at)) {
         Ok(applied) => applied,
         Err(Failure { message, .. }) if ids.len() == 1 => {
-            pgrx::warning!(
+            let message = format!(
                 "pg_sla: due processing of ticket {} of table {} failed, it stays due and is retried in a minute: {message}",
                 ids[0],
                 table.name
             );
+            pgrx::warning!("{message}");
+            record_failure(message);
             as_sla_owner(|| catalog::postpone_ticket(table.relid, &ids[0]));
             0
         }

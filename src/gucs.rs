@@ -22,6 +22,7 @@ pub fn register() {
         GucContext::Userset,
         GucFlags::default(),
     );
+    register_worker_settings();
 }
 
 /// The instant ticket changes take effect: `pg_sla.event_time` if set, else
@@ -56,4 +57,73 @@ pub fn event_time() -> Micros {
     }
     .unwrap_or_else(|| unreachable!("timestamptz_in returns a value or raises"));
     required_instant(parsed, "pg_sla.event_time")
+}
+
+/// The database the background worker connects to.
+static WORKER_DATABASE: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(Some(c"postgres"));
+/// Milliseconds between the worker's ticks.
+static WORKER_NAPTIME_MS: GucSetting<i32> = GucSetting::<i32>::new(1000);
+/// Due clocks per transaction of the worker.
+static WORKER_BATCH_SIZE: GucSetting<i32> = GucSetting::<i32>::new(1000);
+static WORKER_ENABLED: GucSetting<bool> = GucSetting::<bool>::new(true);
+
+/// The worker's settings. They are read from postgresql.conf (or ALTER
+/// SYSTEM) and take effect on reload; sessions can only look at them.
+fn register_worker_settings() {
+    GucRegistry::define_string_guc(
+        c"pg_sla.database",
+        c"Database in which the pg_sla background worker processes SLA clocks.",
+        c"The worker restarts to connect to a new value on reload.",
+        &WORKER_DATABASE,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"pg_sla.naptime",
+        c"Longest time the pg_sla worker sleeps between ticks.",
+        c"It wakes earlier when a deadline or warning is known to fall due sooner.",
+        &WORKER_NAPTIME_MS,
+        10,
+        3_600_000,
+        GucContext::Sighup,
+        GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_int_guc(
+        c"pg_sla.batch_size",
+        c"Due SLA clocks the pg_sla worker handles per transaction.",
+        c"Smaller batches hold ticket row locks for a shorter time.",
+        &WORKER_BATCH_SIZE,
+        1,
+        1_000_000,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_bool_guc(
+        c"pg_sla.enabled",
+        c"Whether the pg_sla background worker processes SLA clocks.",
+        c"When off, the worker stays connected and idle.",
+        &WORKER_ENABLED,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+}
+
+pub fn worker_database() -> String {
+    WORKER_DATABASE
+        .get()
+        .and_then(|name| name.into_string().ok())
+        .unwrap_or_default()
+}
+
+pub fn worker_naptime() -> std::time::Duration {
+    std::time::Duration::from_millis(WORKER_NAPTIME_MS.get().max(1) as u64)
+}
+
+pub fn worker_batch_size() -> i32 {
+    WORKER_BATCH_SIZE.get()
+}
+
+pub fn worker_enabled() -> bool {
+    WORKER_ENABLED.get()
 }

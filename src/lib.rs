@@ -4,6 +4,7 @@
 //! PostgreSQL values, caches calendars per backend and maps errors.
 use pgrx::prelude::*;
 
+mod alerts;
 mod bulk_insert;
 mod calendar_cache;
 mod catalog;
@@ -19,6 +20,7 @@ mod subxact;
 mod tickets;
 mod tracking;
 mod triggers;
+mod worker;
 
 ::pgrx::pg_module_magic!();
 
@@ -39,6 +41,7 @@ pub extern "C-unwind" fn _PG_init() {
     // that computes over centuries.
     sla_core::set_interrupt_check(check_interrupts);
     gucs::register();
+    worker::register();
 }
 
 fn check_interrupts() {

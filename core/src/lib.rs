@@ -5,6 +5,7 @@
 //! PostgreSQL; the extension converts its datums at the boundary.
 #![forbid(unsafe_code)]
 
+pub mod alert;
 pub mod calendar;
 pub mod clock;
 pub mod error;
@@ -12,6 +13,7 @@ mod offsets;
 pub mod policy;
 mod timeline;
 
+pub use alert::{alert_step, AlertStep};
 pub use calendar::{Calendar, CalendarSpec, Window};
 pub use clock::{
     apply_due, reconcile, summarize, Clock, ClockStatus, Hours, Metric, Summary, Targets,

@@ -1,0 +1,611 @@
+//! The background worker on servers started with `pg_sla` preloaded: SLAs
+//! advance with nobody touching the tickets, notifications are written once
+//! and sent with NOTIFY, and the worker survives crashes, reloads, errors
+//! and the extension being dropped.
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use pg_sla_client_tests::{query_int as int, query_text as text, wait_for, Client, Cluster};
+
+/// A cluster with the worker preloaded, ticking every 100 ms.
+fn worker_cluster(name: &str, extra: &[&str]) -> Cluster {
+    let mut settings = vec![
+        "shared_preload_libraries = 'pg_sla'",
+        "pg_sla.naptime = '100ms'",
+    ];
+    settings.extend_from_slice(extra);
+    Cluster::start(name, &settings)
+}
+
+/// A 24/7 policy whose first response is due `target` after creation, and
+/// a tracked `tickets` table with an assignee column.
+fn setup(db: &mut Client, target: &str) {
+    db.batch_execute(&format!(
+        "INSERT INTO sla.policies (name, first_response) VALUES ('fast', '{target}');
+         CREATE TABLE tickets (
+             id bigint PRIMARY KEY,
+             status text NOT NULL DEFAULT 'open',
+             assignee text,
+             created_at timestamptz NOT NULL DEFAULT now(),
+             last_customer_message_at timestamptz,
+             last_agent_reply_at timestamptz);
+         SELECT sla.track('tickets', assignee_column => 'assignee');"
+    ))
+    .unwrap();
+}
+
+/// Tickets 1..=count, their first responses falling due evenly over the
+/// next `spread_ms` milliseconds (policy target: 1 minute).
+fn tickets_due_soon(db: &mut Client, count: i64, spread_ms: i64) {
+    db.batch_execute(&format!(
+        "INSERT INTO tickets (id, created_at)
+         SELECT i, now() - interval '1 minute' + i * interval '{spread_ms} milliseconds' / {count}
+           FROM generate_series(1, {count}) i"
+    ))
+    .unwrap();
+}
+
+fn worker_pid(db: &mut Client) -> Option<i64> {
+    let pid = int(
+        db,
+        "SELECT coalesce((SELECT pid FROM sla.worker_status()), 0)",
+    );
+    (pid != 0).then_some(pid)
+}
+
+fn breached_notifications(db: &mut Client) -> i64 {
+    int(
+        db,
+        "SELECT count(*) FROM sla.notifications WHERE kind = 'breached'",
+    )
+}
+
+/// Every ticket is breached, and has exactly one `breached` notification.
+fn assert_each_breached_once(db: &mut Client, count: i64) {
+    assert_eq!(
+        int(
+            db,
+            "SELECT count(*) FROM tickets WHERE sla_status = 'breached'"
+        ),
+        count
+    );
+    assert_eq!(
+        int(
+            db,
+            "SELECT count(DISTINCT ticket_id) FROM sla.notifications WHERE kind = 'breached'"
+        ),
+        count,
+        "one notification per ticket"
+    );
+    assert_eq!(breached_notifications(db), count, "no duplicate");
+}
+
+/// Waits for the server to go through crash recovery and for a new worker
+/// (not `old_worker`) to run; returns a new session.
+fn reconnect_after_crash(cluster: &Cluster, old_worker: i64) -> Client {
+    wait_for("crash recovery", Duration::from_secs(30), || {
+        std::fs::read_to_string(cluster.dir().join("server.log"))
+            .unwrap()
+            .contains("all server processes terminated; reinitializing")
+            .then_some(())
+    });
+    wait_for("a new worker", Duration::from_secs(60), || {
+        let mut db = Client::connect(
+            &cluster.connection_string("postgres", "postgres"),
+            pg_sla_client_tests::NoTls,
+        )
+        .ok()?;
+        let pid: i32 = db
+            .query_one(
+                "SELECT coalesce((SELECT pid FROM sla.worker_status()), 0)",
+                &[],
+            )
+            .ok()?
+            .get(0);
+        (pid != 0 && i64::from(pid) != old_worker).then_some(db)
+    })
+}
+
+/// Runs an ALTER SYSTEM statement and reloads the configuration (SIGHUP).
+fn reload_with(db: &mut Client, alter_system: &str) {
+    db.batch_execute(alter_system).unwrap();
+    db.batch_execute("SELECT pg_reload_conf()").unwrap();
+}
+
+fn kill(pid: i64, signal: &str) {
+    let status = Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill {signal} {pid}");
+}
+
+#[test]
+fn the_worker_alone_breaches_a_ticket_once_and_a_listener_hears_it() {
+    let cluster = worker_cluster("worker-breach", &[]);
+    let mut db = cluster.connect();
+    setup(&mut db, "2 seconds");
+    let mut listener = cluster.connect();
+    listener.batch_execute("LISTEN pg_sla").unwrap();
+
+    db.batch_execute("INSERT INTO tickets (id) VALUES (7)")
+        .unwrap();
+    let created = Instant::now();
+    assert_eq!(text(&mut db, "SELECT sla_status FROM tickets"), "running");
+    wait_for(
+        "the worker to breach ticket 7",
+        Duration::from_secs(10),
+        || (text(&mut db, "SELECT sla_status FROM tickets") == "breached").then_some(()),
+    );
+    assert!(
+        created.elapsed() >= Duration::from_secs(2),
+        "not before the deadline"
+    );
+
+    // Nobody touched the ticket: the worker wrote the breach, once.
+    assert_eq!(breached_notifications(&mut db), 1);
+    assert_eq!(
+        text(
+            &mut db,
+            "SELECT (sla_breached_at IS NOT NULL)::text FROM tickets"
+        ),
+        "true"
+    );
+
+    let mut notifications = listener.notifications();
+    let mut arriving = notifications.timeout_iter(Duration::from_secs(5));
+    use postgres::fallible_iterator::FallibleIterator;
+    let heard = arriving.next().unwrap().expect("a notification within 5 s");
+    assert_eq!(heard.channel(), "pg_sla");
+    let payload = heard.payload();
+    for field in [
+        "\"kind\" : \"breached\"",
+        "\"ticket_table\" : \"public.tickets\"",
+        "\"ticket_id\" : \"7\"",
+        "\"metric\" : \"first_response\"",
+        "\"due_at\" : \"20",
+    ] {
+        assert!(payload.contains(field), "{field} in {payload}");
+    }
+    let id = int(&mut db, "SELECT id FROM sla.notifications");
+    assert!(payload.contains(&format!("\"id\" : {id},")), "{payload}");
+    assert!(arriving.next().unwrap().is_none(), "a single notification");
+
+    // A second breach would be a second notification: none comes.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(breached_notifications(&mut db), 1);
+    let status = text(
+        &mut db,
+        "SELECT concat_ws(' ', running, state, transitions >= 1, errors, ticks > 3)
+           FROM sla.worker_status()",
+    );
+    assert_eq!(status, "t idle t 0 t");
+}
+
+#[test]
+fn the_listen_example_prints_each_notification() {
+    let cluster = worker_cluster("worker-listen-example", &[]);
+    let mut db = cluster.connect();
+    setup(&mut db, "1 second");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pg_sla_listen"))
+        .args([&cluster.connection_string("postgres", "postgres"), "2"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start pg_sla_listen");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert_eq!(
+        lines.next().unwrap().unwrap(),
+        "listening on channel pg_sla"
+    );
+    db.batch_execute("INSERT INTO tickets (id) VALUES (1), (2)")
+        .unwrap();
+    let printed: Vec<String> = lines.map(|line| line.unwrap()).collect();
+    assert!(child.wait().unwrap().success());
+    assert_eq!(printed.len(), 2, "{printed:?}");
+    assert!(
+        printed
+            .iter()
+            .all(|l| l.contains("\"kind\" : \"breached\"")),
+        "{printed:?}"
+    );
+    for id in ["1", "2"] {
+        let ticket = format!("\"ticket_id\" : \"{id}\"");
+        assert!(printed.iter().any(|l| l.contains(&ticket)), "{printed:?}");
+    }
+}
+
+#[test]
+fn killing_the_worker_loses_and_duplicates_nothing() {
+    // Committed means durable here, as on a production server.
+    let cluster = worker_cluster("worker-kill", &["synchronous_commit = on"]);
+    let mut db = cluster.connect();
+    setup(&mut db, "1 minute");
+    let first_pid = wait_for("the worker", Duration::from_secs(10), || {
+        worker_pid(&mut db)
+    });
+    tickets_due_soon(&mut db, 2000, 3000);
+    wait_for("some breaches", Duration::from_secs(10), || {
+        (breached_notifications(&mut db) > 0).then_some(())
+    });
+    assert!(breached_notifications(&mut db) < 2000, "killed mid-way");
+    kill(first_pid, "-KILL");
+    drop(db);
+
+    // The postmaster resets every backend and starts the worker again.
+    let mut db = reconnect_after_crash(&cluster, first_pid);
+    let second_pid = worker_pid(&mut db).unwrap();
+    wait_for("every ticket breached", Duration::from_secs(30), || {
+        (int(
+            &mut db,
+            "SELECT count(*) FROM tickets WHERE sla_status = 'breached'",
+        ) == 2000)
+            .then_some(())
+    });
+    assert_each_breached_once(&mut db, 2000);
+
+    // SIGTERM (pg_terminate_backend) stops it promptly; it comes back.
+    let stopped = Instant::now();
+    assert_eq!(
+        text(
+            &mut db,
+            &format!("SELECT pg_terminate_backend({second_pid})::text")
+        ),
+        "true"
+    );
+    wait_for("the worker to exit", Duration::from_secs(5), || {
+        (int(
+            &mut db,
+            &format!("SELECT count(*) FROM pg_stat_activity WHERE pid = {second_pid}"),
+        ) == 0)
+            .then_some(())
+    });
+    assert!(stopped.elapsed() < Duration::from_secs(2), "prompt");
+    let third_pid = wait_for("the worker to restart", Duration::from_secs(15), || {
+        worker_pid(&mut db)
+    });
+    assert_ne!(third_pid, second_pid);
+}
+
+#[test]
+fn a_backend_crash_in_the_middle_of_a_tick_loses_and_duplicates_nothing() {
+    let cluster = worker_cluster("worker-crash", &["synchronous_commit = on"]);
+    let mut db = cluster.connect();
+    setup(&mut db, "1 minute");
+    // Every breach written into a ticket takes a millisecond, so that the
+    // worker's tick lasts seconds.
+    db.batch_execute(
+        "CREATE FUNCTION slow() RETURNS trigger LANGUAGE plpgsql AS
+           $$ BEGIN PERFORM pg_sleep(0.001); RETURN NEW; END $$;
+         CREATE TRIGGER slow BEFORE UPDATE ON tickets FOR EACH ROW EXECUTE FUNCTION slow();",
+    )
+    .unwrap();
+    tickets_due_soon(&mut db, 3000, 10);
+    wait_for("the worker to be mid-tick", Duration::from_secs(20), || {
+        let done = breached_notifications(&mut db);
+        let processing = text(&mut db, "SELECT state FROM sla.worker_status()") == "processing";
+        (processing && done > 0 && done < 2000).then_some(())
+    });
+    let worker = worker_pid(&mut db).unwrap();
+    let mut victim = cluster.connect();
+    let victim_pid = int(&mut victim, "SELECT pg_backend_pid()");
+    kill(victim_pid, "-KILL");
+    drop(db);
+
+    let mut db = reconnect_after_crash(&cluster, worker);
+    wait_for("every ticket breached", Duration::from_secs(60), || {
+        (int(
+            &mut db,
+            "SELECT count(*) FROM tickets WHERE sla_status = 'breached'",
+        ) == 3000)
+            .then_some(())
+    });
+    assert_each_breached_once(&mut db, 3000);
+}
+
+#[test]
+fn reloading_the_configuration_changes_the_nap_time() {
+    let cluster = worker_cluster("worker-reload", &["pg_sla.naptime = '1h'"]);
+    let mut db = cluster.connect();
+    setup(&mut db, "1 second");
+    let ticks = |db: &mut Client| int(db, "SELECT ticks FROM sla.worker_status()");
+    // The worker ticked once after the extension appeared... or not yet:
+    // with an hour's nap, it saw the extension missing at start and sleeps.
+    let before = ticks(&mut db);
+    std::thread::sleep(Duration::from_millis(1000));
+    assert_eq!(ticks(&mut db), before, "sleeping for an hour");
+
+    reload_with(&mut db, "ALTER SYSTEM SET pg_sla.naptime = '50ms'");
+    wait_for("ticks every 50 ms", Duration::from_secs(5), || {
+        (ticks(&mut db) >= before + 10).then_some(())
+    });
+    assert_eq!(text(&mut db, "SHOW pg_sla.naptime"), "50ms");
+
+    // Turned off, it leaves due tickets alone; back on, it breaches them.
+    reload_with(&mut db, "ALTER SYSTEM SET pg_sla.enabled = off");
+    wait_for("the worker to be disabled", Duration::from_secs(5), || {
+        (text(&mut db, "SELECT state FROM sla.worker_status()") == "disabled").then_some(())
+    });
+    db.batch_execute("INSERT INTO tickets (id) VALUES (1)")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(text(&mut db, "SELECT sla_status FROM tickets"), "running");
+    reload_with(&mut db, "ALTER SYSTEM RESET pg_sla.enabled");
+    wait_for("the breach", Duration::from_secs(5), || {
+        (text(&mut db, "SELECT sla_status FROM tickets") == "breached").then_some(())
+    });
+}
+
+#[test]
+fn the_worker_waits_while_the_extension_is_dropped_and_resumes_when_created_again() {
+    let cluster = worker_cluster("worker-drop", &[]);
+    let mut db = cluster.connect();
+    setup(&mut db, "1 second");
+    let pid = wait_for("the worker", Duration::from_secs(10), || {
+        worker_pid(&mut db)
+    });
+    let waiting_lines = || {
+        std::fs::read_to_string(cluster.dir().join("server.log"))
+            .unwrap()
+            .matches("waiting for CREATE EXTENSION pg_sla")
+            .count()
+    };
+    let found_lines = || {
+        std::fs::read_to_string(cluster.dir().join("server.log"))
+            .unwrap()
+            .matches("extension pg_sla found")
+            .count()
+    };
+    wait_for(
+        "the worker to see the extension",
+        Duration::from_secs(5),
+        || (found_lines() == 1).then_some(()),
+    );
+    let before = waiting_lines();
+
+    db.batch_execute("DROP EXTENSION pg_sla CASCADE").unwrap();
+    wait_for("the worker to notice", Duration::from_secs(5), || {
+        (waiting_lines() == before + 1).then_some(())
+    });
+    // Many ticks later, still one line, and the same worker.
+    std::thread::sleep(Duration::from_millis(1000));
+    assert_eq!(
+        waiting_lines(),
+        before + 1,
+        "one log line, not one per tick"
+    );
+    let same_worker = int(
+        &mut db,
+        &format!("SELECT count(*) FROM pg_stat_activity WHERE pid = {pid} AND backend_type = 'pg_sla worker'"),
+    );
+    assert_eq!(same_worker, 1, "it neither exited nor crashed");
+
+    db.batch_execute(
+        "ALTER TABLE tickets DROP COLUMN sla_policy, DROP COLUMN sla_status,
+             DROP COLUMN sla_due_at, DROP COLUMN sla_breached_at;
+         CREATE EXTENSION pg_sla;
+         INSERT INTO sla.policies (name, first_response) VALUES ('fast', '1 second');
+         SELECT sla.track('tickets', assignee_column => 'assignee');
+         INSERT INTO tickets (id) VALUES (1);",
+    )
+    .unwrap();
+    wait_for(
+        "a breach by the same worker",
+        Duration::from_secs(10),
+        || (text(&mut db, "SELECT sla_status FROM tickets") == "breached").then_some(()),
+    );
+    assert_eq!(worker_pid(&mut db), Some(pid));
+    assert_eq!(breached_notifications(&mut db), 1);
+    assert_eq!(found_lines(), 2, "it logged finding the extension again");
+}
+
+#[test]
+fn a_ticket_whose_trigger_raises_does_not_hold_up_the_others() {
+    let cluster = worker_cluster("worker-poison", &[]);
+    let mut db = cluster.connect();
+    setup(&mut db, "1 second");
+    db.batch_execute(
+        "CREATE FUNCTION poisoned() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+             IF NEW.id = 2 THEN RAISE EXCEPTION 'ticket 2 is poisoned'; END IF;
+             RETURN NEW;
+         END $$;
+         CREATE TRIGGER poisoned BEFORE UPDATE ON tickets FOR EACH ROW EXECUTE FUNCTION poisoned();
+         INSERT INTO tickets (id) SELECT generate_series(1, 5);",
+    )
+    .unwrap();
+    let pid = wait_for("the worker", Duration::from_secs(10), || {
+        worker_pid(&mut db)
+    });
+    wait_for(
+        "the healthy tickets' breaches",
+        Duration::from_secs(10),
+        || {
+            (int(
+                &mut db,
+                "SELECT count(*) FROM tickets WHERE sla_status = 'breached'",
+            ) == 4)
+                .then_some(())
+        },
+    );
+    assert_eq!(
+        text(&mut db, "SELECT sla_status FROM tickets WHERE id = 2"),
+        "running"
+    );
+    assert_eq!(breached_notifications(&mut db), 4);
+    let error = text(
+        &mut db,
+        "SELECT concat_ws(' | ', running, errors > 0, last_error, last_error_at IS NOT NULL)
+           FROM sla.worker_status()",
+    );
+    assert!(error.starts_with("t | t | "), "{error}");
+    assert!(
+        error.contains("ticket 2 of table public.tickets")
+            && error.contains("ticket 2 is poisoned"),
+        "{error}"
+    );
+    let log = std::fs::read_to_string(cluster.dir().join("server.log")).unwrap();
+    assert!(log.contains("ticket 2 is poisoned"), "logged");
+    // Cured, the ticket is retried (after its minute's postponement, which
+    // the test skips) and breached like the others; the worker never died.
+    db.batch_execute(
+        "DROP TRIGGER poisoned ON tickets;
+         UPDATE sla.clocks SET retry_at = NULL;",
+    )
+    .unwrap();
+    wait_for("the cured ticket's breach", Duration::from_secs(10), || {
+        (text(&mut db, "SELECT sla_status FROM tickets WHERE id = 2") == "breached").then_some(())
+    });
+    assert_eq!(worker_pid(&mut db), Some(pid));
+    assert_each_breached_once(&mut db, 5);
+}
+
+#[test]
+fn the_worker_changes_tickets_with_their_owner_privileges() {
+    let cluster = worker_cluster("worker-privileges", &[]);
+    let mut db = cluster.connect();
+    db.batch_execute(
+        "CREATE ROLE app LOGIN;
+         GRANT CREATE ON SCHEMA public TO app;
+         INSERT INTO sla.policies (name, first_response) VALUES ('fast', '1 second');",
+    )
+    .unwrap();
+    let mut app = cluster.connect_as("app");
+    app.batch_execute(
+        "CREATE TABLE tickets (
+             id bigint PRIMARY KEY,
+             status text NOT NULL DEFAULT 'open',
+             created_at timestamptz NOT NULL DEFAULT now(),
+             last_customer_message_at timestamptz,
+             last_agent_reply_at timestamptz);
+         CREATE TABLE seen (who text, reads_pg_authid boolean);
+         -- Ticket tables are changed with search_path = pg_catalog, pg_temp.
+         CREATE FUNCTION record_who() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+             BEGIN
+                 PERFORM count(*) FROM pg_catalog.pg_authid;
+                 INSERT INTO public.seen VALUES (current_user, true);
+             EXCEPTION WHEN insufficient_privilege THEN
+                 INSERT INTO public.seen VALUES (current_user, false);
+             END;
+             RETURN NEW;
+         END $$;
+         CREATE TRIGGER record_who BEFORE UPDATE ON tickets FOR EACH ROW EXECUTE FUNCTION record_who();
+         SELECT sla.track('tickets');
+         INSERT INTO tickets (id) VALUES (1);",
+    )
+    .unwrap();
+    wait_for("the breach", Duration::from_secs(10), || {
+        (text(&mut app, "SELECT sla_status FROM tickets") == "breached").then_some(())
+    });
+    assert_eq!(
+        text(
+            &mut app,
+            "SELECT string_agg(DISTINCT who || '/' || reads_pg_authid, ',') FROM seen"
+        ),
+        "app/false"
+    );
+}
+
+#[test]
+fn breach_alerts_fire_once_per_crossing_of_the_threshold() {
+    let cluster = worker_cluster("worker-alerts", &[]);
+    let mut db = cluster.connect();
+    setup(&mut db, "1 second");
+    db.batch_execute(
+        "INSERT INTO sla.alert_rules (recipient, min_breached) VALUES ('ann', 2);
+         INSERT INTO sla.alert_rules (recipient, min_breached, every_assignee) VALUES ('lead', 3, true);",
+    )
+    .unwrap();
+    let alerts = |db: &mut Client, recipient: &str| {
+        int(
+            db,
+            &format!(
+                "SELECT count(*) FROM sla.notifications
+                  WHERE kind = 'breach_alert' AND recipient = '{recipient}'"
+            ),
+        )
+    };
+    let breached = |db: &mut Client, count: i64| {
+        wait_for("breaches", Duration::from_secs(10), || {
+            (int(
+                db,
+                "SELECT count(*) FROM tickets WHERE sla_status = 'breached'",
+            ) == count)
+                .then_some(())
+        });
+        // Alerts are counted in the same transaction as the breaches.
+    };
+
+    // One of ann's tickets breached: under her threshold of 2.
+    db.batch_execute("INSERT INTO tickets (id, assignee) VALUES (1, 'ann'), (2, 'bob')")
+        .unwrap();
+    breached(&mut db, 2);
+    assert_eq!(alerts(&mut db, "ann"), 0);
+    assert_eq!(alerts(&mut db, "lead"), 0);
+
+    // Her second: one alert. A third: none more.
+    db.batch_execute("INSERT INTO tickets (id, assignee) VALUES (3, 'ann')")
+        .unwrap();
+    breached(&mut db, 3);
+    assert_eq!(alerts(&mut db, "ann"), 1);
+    assert_eq!(
+        alerts(&mut db, "lead"),
+        1,
+        "every assignee's tickets count for the lead"
+    );
+    db.batch_execute("INSERT INTO tickets (id, assignee) VALUES (4, 'ann')")
+        .unwrap();
+    breached(&mut db, 4);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(alerts(&mut db, "ann"), 1);
+    assert_eq!(
+        text(
+            &mut db,
+            "SELECT message FROM sla.notifications WHERE recipient = 'ann'"
+        ),
+        "2 breached open tickets (alert threshold 2)"
+    );
+
+    // Replies bring her count down to 1: the rule re-arms...
+    db.batch_execute("UPDATE tickets SET last_agent_reply_at = now() WHERE id IN (1, 3)")
+        .unwrap();
+    wait_for("the rule to re-arm", Duration::from_secs(5), || {
+        (text(
+            &mut db,
+            "SELECT alerting::text || ' ' || breached_count FROM sla.alert_rules WHERE recipient = 'ann'",
+        ) == "false 1")
+            .then_some(())
+    });
+    assert_eq!(alerts(&mut db, "ann"), 1);
+    // ...and the next crossing alerts again.
+    db.batch_execute("INSERT INTO tickets (id, assignee) VALUES (5, 'ann')")
+        .unwrap();
+    wait_for("a second alert", Duration::from_secs(10), || {
+        (alerts(&mut db, "ann") == 2).then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(alerts(&mut db, "ann"), 2);
+    // The lead's count fell to 2 (tickets 2 and 4) and rose back to 3.
+    assert_eq!(alerts(&mut db, "lead"), 2);
+}
+
+#[test]
+fn without_preloading_the_status_says_so_and_process_due_still_works() {
+    let cluster = Cluster::start("worker-not-loaded", &[]);
+    let mut db = cluster.connect();
+    assert_eq!(
+        text(
+            &mut db,
+            "SELECT running || ' ' || state FROM sla.worker_status()"
+        ),
+        "false not loaded: add pg_sla to shared_preload_libraries"
+    );
+    setup(&mut db, "1 second");
+    db.batch_execute("INSERT INTO tickets (id) VALUES (1)")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_eq!(text(&mut db, "SELECT sla_status FROM tickets"), "running");
+    assert_eq!(int(&mut db, "SELECT sla.process_due()"), 1);
+    assert_eq!(text(&mut db, "SELECT sla_status FROM tickets"), "breached");
+}
