@@ -47,13 +47,14 @@ fn sql_statements(markdown: &str) -> Vec<(String, Option<String>)> {
 #[test]
 fn user_guide_examples_run_and_return_what_the_guide_says() {
     for guide in ["docs/calendars.md", "docs/sla.md"] {
-        run_guide(guide);
+        run_guide(guide, &[]);
     }
+    run_guide("docs/worker.md", &["shared_preload_libraries = 'pg_sla'"]);
 }
 
-/// Runs one guide's examples on a fresh cluster, in order.
-fn run_guide(path: &str) {
-    let cluster = Cluster::start("docs", &[]);
+/// Runs one guide's examples on a fresh cluster with these settings, in order.
+fn run_guide(path: &str, settings: &[&str]) {
+    let cluster = Cluster::start("docs", settings);
     let mut db = cluster.connect();
     db.batch_execute("SET TimeZone = 'UTC'").unwrap();
     let guide = std::fs::read_to_string(repo_file(path)).unwrap();
