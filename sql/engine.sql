@@ -148,7 +148,7 @@ CREATE INDEX clocks_next_transition ON sla.clocks (next_transition_at)
 
 -- Breach alerts count breached open tickets here; it holds only those clocks.
 CREATE INDEX clocks_breached ON sla.clocks (ticket_table, ticket_id)
-    WHERE status = 'breached';
+    WHERE breached_at IS NOT NULL AND status IN ('breached', 'paused');
 
 CREATE TABLE sla.notifications (
     id                bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,

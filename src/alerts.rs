@@ -2,6 +2,7 @@
 //! tickets and sends one `breach_alert` per crossing of its threshold.
 use std::collections::{BTreeMap, HashMap};
 
+use pgrx::prelude::*;
 use sla_core::{alert_step, AlertStep};
 
 use crate::catalog::{self, AlertRule};
@@ -79,6 +80,12 @@ pub fn evaluate(settings: &Settings) -> i32 {
 /// Counts one table's breached open tickets, or `None` (with a warning) when
 /// the table cannot be read, e.g. its assignee column was dropped.
 fn count_table(table: &TrackedTable, recipients: &[String]) -> Option<TableCount> {
+    let lockable =
+        unsafe { pg_sys::ConditionalLockRelationOid(table.relid, pg_sys::AccessShareLock as i32) };
+    if !lockable {
+        // Someone holds the whole table: never wait, count it next time.
+        return None;
+    }
     let result = attempt(|| {
         let ids = as_sla_owner(|| catalog::breached_tickets(table.relid));
         let by_assignee = match &table.assignee_column {

@@ -380,9 +380,13 @@ impl NotificationBatch {
 /// NOTIFY on channel `pg_sla`, delivered when the transaction commits. The
 /// payload is JSON; NOTIFY takes less than 8000 bytes, so a ticket id too
 /// long for that is left out (`ticket_id_truncated`) and read from the row.
+/// With `pg_sla.notify_payload = id`, only the id and kind are sent.
 pub const NOTIFY_INSERTED: &str = "
-    SELECT count(pg_notify('pg_sla', CASE WHEN octet_length(p.full_payload) < 8000
-                                         THEN p.full_payload ELSE p.short_payload END))
+    SELECT count(pg_notify('pg_sla',
+               CASE WHEN current_setting('pg_sla.notify_payload') = 'id'
+                    THEN json_build_object('id', n.id, 'kind', n.kind)::text
+                    WHEN octet_length(p.full_payload) < 8000 THEN p.full_payload
+                    ELSE p.short_payload END))
       FROM inserted n,
            LATERAL (SELECT json_build_object('id', n.id, 'kind', n.kind,
                                'ticket_table', n.ticket_table::text, 'ticket_id', n.ticket_id,
@@ -480,22 +484,32 @@ pub fn unschedule_table(relid: pg_sys::Oid) {
 
 /// Leaves a ticket that due processing failed on alone for a while, so that
 /// it does not hold places at the head of the due index.
-pub fn postpone_ticket(relid: pg_sys::Oid, ticket_id: &str) {
+pub fn postpone_tickets(relid: pg_sys::Oid, ticket_ids: &[String], delay: &str) {
     spi_or_error(Spi::connect_mut(|client| {
         client
             .update(
                 // SKIP LOCKED: due processing never waits for a lock.
-                "UPDATE sla.clocks SET retry_at = pg_catalog.clock_timestamp() + interval '1 minute'
+                "UPDATE sla.clocks SET retry_at = pg_catalog.clock_timestamp() + $3::interval
                   WHERE ctid = ANY (ARRAY(
                         SELECT ctid FROM sla.clocks
-                         WHERE ticket_table = $1::oid::regclass AND ticket_id = $2
+                         WHERE ticket_table = $1::oid::regclass AND ticket_id = ANY ($2::text[])
                            AND next_transition_at IS NOT NULL
                            FOR UPDATE SKIP LOCKED))",
                 None,
-                &[relid.into(), ticket_id.into()],
+                &[relid.into(), ticket_ids.to_vec().into(), delay.into()],
             )
             .map(|_| ())
     }));
+}
+
+/// Takes the lock that lets one `process_due` call run at a time, until the
+/// end of the transaction; false if another call holds it.
+pub fn try_lock_due_processing() -> bool {
+    spi_or_error(Spi::get_one::<bool>(
+        // Two keys spelling "pg_s" "la_d", unlikely to meet an application's.
+        "SELECT pg_catalog.pg_try_advisory_xact_lock(1885823859, 1818320740)",
+    ))
+    .unwrap_or(false)
 }
 
 /// The next time a clock has a transition due after `now`, for the worker
@@ -546,13 +560,27 @@ pub fn enabled_alert_rules() -> Vec<AlertRule> {
     }))
 }
 
-/// Tickets of a table with a breached open clock.
+/// Tickets of a table with a breached clock still open (paused or not, so
+/// that a pause does not make an alert fire again when it ends).
 pub fn breached_tickets(relid: pg_sys::Oid) -> Vec<String> {
-    text_column(
-        "SELECT DISTINCT ticket_id FROM sla.clocks
-          WHERE ticket_table = $1::oid::regclass AND status = 'breached'",
-        &[relid.into()],
-    )
+    // Read-write SPI: a fresh snapshot, which sees the breaches this very
+    // call of process_due just wrote (a read-only one would not).
+    spi_or_error(Spi::connect_mut(|client| {
+        let rows = client.update(
+            "SELECT DISTINCT ticket_id FROM sla.clocks
+              WHERE ticket_table = $1::oid::regclass
+                AND breached_at IS NOT NULL AND status IN ('breached', 'paused')",
+            None,
+            &[relid.into()],
+        )?;
+        let mut ids = Vec::new();
+        for row in rows {
+            if let Some(id) = row.get::<String>(1)? {
+                ids.push(id);
+            }
+        }
+        Ok(ids)
+    }))
 }
 
 /// How many of these tickets each of `recipients` is assigned, by the
@@ -573,8 +601,9 @@ pub fn tickets_by_assignee(
         id = quote_identifier(&table.id_column),
         ty = table.id_type,
     );
-    spi_or_error(Spi::connect(|client| {
-        let rows = client.select(
+    // Read-write SPI for a fresh snapshot, as in `breached_tickets`.
+    spi_or_error(Spi::connect_mut(|client| {
+        let rows = client.update(
             &query,
             None,
             &[ids.to_vec().into(), recipients.to_vec().into()],

@@ -44,6 +44,11 @@ fn process_due(
             format!("max_rows must be at least 1, got {max_rows}")
         );
     }
+    if !as_sla_owner(catalog::try_lock_due_processing) {
+        // Another call is processing, in a transaction not yet committed:
+        // one at a time, so that notification ids commit in order.
+        return 0;
+    }
     let settings = settings::current();
     let due = as_sla_owner(|| catalog::due_tickets(now, max_rows));
     let mut by_table: BTreeMap<u32, Vec<String>> = BTreeMap::new();
@@ -62,33 +67,72 @@ fn process_due(
             as_sla_owner(|| catalog::unschedule_table(relid));
             continue;
         };
+        let lockable =
+            unsafe { pg_sys::ConditionalLockRelationOid(relid, pg_sys::RowExclusiveLock as i32) };
+        if !lockable {
+            // Someone holds a lock on the whole table (LOCK TABLE, ALTER
+            // TABLE): never wait for it, and let the other tables' due
+            // tickets come first meanwhile.
+            as_sla_owner(|| catalog::postpone_tickets(relid, &ids, SKIPPED_RETRY));
+            continue;
+        }
         // Statements over a thousand keys at most, so that the planner
         // reaches rows through their keys and addresses.
         for chunk in ids.chunks(DUE_CHUNK) {
             applied += process_due_isolated(&settings, table, chunk, at);
         }
     }
-    if let Err(Failure { message, .. }) = attempt(|| alerts::evaluate(&settings)) {
-        let message = format!("pg_sla: breach alerts failed: {message}");
-        pgrx::warning!("{message}");
-        record_failure(message);
+    if applied > 0 || alerts_evaluated_long_ago() {
+        if let Err(Failure { message, .. }) = attempt(|| alerts::evaluate(&settings)) {
+            let message = format!("pg_sla: breach alerts failed: {message}");
+            pgrx::warning!("{message}");
+            record_failure(message);
+        }
     }
     applied
 }
 
+/// How long a ticket locked by someone else is left alone before due
+/// processing tries it again.
+const SKIPPED_RETRY: &str = "1 second";
+
 thread_local! {
-    /// The last failure `process_due` reported (and survived) in this
-    /// backend, for the worker's status.
-    static LAST_FAILURE: RefCell<Option<String>> = const { RefCell::new(None) };
+    /// The failures `process_due` reported (and survived) in this backend
+    /// since the worker last looked: how many, and the last one.
+    static FAILURES: RefCell<(i64, Option<String>)> = const { RefCell::new((0, None)) };
+    /// When this backend last evaluated the alert rules.
+    static ALERTS_EVALUATED: std::cell::Cell<Option<std::time::Instant>> =
+        const { std::cell::Cell::new(None) };
 }
 
 fn record_failure(message: String) {
-    LAST_FAILURE.with(|last| *last.borrow_mut() = Some(message));
+    FAILURES.with(|failures| {
+        let mut failures = failures.borrow_mut();
+        failures.0 += 1;
+        failures.1 = Some(message);
+    });
 }
 
-/// Takes the last failure `process_due` reported in this backend, if any.
-pub fn take_last_failure() -> Option<String> {
-    LAST_FAILURE.with(|last| last.borrow_mut().take())
+/// Takes the failures `process_due` reported in this backend: their number
+/// and the last one.
+pub fn take_failures() -> (i64, Option<String>) {
+    FAILURES.with(|failures| std::mem::take(&mut *failures.borrow_mut()))
+}
+
+/// Alert counts change without transitions (a reply, a close): rules are
+/// evaluated after every call that applied something, and otherwise at most
+/// once a second per session, so that a worker ticking every few
+/// milliseconds does not count breached tickets every time.
+fn alerts_evaluated_long_ago() -> bool {
+    let now = std::time::Instant::now();
+    let due = ALERTS_EVALUATED.with(|last| {
+        last.get()
+            .is_none_or(|at| now.duration_since(at) >= std::time::Duration::from_secs(1))
+    });
+    if due {
+        ALERTS_EVALUATED.with(|last| last.set(Some(now)));
+    }
+    due
 }
 
 /// Processes some tickets in a subtransaction. When that fails (a trigger
@@ -110,7 +154,7 @@ fn process_due_isolated(
             );
             pgrx::warning!("{message}");
             record_failure(message);
-            as_sla_owner(|| catalog::postpone_ticket(table.relid, &ids[0]));
+            as_sla_owner(|| catalog::postpone_tickets(table.relid, &ids[..1], FAILED_RETRY));
             0
         }
         Err(_) => ids
@@ -119,6 +163,9 @@ fn process_due_isolated(
             .sum(),
     }
 }
+
+/// How long a ticket whose processing failed is left alone.
+const FAILED_RETRY: &str = "1 minute";
 
 /// Tickets handled per statement by `process_due`.
 const DUE_CHUNK: usize = 1000;
@@ -137,10 +184,20 @@ fn process_due_tickets(
         catalog::lock_free_tickets(table, ids.clone())
     });
     if locked.len() < ids.len() {
-        // Tickets not locked are either held by someone else (left for the
-        // next call) or gone without their clocks (deleted while triggers
-        // were off): those clocks go too.
+        // Tickets not locked are either held by someone else (left alone for
+        // a second, so that they cannot hold the head of the due queue) or
+        // gone without their clocks (deleted while triggers were off):
+        // those clocks go too.
         let missing = run_as(table.owner, || catalog::missing_tickets(table, &ids));
+        let taken: HashSet<&String> = locked.iter().map(|(_, id)| id).chain(&missing).collect();
+        let held: Vec<String> = ids
+            .iter()
+            .filter(|id| !taken.contains(id))
+            .cloned()
+            .collect();
+        if !held.is_empty() {
+            as_sla_owner(|| catalog::postpone_tickets(relid, &held, SKIPPED_RETRY));
+        }
         if !missing.is_empty() {
             as_sla_owner(|| catalog::delete_clocks(relid, Some(missing)));
         }

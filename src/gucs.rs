@@ -3,7 +3,7 @@ use std::ffi::{CStr, CString};
 
 use pgrx::datum::TimestampWithTimeZone;
 use pgrx::prelude::*;
-use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
+use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting, PostgresGucEnum};
 
 use crate::convert::required_instant;
 use sla_core::Micros;
@@ -23,6 +23,23 @@ pub fn register() {
         GucFlags::default(),
     );
     register_worker_settings();
+    GucRegistry::define_enum_guc(
+        c"pg_sla.notify_payload",
+        c"What the NOTIFY sent for each pg_sla notification carries: full or id.",
+        c"Any role that can connect may LISTEN; 'id' sends only the notification's id and kind.",
+        &NOTIFY_PAYLOAD,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    // A misspelt pg_sla.* setting is an error, not a silent placeholder.
+    #[cfg(any(feature = "pg15", feature = "pg16", feature = "pg17"))]
+    unsafe {
+        pg_sys::MarkGUCPrefixReserved(c"pg_sla".as_ptr())
+    };
+    #[cfg(any(feature = "pg13", feature = "pg14"))]
+    unsafe {
+        pg_sys::EmitWarningsOnPlaceholders(c"pg_sla".as_ptr())
+    };
 }
 
 /// The instant ticket changes take effect: `pg_sla.event_time` if set, else
@@ -67,6 +84,23 @@ static WORKER_NAPTIME_MS: GucSetting<i32> = GucSetting::<i32>::new(1000);
 /// Due clocks per transaction of the worker.
 static WORKER_BATCH_SIZE: GucSetting<i32> = GucSetting::<i32>::new(1000);
 static WORKER_ENABLED: GucSetting<bool> = GucSetting::<bool>::new(true);
+
+/// What NOTIFY payloads carry. LISTEN needs no privilege: any role that can
+/// connect to the database hears channel `pg_sla`.
+#[derive(PostgresGucEnum, Clone, Copy, PartialEq, Eq, Debug)]
+pub enum NotifyPayload {
+    /// Id, kind, ticket table and id, metric, due time, policy; recipient
+    /// and count for breach alerts.
+    #[name = c"full"]
+    Full,
+    /// Only the notification's id and kind: listeners read the row with
+    /// their own privileges.
+    #[name = c"id"]
+    Id,
+}
+
+static NOTIFY_PAYLOAD: GucSetting<NotifyPayload> =
+    GucSetting::<NotifyPayload>::new(NotifyPayload::Full);
 
 /// The worker's settings. They are read from postgresql.conf (or ALTER
 /// SYSTEM) and take effect on reload; sessions can only look at them.

@@ -40,37 +40,51 @@ pub fn attempt<R>(f: impl FnOnce() -> R) -> Result<R, Failure> {
         restore();
         unsafe { pg_sys::RollbackAndReleaseCurrentSubTransaction() };
         restore();
-        let report = match &error {
-            CaughtError::PostgresError(report)
-            | CaughtError::ErrorReport(report)
-            | CaughtError::RustPanic {
-                ereport: report, ..
-            } => report,
-        };
-        if must_propagate(report) {
+        if must_propagate(report_of(&error)) {
             error.rethrow();
         }
-        Err(Failure {
-            code: report.sql_error_code(),
-            message: format!(
-                "{} (SQLSTATE {})",
-                report.message(),
-                sqlstate(report.sql_error_code())
-            ),
-        })
+        Err(describe(&error))
     })
     .execute()
 }
 
+fn report_of(error: &CaughtError) -> &pgrx::pg_sys::panic::ErrorReportWithLevel {
+    match error {
+        CaughtError::PostgresError(report)
+        | CaughtError::ErrorReport(report)
+        | CaughtError::RustPanic {
+            ereport: report, ..
+        } => report,
+    }
+}
+
+/// The SQLSTATE and message of a caught error.
+pub fn describe(error: &CaughtError) -> Failure {
+    let report = report_of(error);
+    Failure {
+        code: report.sql_error_code(),
+        message: format!(
+            "{} (SQLSTATE {})",
+            report.message(),
+            sqlstate(report.sql_error_code())
+        ),
+    }
+}
+
 /// Errors that are about the session, not the ticket: a real cancel or
-/// shutdown (raised by `ProcessInterrupts`, so that user code raising the
-/// same SQLSTATE cannot make itself uncatchable), and lack of resources or
-/// system errors, which retrying ticket by ticket would only repeat.
+/// shutdown, raised by `ProcessInterrupts`, and the server running out of
+/// memory. User code raising the same SQLSTATEs (a trigger's `RAISE`)
+/// cannot make itself uncatchable. Other resource errors (a full disk under
+/// one table's tablespace, an index row too large, a recursion too deep)
+/// belong to a ticket: it is reported and retried later while the others
+/// go on.
 fn must_propagate(report: &pgrx::pg_sys::panic::ErrorReportWithLevel) -> bool {
     let code = sqlstate(report.sql_error_code());
+    let function = report.function_name();
     let interrupt = matches!(code.as_str(), "57014" | "57P01" | "57P02" | "57P03")
-        && report.function_name() == Some("ProcessInterrupts");
-    interrupt || code.starts_with("53") || code.starts_with("54") || code.starts_with("58")
+        && function == Some("ProcessInterrupts");
+    let out_of_memory = code == "53200" && function != Some("exec_stmt_raise");
+    interrupt || out_of_memory
 }
 
 /// The five-character SQLSTATE of an error code.

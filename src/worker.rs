@@ -5,6 +5,7 @@
 //! `pg_sla.database`, idles until the extension exists there, and never
 //! starts on a standby (it starts once recovery is finished). Its progress
 //! is kept in shared memory for `sla.worker_status()`.
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -12,12 +13,12 @@ use pgrx::bgworkers::SignalWakeFlags;
 use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, BgWorkerStartTime};
 use pgrx::datum::TimestampWithTimeZone;
 use pgrx::prelude::*;
-use pgrx::{pg_shmem_init, PGRXSharedMemory, PgLwLock};
+use pgrx::{pg_shmem_init, PGRXSharedMemory, PgLwLock, PgTryBuilder};
 
 use crate::catalog;
-use crate::engine::take_last_failure;
+use crate::engine::take_failures;
 use crate::gucs;
-use crate::subxact::{attempt, Failure};
+use crate::subxact::describe;
 
 /// Seconds the postmaster waits before starting the worker again after it
 /// exited with an error (a crash makes the postmaster restart it at once,
@@ -120,12 +121,8 @@ fn now() -> i64 {
     unsafe { pg_sys::GetCurrentTimestamp() }
 }
 
-fn shutdown_requested() -> bool {
-    unsafe { std::ptr::read_volatile(&raw const pg_sys::ShutdownRequestPending) != 0 }
-}
-
-/// Sleeps until `nap` has passed, a signal sets the latch, or exits if the
-/// postmaster died.
+/// Sleeps until `nap` has passed or a signal sets the latch; exits if the
+/// postmaster died, or (through `die`) on SIGTERM.
 fn nap(nap: Duration) {
     unsafe {
         pg_sys::WaitLatch(
@@ -148,13 +145,51 @@ unsafe extern "C-unwind" fn worker_exited(_code: i32, _arg: pg_sys::Datum) {
     });
 }
 
+/// Settings the worker's session must have whatever the database or the
+/// server sets by default: its own `search_path` (it runs as a superuser,
+/// so a database owner's schemas must not resolve its names), READ
+/// COMMITTED writes, no timeouts cutting a batch short, triggers firing.
+const SESSION_SETTINGS: [(&std::ffi::CStr, &std::ffi::CStr); 7] = [
+    (c"search_path", c"pg_catalog, pg_temp"),
+    (c"default_transaction_isolation", c"read committed"),
+    (c"default_transaction_read_only", c"off"),
+    (c"session_replication_role", c"origin"),
+    (c"statement_timeout", c"0"),
+    (c"lock_timeout", c"0"),
+    (c"idle_in_transaction_session_timeout", c"0"),
+];
+
+fn override_session_settings() {
+    for (name, value) in SESSION_SETTINGS {
+        unsafe {
+            pg_sys::SetConfigOption(
+                name.as_ptr(),
+                value.as_ptr(),
+                pg_sys::GucContext::PGC_SUSET,
+                pg_sys::GucSource::PGC_S_OVERRIDE,
+            )
+        };
+    }
+}
+
+extern "C-unwind" {
+    /// PostgreSQL's SIGTERM handler for backends (`pg_sys::die` is a Rust
+    /// wrapper, not a signal handler).
+    #[link_name = "die"]
+    fn postgres_die(signal: std::ffi::c_int);
+}
+
 #[pg_guard]
 #[no_mangle]
 pub extern "C-unwind" fn pg_sla_worker_main(_arg: pg_sys::Datum) {
-    BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
+    BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP);
+    // SIGTERM interrupts whatever the worker waits for (a lock, a slow
+    // trigger) at the next CHECK_FOR_INTERRUPTS, as in PostgreSQL's own
+    // workers: a flag checked between transactions would wait for them.
+    unsafe { pg_sys::pqsignal(pg_sys::SIGTERM as i32, Some(postgres_die)) };
     let database = gucs::worker_database();
     update_status(|status| {
-        *status = WorkerStatus::EMPTY;
+        // Totals and the last error survive restarts; this process is new.
         status.pid = unsafe { pg_sys::MyProcPid };
         status.state = STATE_STARTING;
         status.started_at = now();
@@ -164,10 +199,11 @@ pub extern "C-unwind" fn pg_sla_worker_main(_arg: pg_sys::Datum) {
     // A database that does not exist is a FATAL error here, retried after
     // RESTART_SECONDS.
     BackgroundWorker::connect_worker_to_spi(Some(&database), None);
+    override_session_settings();
     log!("pg_sla worker started in database \"{database}\"");
 
     let mut extension_found: Option<bool> = None;
-    while !shutdown_requested() {
+    loop {
         if unsafe { std::ptr::read_volatile(&raw const pg_sys::ConfigReloadPending) } != 0 {
             unsafe {
                 pg_sys::ConfigReloadPending = 0;
@@ -188,15 +224,8 @@ pub extern "C-unwind" fn pg_sla_worker_main(_arg: pg_sys::Datum) {
             update_status(|status| status.state = STATE_DISABLED);
             gucs::worker_naptime()
         };
-        if !shutdown_requested() {
-            nap(sleep);
-        }
+        nap(sleep);
     }
-    log!("pg_sla worker shutting down");
-    // Exit code 1: stopped by pg_terminate_backend(), it comes back after
-    // RESTART_SECONDS (pg_sla.enabled turns it off); at server shutdown
-    // nothing is restarted.
-    unsafe { pg_sys::proc_exit(1) };
 }
 
 /// What one transaction of a tick did.
@@ -217,11 +246,18 @@ fn tick(database: &str, extension_found: &mut Option<bool>) -> Duration {
     let started = Instant::now();
     let started_at = now();
     let mut transitions = 0i64;
-    let mut failures: Vec<String> = Vec::new();
+    let mut errors = 0i64;
+    let mut last_error: Option<String> = None;
     let mut sleep = naptime;
     loop {
+        check_for_interrupts!();
         update_status(|status| status.state = STATE_PROCESSING);
-        match transaction(|| process_batch(batch)) {
+        let result = transaction(|| process_batch(batch));
+        // Failures process_due survived (a ticket it could not process).
+        let (failed, failure) = take_failures();
+        errors += failed;
+        last_error = failure.or(last_error);
+        match result {
             Ok(Step::NoExtension) => {
                 if *extension_found != Some(false) {
                     log!(
@@ -237,17 +273,19 @@ fn tick(database: &str, extension_found: &mut Option<bool>) -> Duration {
                     log!("pg_sla worker: extension pg_sla found in database \"{database}\"");
                 }
                 *extension_found = Some(true);
-                failures.extend(take_last_failure());
                 transitions += i64::from(applied);
-                if applied == 0 || shutdown_requested() {
+                if applied == 0 {
                     sleep = next_in.map_or(naptime, |next| next.min(naptime));
                     break;
                 }
             }
-            Err(Failure { message, .. }) => {
+            Err(message) => {
+                // The transaction rolled back: what was due stays due, for
+                // the next tick.
                 let message = format!("pg_sla worker: due processing failed: {message}");
                 warning!("{message}");
-                failures.push(message);
+                errors += 1;
+                last_error = Some(message);
                 break;
             }
         }
@@ -260,8 +298,8 @@ fn tick(database: &str, extension_found: &mut Option<bool>) -> Duration {
         status.last_tick_micros = elapsed.as_micros().min(i64::MAX as u128) as i64;
         status.last_tick_transitions = transitions;
         status.transitions += transitions;
-        if let Some(last) = failures.last() {
-            status.errors += failures.len() as i64;
+        if let Some(last) = &last_error {
+            status.errors += errors;
             status.last_error_at = now();
             copy_text(&mut status.last_error, last);
         }
@@ -273,7 +311,8 @@ fn tick(database: &str, extension_found: &mut Option<bool>) -> Duration {
 /// until the next known transition.
 fn process_batch(batch: i32) -> Step {
     let installed = Spi::get_one::<bool>(
-        "SELECT EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'pg_sla')",
+        "SELECT EXISTS (SELECT FROM pg_catalog.pg_extension
+                         WHERE extname OPERATOR(pg_catalog.=) 'pg_sla')",
     )
     .unwrap_or_else(|e| error!("pg_sla: {e}"))
     .unwrap_or(false);
@@ -306,24 +345,38 @@ fn next_transition_in() -> Option<Duration> {
     Some(Duration::from_micros(micros.max(1000) as u64))
 }
 
-/// Runs `body` in a transaction of its own, inside a subtransaction so that
-/// an error is caught, rolled back and returned; the transaction commits
-/// whatever `body` did when it succeeded.
-fn transaction<R>(body: impl FnOnce() -> R) -> Result<R, Failure> {
+/// Runs `body` in a transaction of its own and commits it. Any error, in
+/// `body` or at commit (a full NOTIFY queue, say), rolls the transaction
+/// back and is returned: the worker goes on with its next tick.
+fn transaction<R>(body: impl FnOnce() -> R) -> Result<R, String> {
+    let mut body = Some(body);
+    let result = PgTryBuilder::new(AssertUnwindSafe(|| {
+        unsafe {
+            pg_sys::SetCurrentStatementStartTimestamp();
+            pg_sys::StartTransactionCommand();
+            pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
+            pg_sys::pgstat_report_activity(
+                pg_sys::BackendState::STATE_RUNNING,
+                c"SELECT sla.process_due()".as_ptr(),
+            );
+        }
+        let value = (body.take().expect("runs once"))();
+        unsafe {
+            pg_sys::PopActiveSnapshot();
+            pg_sys::CommitTransactionCommand();
+        }
+        Ok(value)
+    }))
+    .catch_others(|error| {
+        unsafe { pg_sys::AbortCurrentTransaction() };
+        Err(describe(&error).message)
+    })
+    .execute();
     unsafe {
-        pg_sys::SetCurrentStatementStartTimestamp();
-        pg_sys::StartTransactionCommand();
-        pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
-        pg_sys::pgstat_report_activity(
-            pg_sys::BackendState::STATE_RUNNING,
-            c"SELECT sla.process_due()".as_ptr(),
-        );
-    }
-    let result = attempt(body);
-    unsafe {
-        pg_sys::PopActiveSnapshot();
-        pg_sys::CommitTransactionCommand();
         pg_sys::pgstat_report_activity(pg_sys::BackendState::STATE_IDLE, std::ptr::null());
+        // Table statistics reach autovacuum only when flushed: without it,
+        // the worker's updates of clocks would never trigger a vacuum.
+        pg_sys::pgstat_report_stat(false);
     }
     result
 }

@@ -22,7 +22,8 @@ fn worker_cluster(name: &str, extra: &[&str]) -> Cluster {
 /// a tracked `tickets` table with an assignee column.
 fn setup(db: &mut Client, target: &str) {
     db.batch_execute(&format!(
-        "INSERT INTO sla.policies (name, first_response) VALUES ('fast', '{target}');
+        "INSERT INTO sla.policies (name, first_response, pause_statuses)
+         VALUES ('fast', '{target}', '{{waiting}}');
          CREATE TABLE tickets (
              id bigint PRIMARY KEY,
              status text NOT NULL DEFAULT 'open',
@@ -138,8 +139,14 @@ fn the_worker_alone_breaches_a_ticket_once_and_a_listener_hears_it() {
         Duration::from_secs(10),
         || (text(&mut db, "SELECT sla_status FROM tickets") == "breached").then_some(()),
     );
-    assert!(
-        created.elapsed() >= Duration::from_secs(2),
+    assert!(created.elapsed() >= Duration::from_secs(2));
+    assert_eq!(
+        text(
+            &mut db,
+            "SELECT (n.created_at > t.created_at + interval '2 seconds')::text
+               FROM sla.notifications n, tickets t"
+        ),
+        "true",
         "not before the deadline"
     );
 
@@ -177,10 +184,10 @@ fn the_worker_alone_breaches_a_ticket_once_and_a_listener_hears_it() {
     assert_eq!(breached_notifications(&mut db), 1);
     let status = text(
         &mut db,
-        "SELECT concat_ws(' ', running, state, transitions >= 1, errors, ticks > 3)
+        "SELECT concat_ws(' ', running, transitions >= 1, errors, ticks > 3)
            FROM sla.worker_status()",
     );
-    assert_eq!(status, "t idle t 0 t");
+    assert_eq!(status, "t t 0 t");
 }
 
 #[test]
@@ -189,7 +196,11 @@ fn the_listen_example_prints_each_notification() {
     let mut db = cluster.connect();
     setup(&mut db, "1 second");
     let mut child = Command::new(env!("CARGO_BIN_EXE_pg_sla_listen"))
-        .args([&cluster.connection_string("postgres", "postgres"), "2"])
+        .args([
+            &cluster.connection_string("postgres", "postgres"),
+            "2",
+            "30",
+        ])
         .stdout(Stdio::piped())
         .spawn()
         .expect("start pg_sla_listen");
@@ -408,6 +419,9 @@ fn a_ticket_whose_trigger_raises_does_not_hold_up_the_others() {
         "CREATE FUNCTION poisoned() RETURNS trigger LANGUAGE plpgsql AS $$
          BEGIN
              IF NEW.id = 2 THEN RAISE EXCEPTION 'ticket 2 is poisoned'; END IF;
+             -- A resource SQLSTATE raised by user code is the ticket's
+             -- problem too, not the worker's.
+             IF NEW.id = 4 THEN RAISE EXCEPTION 'ticket 4 claims a full disk' USING ERRCODE = '53100'; END IF;
              RETURN NEW;
          END $$;
          CREATE TRIGGER poisoned BEFORE UPDATE ON tickets FOR EACH ROW EXECUTE FUNCTION poisoned();
@@ -424,15 +438,21 @@ fn a_ticket_whose_trigger_raises_does_not_hold_up_the_others() {
             (int(
                 &mut db,
                 "SELECT count(*) FROM tickets WHERE sla_status = 'breached'",
-            ) == 4)
+            ) == 3)
                 .then_some(())
         },
     );
     assert_eq!(
-        text(&mut db, "SELECT sla_status FROM tickets WHERE id = 2"),
-        "running"
+        text(
+            &mut db,
+            "SELECT string_agg(id::text, ',' ORDER BY id) FROM tickets WHERE sla_status = 'running'"
+        ),
+        "2,4"
     );
-    assert_eq!(breached_notifications(&mut db), 4);
+    assert_eq!(breached_notifications(&mut db), 3);
+    wait_for("both failures counted", Duration::from_secs(5), || {
+        (int(&mut db, "SELECT errors FROM sla.worker_status()") >= 2).then_some(())
+    });
     let error = text(
         &mut db,
         "SELECT concat_ws(' | ', running, errors > 0, last_error, last_error_at IS NOT NULL)
@@ -440,12 +460,15 @@ fn a_ticket_whose_trigger_raises_does_not_hold_up_the_others() {
     );
     assert!(error.starts_with("t | t | "), "{error}");
     assert!(
-        error.contains("ticket 2 of table public.tickets")
-            && error.contains("ticket 2 is poisoned"),
+        (error.contains("ticket 2 of table public.tickets")
+            && error.contains("ticket 2 is poisoned"))
+            || (error.contains("ticket 4 of table public.tickets")
+                && error.contains("(SQLSTATE 53100)")),
         "{error}"
     );
     let log = std::fs::read_to_string(cluster.dir().join("server.log")).unwrap();
     assert!(log.contains("ticket 2 is poisoned"), "logged");
+    assert!(log.contains("ticket 4 claims a full disk"), "logged");
     // Cured, the ticket is retried (after its minute's postponement, which
     // the test skips) and breached like the others; the worker never died.
     db.batch_execute(
@@ -453,9 +476,17 @@ fn a_ticket_whose_trigger_raises_does_not_hold_up_the_others() {
          UPDATE sla.clocks SET retry_at = NULL;",
     )
     .unwrap();
-    wait_for("the cured ticket's breach", Duration::from_secs(10), || {
-        (text(&mut db, "SELECT sla_status FROM tickets WHERE id = 2") == "breached").then_some(())
-    });
+    wait_for(
+        "the cured tickets' breaches",
+        Duration::from_secs(10),
+        || {
+            (int(
+                &mut db,
+                "SELECT count(*) FROM tickets WHERE sla_status = 'breached'",
+            ) == 5)
+                .then_some(())
+        },
+    );
     assert_eq!(worker_pid(&mut db), Some(pid));
     assert_each_breached_once(&mut db, 5);
 }
@@ -567,6 +598,16 @@ fn breach_alerts_fire_once_per_crossing_of_the_threshold() {
         "2 breached open tickets (alert threshold 2)"
     );
 
+    // A pause of a breached ticket (waiting for the customer) and its end
+    // are not a new crossing.
+    db.batch_execute("UPDATE tickets SET status = 'waiting' WHERE id = 4")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    db.batch_execute("UPDATE tickets SET status = 'open' WHERE id = 4")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(alerts(&mut db, "ann"), 1);
+
     // Replies bring her count down to 1: the rule re-arms...
     db.batch_execute("UPDATE tickets SET last_agent_reply_at = now() WHERE id IN (1, 3)")
         .unwrap();
@@ -608,4 +649,165 @@ fn without_preloading_the_status_says_so_and_process_due_still_works() {
     assert_eq!(text(&mut db, "SELECT sla_status FROM tickets"), "running");
     assert_eq!(int(&mut db, "SELECT sla.process_due()"), 1);
     assert_eq!(text(&mut db, "SELECT sla_status FROM tickets"), "breached");
+}
+
+#[test]
+fn a_locked_table_or_ticket_does_not_hold_up_the_others_and_sigterm_is_prompt() {
+    // One clock per transaction: a locked ticket at the head of the due
+    // queue must not stop the others behind it.
+    let cluster = worker_cluster("worker-locks", &["pg_sla.batch_size = 1"]);
+    let mut db = cluster.connect();
+    setup(&mut db, "2 seconds");
+    db.batch_execute(
+        "CREATE TABLE other (LIKE tickets INCLUDING ALL);
+         SELECT sla.track('other', assignee_column => 'assignee');",
+    )
+    .unwrap();
+    // Ticket 1 falls due first and an application holds its row; someone
+    // holds the whole of table `other`.
+    db.batch_execute(
+        "INSERT INTO tickets (id, created_at) VALUES (1, now() - interval '1 second');
+         INSERT INTO tickets (id) SELECT generate_series(2, 4);
+         INSERT INTO other (id) VALUES (1);",
+    )
+    .unwrap();
+    let mut row_holder = cluster.connect();
+    row_holder
+        .batch_execute("BEGIN; SELECT * FROM tickets WHERE id = 1 FOR UPDATE;")
+        .unwrap();
+    let mut table_holder = cluster.connect();
+    table_holder
+        .batch_execute("BEGIN; LOCK TABLE other IN ACCESS EXCLUSIVE MODE;")
+        .unwrap();
+    wait_for("the tickets nobody holds", Duration::from_secs(10), || {
+        (text(
+            &mut db,
+            "SELECT string_agg(id::text, ',' ORDER BY id) FROM tickets WHERE sla_status = 'breached'",
+        ) == "2,3,4")
+            .then_some(())
+    });
+    row_holder.batch_execute("COMMIT").unwrap();
+    table_holder.batch_execute("COMMIT").unwrap();
+    wait_for(
+        "the held tickets, once released",
+        Duration::from_secs(10),
+        || {
+            (int(
+                &mut db,
+                "SELECT count(*) FROM sla.notifications WHERE kind = 'breached'",
+            ) == 5)
+                .then_some(())
+        },
+    );
+    assert_eq!(text(&mut db, "SELECT sla_status FROM other"), "breached");
+
+    // A trigger that takes a minute: SIGTERM interrupts it, not waits for it.
+    db.batch_execute(
+        "CREATE FUNCTION slow() RETURNS trigger LANGUAGE plpgsql AS
+           $$ BEGIN PERFORM pg_sleep(60); RETURN NEW; END $$;
+         CREATE TRIGGER slow BEFORE UPDATE ON tickets FOR EACH ROW EXECUTE FUNCTION slow();
+         INSERT INTO tickets (id) VALUES (5);",
+    )
+    .unwrap();
+    let pid = wait_for(
+        "the worker in the slow trigger",
+        Duration::from_secs(10),
+        || {
+            db.query_opt(
+                "SELECT pid FROM pg_stat_activity
+              WHERE backend_type = 'pg_sla worker' AND wait_event = 'PgSleep'",
+                &[],
+            )
+            .unwrap()
+            .map(|row| i64::from(row.get::<_, i32>(0)))
+        },
+    );
+    let stopped = Instant::now();
+    db.batch_execute(&format!("SELECT pg_terminate_backend({pid})"))
+        .unwrap();
+    wait_for("the worker to exit", Duration::from_secs(10), || {
+        (int(
+            &mut db,
+            &format!("SELECT count(*) FROM pg_stat_activity WHERE pid = {pid}"),
+        ) == 0)
+            .then_some(())
+    });
+    assert!(
+        stopped.elapsed() < Duration::from_secs(3),
+        "prompt: {:?}",
+        stopped.elapsed()
+    );
+    assert_eq!(
+        text(&mut db, "SELECT sla_status FROM tickets WHERE id = 5"),
+        "running",
+        "the interrupted transaction rolled back"
+    );
+}
+
+#[test]
+fn database_defaults_do_not_change_how_the_worker_runs() {
+    let cluster = worker_cluster("worker-defaults", &[]);
+    let mut db = cluster.connect();
+    setup(&mut db, "1 second");
+    // Defaults that would stop due processing (REPEATABLE READ, read-only),
+    // cut it short, or redirect its names.
+    db.batch_execute(
+        "CREATE SCHEMA evil;
+         ALTER DATABASE postgres SET default_transaction_isolation = 'repeatable read';
+         ALTER DATABASE postgres SET default_transaction_read_only = on;
+         ALTER DATABASE postgres SET statement_timeout = '1ms';
+         ALTER DATABASE postgres SET search_path = evil, public;",
+    )
+    .unwrap();
+    let old = worker_pid(&mut db).unwrap();
+    db.batch_execute(&format!("SELECT pg_terminate_backend({old})"))
+        .unwrap();
+    let mut db = cluster.connect();
+    db.batch_execute("SET default_transaction_read_only = off; SET statement_timeout = 0")
+        .unwrap();
+    wait_for("a new worker", Duration::from_secs(15), || {
+        worker_pid(&mut db).filter(|&pid| pid != old)
+    });
+    db.batch_execute("INSERT INTO public.tickets (id) VALUES (1)")
+        .unwrap();
+    wait_for("the breach", Duration::from_secs(10), || {
+        (text(&mut db, "SELECT sla_status FROM public.tickets") == "breached").then_some(())
+    });
+    assert_eq!(int(&mut db, "SELECT errors FROM sla.worker_status()"), 0);
+}
+
+#[test]
+fn notify_payloads_can_be_reduced_to_the_id_for_listeners_without_privileges() {
+    let cluster = worker_cluster("worker-notify-id", &[]);
+    let mut db = cluster.connect();
+    setup(&mut db, "1 second");
+    db.batch_execute("CREATE ROLE stranger LOGIN").unwrap();
+    let mut stranger = cluster.connect_as("stranger");
+    // Only superusers choose what listeners hear.
+    let (code, message) = pg_sla_client_tests::sql_error(
+        stranger.batch_execute("SET pg_sla.notify_payload = 'full'"),
+    );
+    assert_eq!(code, "42501", "{message}");
+    reload_with(&mut db, "ALTER SYSTEM SET pg_sla.notify_payload = 'id'");
+    wait_for("the reload", Duration::from_secs(5), || {
+        (text(&mut stranger, "SHOW pg_sla.notify_payload") == "id").then_some(())
+    });
+    stranger.batch_execute("LISTEN pg_sla").unwrap();
+    db.batch_execute("INSERT INTO tickets (id) VALUES (31)")
+        .unwrap();
+    use postgres::fallible_iterator::FallibleIterator;
+    let heard = {
+        let mut notifications = stranger.notifications();
+        let mut arriving = notifications.timeout_iter(Duration::from_secs(10));
+        arriving.next().unwrap().expect("a notification")
+    };
+    let id = int(&mut db, "SELECT id FROM sla.notifications");
+    assert_eq!(
+        heard.payload(),
+        format!("{{\"id\" : {id}, \"kind\" : \"breached\"}}")
+    );
+    // The row itself stays out of the stranger's reach.
+    let (code, _) =
+        pg_sla_client_tests::sql_error(stranger.batch_execute("SELECT * FROM sla.notifications"));
+    assert_eq!(code, "42501");
 }
