@@ -111,10 +111,13 @@ unsafe extern "C-unwind" fn on_relcache_invalidation(_arg: pg_sys::Datum, relid:
     }
 }
 
-/// A schema was renamed or dropped: cached qualified table names may be
-/// stale.
+/// A schema was renamed, dropped or created: cached qualified table names
+/// may be stale, and pg_sla's own tables may have been dropped and created
+/// again (DROP and CREATE EXTENSION) under new OIDs, to be learnt afresh.
 #[pg_guard]
 unsafe extern "C-unwind" fn on_namespace_change(_arg: pg_sys::Datum, _cache: i32, _hash: u32) {
+    WATCHED.with(|watched| watched.set([pg_sys::InvalidOid; 3]));
+    GENERATION.with(|g| g.set(g.get() + 1));
     SETTINGS_GENERATION.with(|g| g.set(g.get() + 1));
 }
 

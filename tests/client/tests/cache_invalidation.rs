@@ -130,3 +130,55 @@ fn edits_arriving_by_logical_replication_reach_the_caches() {
     });
     assert_eq!(open(&mut reader).as_deref(), Some("false"));
 }
+
+#[test]
+fn a_long_lived_session_follows_settings_after_the_extension_is_created_again() {
+    let cluster = Cluster::start("cache-recreate", &[]);
+    let mut pooled = cluster.connect();
+    let mut admin = cluster.connect();
+    let ticket_table = |name: &str| {
+        format!(
+            "CREATE TABLE {name} (id bigint PRIMARY KEY, status text NOT NULL DEFAULT 'open',
+                 created_at timestamptz NOT NULL DEFAULT now(),
+                 last_customer_message_at timestamptz, last_agent_reply_at timestamptz);"
+        )
+    };
+    admin
+        .batch_execute(&format!(
+            "{} SELECT sla.track('old_tickets');
+             INSERT INTO sla.calendars (name, definition)
+             VALUES ('always', '{{\"timezone\": \"UTC\", \"hours\": {{\"mon\": [\"00:00-24:00\"]}}}}');
+             INSERT INTO sla.policies (name, calendar, first_response) VALUES ('old', 'always', '1 hour');",
+            ticket_table("old_tickets")
+        ))
+        .unwrap();
+    // The pooled session caches settings and a calendar (learning where
+    // pg_sla's tables are), then settings again once the extension is
+    // dropped and created again, while its new tables are empty.
+    pooled
+        .batch_execute(
+            "SELECT sla.process_due(); SELECT sla.is_business_time('always', now());
+             INSERT INTO old_tickets (id) VALUES (1);",
+        )
+        .unwrap();
+    admin
+        .batch_execute("DROP EXTENSION pg_sla CASCADE; CREATE EXTENSION pg_sla;")
+        .unwrap();
+    pooled.batch_execute("SELECT sla.process_due()").unwrap();
+    // Settings added now must reach it.
+    admin
+        .batch_execute(&format!(
+            "{} SELECT sla.track('tickets');
+             INSERT INTO sla.policies (name, first_response) VALUES ('fast', '1 hour');",
+            ticket_table("tickets")
+        ))
+        .unwrap();
+    pooled
+        .batch_execute("INSERT INTO tickets (id) VALUES (1)")
+        .unwrap();
+    let status: Option<String> = pooled
+        .query_one("SELECT sla_policy || ' ' || sla_status FROM tickets", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(status.as_deref(), Some("fast running"));
+}
