@@ -109,15 +109,26 @@ unsafe extern "C-unwind" fn on_relcache_invalidation(_arg: pg_sys::Datum, relid:
     if everything || watched.contains(&relid) || ticket_table {
         bump(&SETTINGS_GENERATION);
     }
+    if relid != pg_sys::InvalidOid && watched.contains(&relid) {
+        // The table may be gone (DROP EXTENSION) and come back under a new
+        // OID: forget it until its rows are read again, and meanwhile treat
+        // every invalidation as one of its.
+        WATCHED.with(|w| {
+            w.set(watched.map(|oid| {
+                if oid == relid {
+                    pg_sys::InvalidOid
+                } else {
+                    oid
+                }
+            }))
+        });
+    }
 }
 
-/// A schema was renamed, dropped or created: cached qualified table names
-/// may be stale, and pg_sla's own tables may have been dropped and created
-/// again (DROP and CREATE EXTENSION) under new OIDs, to be learnt afresh.
+/// A schema was renamed or dropped: cached qualified table names may be
+/// stale.
 #[pg_guard]
 unsafe extern "C-unwind" fn on_namespace_change(_arg: pg_sys::Datum, _cache: i32, _hash: u32) {
-    WATCHED.with(|watched| watched.set([pg_sys::InvalidOid; 3]));
-    GENERATION.with(|g| g.set(g.get() + 1));
     SETTINGS_GENERATION.with(|g| g.set(g.get() + 1));
 }
 

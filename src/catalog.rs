@@ -255,16 +255,33 @@ pub fn rename_ticket(relid: pg_sys::Oid, old_id: &str, new_id: &str) {
     }));
 }
 
-/// Tickets with a transition due at `now`, earliest first, by table.
-pub fn due_tickets(now: TimestampWithTimeZone, limit: i32) -> Vec<(pg_sys::Oid, String)> {
+/// Tickets with a transition due at `now`, earliest first, leaving out
+/// `skipped_tables` and the `held` tickets (table, id).
+pub fn due_tickets(
+    now: TimestampWithTimeZone,
+    limit: i32,
+    skipped_tables: &[pg_sys::Oid],
+    held: &[(pg_sys::Oid, String)],
+) -> Vec<(pg_sys::Oid, String)> {
+    let held_tables: Vec<pg_sys::Oid> = held.iter().map(|(relid, _)| *relid).collect();
+    let held_ids: Vec<String> = held.iter().map(|(_, id)| id.clone()).collect();
     spi_or_error(Spi::connect(|client| {
         let rows = client.select(
             "SELECT ticket_table::oid, ticket_id FROM sla.clocks
               WHERE next_transition_at <= $1
                 AND (retry_at IS NULL OR retry_at <= pg_catalog.clock_timestamp())
+                AND ticket_table::oid <> ALL ($3::oid[])
+                AND (ticket_table::oid, ticket_id) NOT IN
+                    (SELECT h.relid, h.id FROM unnest($4::oid[], $5::text[]) AS h(relid, id))
               ORDER BY next_transition_at LIMIT $2",
             None,
-            &[now.into(), limit.into()],
+            &[
+                now.into(),
+                limit.into(),
+                skipped_tables.to_vec().into(),
+                held_tables.into(),
+                held_ids.into(),
+            ],
         )?;
         let mut due = Vec::new();
         for row in rows {
@@ -500,16 +517,6 @@ pub fn postpone_tickets(relid: pg_sys::Oid, ticket_ids: &[String], delay: &str) 
             )
             .map(|_| ())
     }));
-}
-
-/// Takes the lock that lets one `process_due` call run at a time, until the
-/// end of the transaction; false if another call holds it.
-pub fn try_lock_due_processing() -> bool {
-    spi_or_error(Spi::get_one::<bool>(
-        // Two keys spelling "pg_s" "la_d", unlikely to meet an application's.
-        "SELECT pg_catalog.pg_try_advisory_xact_lock(1885823859, 1818320740)",
-    ))
-    .unwrap_or(false)
 }
 
 /// The next time a clock has a transition due after `now`, for the worker

@@ -44,42 +44,55 @@ fn process_due(
             format!("max_rows must be at least 1, got {max_rows}")
         );
     }
-    if !as_sla_owner(catalog::try_lock_due_processing) {
-        // Another call is processing, in a transaction not yet committed:
-        // one at a time, so that notification ids commit in order.
-        return 0;
-    }
     let settings = settings::current();
-    let due = as_sla_owner(|| catalog::due_tickets(now, max_rows));
-    let mut by_table: BTreeMap<u32, Vec<String>> = BTreeMap::new();
-    let mut seen = HashSet::new();
-    for (relid, id) in due {
-        if seen.insert((relid.to_u32(), id.clone())) {
-            by_table.entry(relid.to_u32()).or_default().push(id);
-        }
-    }
+    let held = held_tickets();
+    // Tables locked whole by someone else, skipped for the rest of the call.
+    let mut skipped_tables: Vec<pg_sys::Oid> = Vec::new();
+    // Due clocks of tables not skipped: what `max_rows` bounds.
+    let mut taken = 0;
     let mut applied = 0;
-    for (relid, ids) in by_table {
-        let relid = pg_sys::Oid::from(relid);
-        let Some(table) = settings.tracked.get(&relid) else {
-            // Clocks of a table no longer tracked: nothing will process them,
-            // so they must not hold places at the head of the due index.
-            as_sla_owner(|| catalog::unschedule_table(relid));
-            continue;
-        };
-        let lockable =
-            unsafe { pg_sys::ConditionalLockRelationOid(relid, pg_sys::RowExclusiveLock as i32) };
-        if !lockable {
-            // Someone holds a lock on the whole table (LOCK TABLE, ALTER
-            // TABLE): never wait for it, and let the other tables' due
-            // tickets come first meanwhile.
-            as_sla_owner(|| catalog::postpone_tickets(relid, &ids, SKIPPED_RETRY));
-            continue;
+    loop {
+        let due =
+            as_sla_owner(|| catalog::due_tickets(now, max_rows - taken, &skipped_tables, &held));
+        let mut by_table: BTreeMap<u32, Vec<String>> = BTreeMap::new();
+        let mut clocks_by_table: HashMap<u32, i32> = HashMap::new();
+        let mut seen = HashSet::new();
+        for (relid, id) in due {
+            *clocks_by_table.entry(relid.to_u32()).or_default() += 1;
+            if seen.insert((relid.to_u32(), id.clone())) {
+                by_table.entry(relid.to_u32()).or_default().push(id);
+            }
         }
-        // Statements over a thousand keys at most, so that the planner
-        // reaches rows through their keys and addresses.
-        for chunk in ids.chunks(DUE_CHUNK) {
-            applied += process_due_isolated(&settings, table, chunk, at);
+        let mut skipped_a_table = false;
+        for (relid, ids) in by_table {
+            let relid = pg_sys::Oid::from(relid);
+            let Some(table) = settings.tracked.get(&relid) else {
+                // Clocks of a table no longer tracked: nothing will process
+                // them, so they must not hold places at the head of the due
+                // index.
+                as_sla_owner(|| catalog::unschedule_table(relid));
+                continue;
+            };
+            let lockable = unsafe {
+                pg_sys::ConditionalLockRelationOid(relid, pg_sys::RowExclusiveLock as i32)
+            };
+            if !lockable {
+                // Someone holds (or waits for) a lock on the whole table:
+                // never wait for it; the other tables' due tickets, fetched
+                // again without it, come first meanwhile.
+                skipped_tables.push(relid);
+                skipped_a_table = true;
+                continue;
+            }
+            taken += clocks_by_table.get(&relid.to_u32()).copied().unwrap_or(0);
+            // Statements over a thousand keys at most, so that the planner
+            // reaches rows through their keys and addresses.
+            for chunk in ids.chunks(DUE_CHUNK) {
+                applied += process_due_isolated(&settings, table, chunk, at);
+            }
+        }
+        if !skipped_a_table || taken >= max_rows {
+            break;
         }
     }
     if applied > 0 || alerts_evaluated_long_ago() {
@@ -92,17 +105,48 @@ fn process_due(
     applied
 }
 
-/// How long a ticket locked by someone else is left alone before due
-/// processing tries it again.
-const SKIPPED_RETRY: &str = "1 second";
+/// How long a ticket locked by someone else is left out of this session's
+/// due processing, so that such tickets cannot hold the head of the due
+/// queue. Nothing is written for them: their clocks are not locked.
+const HELD_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+/// Bound on the tickets remembered as held, per session.
+const HELD_LIMIT: usize = 100_000;
 
 thread_local! {
+    /// Tickets found locked by someone else, by table OID and id, until when
+    /// they are left alone.
+    static HELD: RefCell<HashMap<(u32, String), std::time::Instant>> = RefCell::new(HashMap::new());
     /// The failures `process_due` reported (and survived) in this backend
     /// since the worker last looked: how many, and the last one.
     static FAILURES: RefCell<(i64, Option<String>)> = const { RefCell::new((0, None)) };
     /// When this backend last evaluated the alert rules.
     static ALERTS_EVALUATED: std::cell::Cell<Option<std::time::Instant>> =
         const { std::cell::Cell::new(None) };
+}
+
+/// The tickets still left alone after being found held, as (table, id).
+fn held_tickets() -> Vec<(pg_sys::Oid, String)> {
+    let now = std::time::Instant::now();
+    HELD.with(|held| {
+        let mut held = held.borrow_mut();
+        held.retain(|_, until| *until > now);
+        held.keys()
+            .map(|(relid, id)| (pg_sys::Oid::from(*relid), id.clone()))
+            .collect()
+    })
+}
+
+fn remember_held(relid: pg_sys::Oid, ids: Vec<String>) {
+    let until = std::time::Instant::now() + HELD_RETRY;
+    HELD.with(|held| {
+        let mut held = held.borrow_mut();
+        for id in ids {
+            if held.len() >= HELD_LIMIT {
+                break;
+            }
+            held.insert((relid.to_u32(), id), until);
+        }
+    });
 }
 
 fn record_failure(message: String) {
@@ -144,24 +188,68 @@ fn process_due_isolated(
     ids: &[String],
     at: Micros,
 ) -> i32 {
+    let one = |id: &String| attempt(|| process_due_tickets(settings, table, vec![id.clone()], at));
     match attempt(|| process_due_tickets(settings, table, ids.to_vec(), at)) {
         Ok(applied) => applied,
-        Err(Failure { message, .. }) if ids.len() == 1 => {
-            let message = format!(
-                "pg_sla: due processing of ticket {} of table {} failed, it stays due and is retried in a minute: {message}",
-                ids[0],
-                table.name
-            );
-            pgrx::warning!("{message}");
-            record_failure(message);
-            as_sla_owner(|| catalog::postpone_tickets(table.relid, &ids[..1], FAILED_RETRY));
+        Err(failure) if ids.len() == 1 => {
+            report_failed_ticket(table, &ids[0], &failure);
             0
         }
-        Err(_) => ids
-            .iter()
-            .map(|id| process_due_isolated(settings, table, std::slice::from_ref(id), at))
-            .sum(),
+        Err(_) => {
+            let mut applied = 0;
+            // Consecutive failures with one SQLSTATE: the table's problem
+            // (a full tablespace, say) rather than each ticket's.
+            let mut streak: Option<(i32, usize)> = None;
+            for (i, id) in ids.iter().enumerate() {
+                match one(id) {
+                    Ok(n) => {
+                        applied += n;
+                        streak = None;
+                    }
+                    Err(failure) => {
+                        report_failed_ticket(table, id, &failure);
+                        let code = failure.code as i32;
+                        let count = match streak {
+                            Some((c, n)) if c == code => n + 1,
+                            _ => 1,
+                        };
+                        streak = Some((code, count));
+                        let rest = &ids[i + 1..];
+                        if count >= SAME_FAILURE_LIMIT && !rest.is_empty() {
+                            let message = format!(
+                                "pg_sla: {} more due tickets of table {} are retried in a minute without being tried now: the last {count} failed with the same error: {}",
+                                rest.len(),
+                                table.name,
+                                failure.message
+                            );
+                            pgrx::warning!("{message}");
+                            record_failure(message);
+                            as_sla_owner(|| {
+                                catalog::postpone_tickets(table.relid, rest, FAILED_RETRY)
+                            });
+                            break;
+                        }
+                    }
+                }
+            }
+            applied
+        }
     }
+}
+
+/// Consecutive same-SQLSTATE failures after which the rest of a batch is
+/// postponed without being tried one by one.
+const SAME_FAILURE_LIMIT: usize = 3;
+
+/// Reports a ticket whose due processing failed, and leaves it for a minute.
+fn report_failed_ticket(table: &TrackedTable, id: &str, failure: &Failure) {
+    let message = format!(
+        "pg_sla: due processing of ticket {id} of table {} failed, it stays due and is retried in a minute: {}",
+        table.name, failure.message
+    );
+    pgrx::warning!("{message}");
+    record_failure(message);
+    as_sla_owner(|| catalog::postpone_tickets(table.relid, &[id.to_owned()], FAILED_RETRY));
 }
 
 /// How long a ticket whose processing failed is left alone.
@@ -184,8 +272,8 @@ fn process_due_tickets(
         catalog::lock_free_tickets(table, ids.clone())
     });
     if locked.len() < ids.len() {
-        // Tickets not locked are either held by someone else (left alone for
-        // a second, so that they cannot hold the head of the due queue) or
+        // Tickets not locked are either held by someone else (left out of
+        // this session's due processing for a second) or
         // gone without their clocks (deleted while triggers were off):
         // those clocks go too.
         let missing = run_as(table.owner, || catalog::missing_tickets(table, &ids));
@@ -195,9 +283,7 @@ fn process_due_tickets(
             .filter(|id| !taken.contains(id))
             .cloned()
             .collect();
-        if !held.is_empty() {
-            as_sla_owner(|| catalog::postpone_tickets(relid, &held, SKIPPED_RETRY));
-        }
+        remember_held(relid, held);
         if !missing.is_empty() {
             as_sla_owner(|| catalog::delete_clocks(relid, Some(missing)));
         }

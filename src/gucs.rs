@@ -28,7 +28,9 @@ pub fn register() {
         c"What the NOTIFY sent for each pg_sla notification carries: full or id.",
         c"Any role that can connect may LISTEN; 'id' sends only the notification's id and kind.",
         &NOTIFY_PAYLOAD,
-        GucContext::Suset,
+        // Server-wide (postgresql.conf, ALTER SYSTEM): a per-database or
+        // per-role value would not reach the running worker.
+        GucContext::Sighup,
         GucFlags::default(),
     );
     // A misspelt pg_sla.* setting is an error, not a silent placeholder.

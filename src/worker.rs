@@ -133,6 +133,14 @@ fn nap(nap: Duration) {
         );
         pg_sys::ResetLatch(pg_sys::MyLatch);
     }
+    check_for_shutdown();
+}
+
+/// Exits on SIGTERM. A cancel (`pg_cancel_backend`) arriving between
+/// transactions has nothing to cancel: it is dropped, as PostgreSQL drops
+/// one that reaches an idle session, rather than ending the worker.
+fn check_for_shutdown() {
+    unsafe { pg_sys::QueryCancelPending = 0 };
     check_for_interrupts!();
 }
 
@@ -250,7 +258,7 @@ fn tick(database: &str, extension_found: &mut Option<bool>) -> Duration {
     let mut last_error: Option<String> = None;
     let mut sleep = naptime;
     loop {
-        check_for_interrupts!();
+        check_for_shutdown();
         update_status(|status| status.state = STATE_PROCESSING);
         let result = transaction(|| process_batch(batch));
         // Failures process_due survived (a ticket it could not process).

@@ -671,12 +671,12 @@ fn a_locked_table_or_ticket_does_not_hold_up_the_others_and_sigterm_is_prompt() 
          SELECT sla.track('other', assignee_column => 'assignee');",
     )
     .unwrap();
-    // Ticket 1 falls due first and an application holds its row; someone
-    // holds the whole of table `other`.
+    // Table `other`'s ticket falls due first, then ticket 1; someone holds
+    // the whole of `other`, and an application holds ticket 1's row.
     db.batch_execute(
-        "INSERT INTO tickets (id, created_at) VALUES (1, now() - interval '1 second');
-         INSERT INTO tickets (id) SELECT generate_series(2, 4);
-         INSERT INTO other (id) VALUES (1);",
+        "INSERT INTO other (id, created_at) VALUES (1, now() - interval '1.5 seconds');
+         INSERT INTO tickets (id, created_at) VALUES (1, now() - interval '1 second');
+         INSERT INTO tickets (id) SELECT generate_series(2, 4);",
     )
     .unwrap();
     let mut row_holder = cluster.connect();
@@ -694,6 +694,18 @@ fn a_locked_table_or_ticket_does_not_hold_up_the_others_and_sigterm_is_prompt() 
         ) == "2,3,4")
             .then_some(())
     });
+    // (Its clock, not its row: reading `other` would wait for the lock.)
+    assert_eq!(
+        text(
+            &mut db,
+            "SELECT status FROM sla.clocks WHERE ticket_table = 'other'::regclass"
+        ),
+        "running"
+    );
+    assert_eq!(
+        text(&mut db, "SELECT status FROM sla.clocks WHERE ticket_table = 'tickets'::regclass AND ticket_id = '1'"),
+        "running"
+    );
     row_holder.batch_execute("COMMIT").unwrap();
     table_holder.batch_execute("COMMIT").unwrap();
     wait_for(
@@ -708,6 +720,13 @@ fn a_locked_table_or_ticket_does_not_hold_up_the_others_and_sigterm_is_prompt() 
         },
     );
     assert_eq!(text(&mut db, "SELECT sla_status FROM other"), "breached");
+
+    // A cancel reaching the idle worker has nothing to cancel: it goes on.
+    let before = worker_pid(&mut db).unwrap();
+    db.batch_execute(&format!("SELECT pg_cancel_backend({before})"))
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(worker_pid(&mut db), Some(before));
 
     // A trigger that takes a minute: SIGTERM interrupts it, not waits for it.
     db.batch_execute(
@@ -758,13 +777,22 @@ fn database_defaults_do_not_change_how_the_worker_runs() {
     let mut db = cluster.connect();
     setup(&mut db, "1 second");
     // Defaults that would stop due processing (REPEATABLE READ, read-only),
-    // cut it short, or redirect its names.
+    // cut it short, or make it run a database owner's code as a superuser:
+    // an operator placed before pg_catalog's.
     db.batch_execute(
         "CREATE SCHEMA evil;
+         CREATE TABLE public.trapped (who text);
+         CREATE FUNCTION evil.ge(timestamptz, timestamptz) RETURNS boolean
+           LANGUAGE plpgsql AS $$
+           BEGIN
+               INSERT INTO public.trapped VALUES (current_user);
+               RETURN $1 OPERATOR(pg_catalog.>=) $2;
+           END $$;
+         CREATE OPERATOR evil.>= (LEFTARG = timestamptz, RIGHTARG = timestamptz, FUNCTION = evil.ge);
          ALTER DATABASE postgres SET default_transaction_isolation = 'repeatable read';
          ALTER DATABASE postgres SET default_transaction_read_only = on;
          ALTER DATABASE postgres SET statement_timeout = '1ms';
-         ALTER DATABASE postgres SET search_path = evil, public;",
+         ALTER DATABASE postgres SET search_path = evil, pg_catalog, public;",
     )
     .unwrap();
     let old = worker_pid(&mut db).unwrap();
@@ -782,6 +810,11 @@ fn database_defaults_do_not_change_how_the_worker_runs() {
         (text(&mut db, "SELECT sla_status FROM public.tickets") == "breached").then_some(())
     });
     assert_eq!(int(&mut db, "SELECT errors FROM sla.worker_status()"), 0);
+    assert_eq!(
+        int(&mut db, "SELECT count(*) FROM public.trapped"),
+        0,
+        "the worker never used the database's search_path"
+    );
 }
 
 #[test]
@@ -791,11 +824,11 @@ fn notify_payloads_can_be_reduced_to_the_id_for_listeners_without_privileges() {
     setup(&mut db, "1 second");
     db.batch_execute("CREATE ROLE stranger LOGIN").unwrap();
     let mut stranger = cluster.connect_as("stranger");
-    // Only superusers choose what listeners hear.
+    // Set server-wide only, where the worker sees it too.
     let (code, message) = pg_sla_client_tests::sql_error(
         stranger.batch_execute("SET pg_sla.notify_payload = 'full'"),
     );
-    assert_eq!(code, "42501", "{message}");
+    assert_eq!(code, "55P02", "{message}");
     reload_with(&mut db, "ALTER SYSTEM SET pg_sla.notify_payload = 'id'");
     wait_for("the reload", Duration::from_secs(5), || {
         (text(&mut stranger, "SHOW pg_sla.notify_payload") == "id").then_some(())
@@ -818,4 +851,45 @@ fn notify_payloads_can_be_reduced_to_the_id_for_listeners_without_privileges() {
     let (code, _) =
         pg_sla_client_tests::sql_error(stranger.batch_execute("SELECT * FROM sla.notifications"));
     assert_eq!(code, "42501");
+}
+
+#[test]
+fn a_table_failing_for_every_ticket_is_not_retried_ticket_by_ticket() {
+    let cluster = Cluster::start("due-failing-table", &[]);
+    let mut db = cluster.connect();
+    setup(&mut db, "1 second");
+    db.batch_execute(
+        "CREATE FUNCTION full_disk() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN RAISE EXCEPTION 'no space left on device' USING ERRCODE = '53100'; END $$;
+         CREATE TRIGGER full_disk BEFORE UPDATE ON tickets FOR EACH ROW EXECUTE FUNCTION full_disk();
+         INSERT INTO tickets (id, created_at)
+         SELECT i, now() - interval '1 minute' FROM generate_series(1, 10) i;",
+    )
+    .unwrap();
+    let warnings = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let seen = warnings.clone();
+    let mut config: postgres::Config = cluster
+        .connection_string("postgres", "postgres")
+        .parse()
+        .unwrap();
+    config.notice_callback(move |notice| seen.lock().unwrap().push(notice.message().to_string()));
+    let mut processor = config.connect(pg_sla_client_tests::NoTls).unwrap();
+    assert_eq!(int(&mut processor, "SELECT sla.process_due()"), 0);
+    let warnings = warnings.lock().unwrap().clone();
+    // Three tickets tried one by one, then the seven others left at once.
+    assert_eq!(warnings.len(), 4, "{warnings:#?}");
+    assert!(
+        warnings[3].contains("7 more due tickets of table public.tickets")
+            && warnings[3].contains("no space left on device"),
+        "{}",
+        warnings[3]
+    );
+    assert_eq!(
+        int(
+            &mut db,
+            "SELECT count(*) FROM sla.clocks WHERE retry_at > now() + interval '50 seconds'"
+        ),
+        10,
+        "every ticket is retried in a minute"
+    );
 }
