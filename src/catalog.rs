@@ -398,24 +398,39 @@ impl NotificationBatch {
 /// payload is JSON; NOTIFY takes less than 8000 bytes, so a ticket id too
 /// long for that is left out (`ticket_id_truncated`) and read from the row.
 /// With `pg_sla.notify_payload = id`, only the id and kind are sent.
-pub const NOTIFY_INSERTED: &str = "
-    SELECT count(pg_notify('pg_sla',
-               CASE WHEN current_setting('pg_sla.notify_payload') = 'id'
-                    THEN json_build_object('id', n.id, 'kind', n.kind)::text
-                    WHEN octet_length(p.full_payload) < 8000 THEN p.full_payload
-                    ELSE p.short_payload END))
-      FROM inserted n,
-           LATERAL (SELECT json_build_object('id', n.id, 'kind', n.kind,
-                               'ticket_table', n.ticket_table::text, 'ticket_id', n.ticket_id,
-                               'metric', n.metric, 'due_at', n.due_at, 'policy', n.policy,
-                               'recipient', n.recipient, 'breached_count', n.breached_count)::text
-                           AS full_payload,
-                           json_build_object('id', n.id, 'kind', n.kind,
-                               'ticket_table', n.ticket_table::text, 'ticket_id', NULL,
-                               'ticket_id_truncated', true, 'metric', n.metric, 'due_at', n.due_at,
-                               'policy', left(n.policy, 1000), 'recipient', left(n.recipient, 1000),
-                               'breached_count', n.breached_count)::text
-                           AS short_payload) p";
+pub const NOTIFY_INSERTED: &str = concat!(
+    "SELECT count(pg_notify('pg_sla',
+       CASE WHEN current_setting('pg_sla.notify_payload') = 'id'
+            THEN json_build_object('id', n.id, 'kind', n.kind)::text
+            -- JSON escaping makes a character 6 bytes at most: below this
+            -- bound the full payload surely fits, and is built once.
+            WHEN coalesce(octet_length(n.ticket_id), 0) + coalesce(octet_length(n.policy), 0)
+                 + coalesce(octet_length(n.recipient), 0) < 1100
+            THEN ",
+    full_payload!(),
+    " WHEN octet_length(",
+    full_payload!(),
+    ") < 8000 THEN ",
+    full_payload!(),
+    " ELSE json_build_object('id', n.id, 'kind', n.kind,
+                 'ticket_table', n.ticket_table::text, 'ticket_id', NULL,
+                 'ticket_id_truncated', true, 'metric', n.metric, 'due_at', n.due_at,
+                 'policy', left(n.policy, 1000), 'recipient', left(n.recipient, 1000),
+                 'breached_count', n.breached_count)::text
+       END))
+     FROM inserted n"
+);
+
+/// The full NOTIFY payload of a notification row `n`.
+macro_rules! full_payload {
+    () => {
+        "json_build_object('id', n.id, 'kind', n.kind, 'ticket_table', n.ticket_table::text,
+             'ticket_id', n.ticket_id, 'metric', n.metric, 'due_at', n.due_at,
+             'policy', n.policy, 'recipient', n.recipient,
+             'breached_count', n.breached_count)::text"
+    };
+}
+use full_payload;
 
 // ---------------------------------------------------------------------------
 // Ticket tables. Callers run these as the table's owner.

@@ -893,3 +893,48 @@ fn a_table_failing_for_every_ticket_is_not_retried_ticket_by_ticket() {
         "every ticket is retried in a minute"
     );
 }
+
+#[test]
+fn payloads_stay_under_the_notify_limit_whatever_the_ticket_id() {
+    let cluster = Cluster::start("notify-long-ids", &[]);
+    let mut db = cluster.connect();
+    db.batch_execute(
+        "INSERT INTO sla.policies (name, first_response) VALUES ('fast', '1 second');
+         CREATE TABLE tickets (
+             id text PRIMARY KEY,
+             status text NOT NULL DEFAULT 'open',
+             created_at timestamptz NOT NULL DEFAULT now() - interval '1 minute',
+             last_customer_message_at timestamptz,
+             last_agent_reply_at timestamptz);
+         SELECT sla.track('tickets');
+         INSERT INTO tickets (id) VALUES ('short'), (repeat('m', 1500)), (repeat('x', 9000));
+         LISTEN pg_sla;",
+    )
+    .unwrap();
+    assert_eq!(int(&mut db, "SELECT sla.process_due()"), 3);
+    use postgres::fallible_iterator::FallibleIterator;
+    let mut payloads: Vec<String> = db
+        .notifications()
+        .iter()
+        .map(|n| Ok(n.payload().to_string()))
+        .collect()
+        .unwrap();
+    payloads.sort_by_key(String::len);
+    assert_eq!(payloads.len(), 3, "{payloads:?}");
+    assert!(payloads.iter().all(|p| p.len() < 8000));
+    assert!(
+        payloads[0].contains("\"ticket_id\" : \"short\""),
+        "{}",
+        payloads[0]
+    );
+    assert!(
+        payloads[2].contains(&format!("\"ticket_id\" : \"{}\"", "m".repeat(1500))),
+        "a long id that fits is sent whole"
+    );
+    assert!(
+        payloads[1].contains("\"ticket_id\" : null")
+            && payloads[1].contains("\"ticket_id_truncated\" : true"),
+        "{}",
+        payloads[1]
+    );
+}
