@@ -109,8 +109,10 @@ fn process_due(
 /// due processing, so that such tickets cannot hold the head of the due
 /// queue. Nothing is written for them: their clocks are not locked.
 const HELD_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
-/// Bound on the tickets remembered as held, per session.
-const HELD_LIMIT: usize = 100_000;
+/// Bound on the tickets remembered as held, per session: the due query
+/// leaves them out through a hashed NOT IN, which PostgreSQL plans only
+/// when the list fits in `work_mem` (10,000 entries take well under 1 MB).
+const HELD_LIMIT: usize = 10_000;
 
 thread_local! {
     /// Tickets found locked by someone else, by table OID and id, until when
