@@ -129,8 +129,13 @@ impl Cluster {
             .expect("a pid on the first line of postmaster.pid")
     }
 
+    /// The whole server log (empty if there is none yet).
+    pub fn server_log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
+    }
+
     pub fn log_tail(&self, lines: usize) -> String {
-        let log = std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default();
+        let log = self.server_log();
         let all: Vec<&str> = log.lines().collect();
         all[all.len().saturating_sub(lines)..].join("\n")
     }

@@ -62,15 +62,23 @@ fn breached_notifications(db: &mut Client) -> i64 {
     )
 }
 
+fn breached_tickets(db: &mut Client) -> i64 {
+    int(
+        db,
+        "SELECT count(*) FROM tickets WHERE sla_status = 'breached'",
+    )
+}
+
+/// Waits until `count` tickets show as breached.
+fn wait_for_breached(db: &mut Client, what: &str, count: i64, timeout: Duration) {
+    wait_for(what, timeout, || {
+        (breached_tickets(db) == count).then_some(())
+    });
+}
+
 /// Every ticket is breached, and has exactly one `breached` notification.
 fn assert_each_breached_once(db: &mut Client, count: i64) {
-    assert_eq!(
-        int(
-            db,
-            "SELECT count(*) FROM tickets WHERE sla_status = 'breached'"
-        ),
-        count
-    );
+    assert_eq!(breached_tickets(db), count);
     assert_eq!(
         int(
             db,
@@ -86,8 +94,8 @@ fn assert_each_breached_once(db: &mut Client, count: i64) {
 /// (not `old_worker`) to run; returns a new session.
 fn reconnect_after_crash(cluster: &Cluster, old_worker: i64) -> Client {
     wait_for("crash recovery", Duration::from_secs(30), || {
-        std::fs::read_to_string(cluster.dir().join("server.log"))
-            .unwrap()
+        cluster
+            .server_log()
             .contains("all server processes terminated; reinitializing")
             .then_some(())
     });
@@ -246,13 +254,12 @@ fn killing_the_worker_loses_and_duplicates_nothing() {
     // The postmaster resets every backend and starts the worker again.
     let mut db = reconnect_after_crash(&cluster, first_pid);
     let second_pid = worker_pid(&mut db).unwrap();
-    wait_for("every ticket breached", Duration::from_secs(30), || {
-        (int(
-            &mut db,
-            "SELECT count(*) FROM tickets WHERE sla_status = 'breached'",
-        ) == 2000)
-            .then_some(())
-    });
+    wait_for_breached(
+        &mut db,
+        "every ticket breached",
+        2000,
+        Duration::from_secs(30),
+    );
     assert_each_breached_once(&mut db, 2000);
 
     // SIGTERM (pg_terminate_backend) stops it promptly; it comes back.
@@ -304,13 +311,12 @@ fn a_backend_crash_in_the_middle_of_a_tick_loses_and_duplicates_nothing() {
     drop(db);
 
     let mut db = reconnect_after_crash(&cluster, worker);
-    wait_for("every ticket breached", Duration::from_secs(60), || {
-        (int(
-            &mut db,
-            "SELECT count(*) FROM tickets WHERE sla_status = 'breached'",
-        ) == 3000)
-            .then_some(())
-    });
+    wait_for_breached(
+        &mut db,
+        "every ticket breached",
+        3000,
+        Duration::from_secs(60),
+    );
     assert_each_breached_once(&mut db, 3000);
 }
 
@@ -356,14 +362,14 @@ fn the_worker_waits_while_the_extension_is_dropped_and_resumes_when_created_agai
         worker_pid(&mut db)
     });
     let waiting_lines = || {
-        std::fs::read_to_string(cluster.dir().join("server.log"))
-            .unwrap()
+        cluster
+            .server_log()
             .matches("waiting for CREATE EXTENSION pg_sla")
             .count()
     };
     let found_lines = || {
-        std::fs::read_to_string(cluster.dir().join("server.log"))
-            .unwrap()
+        cluster
+            .server_log()
             .matches("extension pg_sla found")
             .count()
     };
@@ -439,16 +445,11 @@ fn a_ticket_whose_trigger_raises_does_not_hold_up_the_others() {
     let pid = wait_for("the worker", Duration::from_secs(10), || {
         worker_pid(&mut db)
     });
-    wait_for(
+    wait_for_breached(
+        &mut db,
         "the healthy tickets' breaches",
+        3,
         Duration::from_secs(10),
-        || {
-            (int(
-                &mut db,
-                "SELECT count(*) FROM tickets WHERE sla_status = 'breached'",
-            ) == 3)
-                .then_some(())
-        },
     );
     assert_eq!(
         text(
@@ -474,7 +475,7 @@ fn a_ticket_whose_trigger_raises_does_not_hold_up_the_others() {
                 && error.contains("(SQLSTATE 53100)")),
         "{error}"
     );
-    let log = std::fs::read_to_string(cluster.dir().join("server.log")).unwrap();
+    let log = cluster.server_log();
     assert!(log.contains("ticket 2 is poisoned"), "logged");
     assert!(log.contains("ticket 4 claims a full disk"), "logged");
     // Cured, the ticket is retried (after its minute's postponement, which
@@ -484,16 +485,11 @@ fn a_ticket_whose_trigger_raises_does_not_hold_up_the_others() {
          UPDATE sla.clocks SET retry_at = NULL;",
     )
     .unwrap();
-    wait_for(
+    wait_for_breached(
+        &mut db,
         "the cured tickets' breaches",
+        5,
         Duration::from_secs(10),
-        || {
-            (int(
-                &mut db,
-                "SELECT count(*) FROM tickets WHERE sla_status = 'breached'",
-            ) == 5)
-                .then_some(())
-        },
     );
     assert_eq!(worker_pid(&mut db), Some(pid));
     assert_each_breached_once(&mut db, 5);
@@ -565,15 +561,9 @@ fn breach_alerts_fire_once_per_crossing_of_the_threshold() {
             ),
         )
     };
+    // Alerts are counted in the same transaction as the breaches.
     let breached = |db: &mut Client, count: i64| {
-        wait_for("breaches", Duration::from_secs(10), || {
-            (int(
-                db,
-                "SELECT count(*) FROM tickets WHERE sla_status = 'breached'",
-            ) == count)
-                .then_some(())
-        });
-        // Alerts are counted in the same transaction as the breaches.
+        wait_for_breached(db, "breaches", count, Duration::from_secs(10))
     };
 
     // One of ann's tickets breached: under her threshold of 2.
