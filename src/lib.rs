@@ -32,7 +32,23 @@ extension_sql_file!(
         calendar_cache::catalog_changed
     ]
 );
-extension_sql_file!("../sql/engine.sql", name = "engine", finalize);
+extension_sql_file!(
+    "../sql/engine.sql",
+    name = "engine",
+    requires = [
+        "calendars",
+        engine::process_due,
+        engine::policies_edited,
+        engine::calendars_edited,
+        triggers::ticket_row_changed,
+        triggers::tickets_inserted,
+        triggers::tickets_deleted,
+        triggers::tickets_truncated,
+        worker::worker_status
+    ]
+);
+// Reporting reads everything else: it goes last.
+extension_sql_file!("../sql/reporting.sql", name = "reporting", finalize);
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
