@@ -1,45 +1,437 @@
--- pg_sla demo: business-hours deadlines computed in the database.
+-- pg_sla demo: a help desk with a week of history, SLA policies kept on its
+-- own tickets table, and the background worker breaching live tickets.
+--
+-- scripts/demo.sh runs it with
+--   psql -X -q -v ON_ERROR_STOP=1 -d postgres -f docs/demo.sql
+-- on a scratch cluster started with shared_preload_libraries = 'pg_sla' (the
+-- worker works in database postgres by default). Everything is relative to
+-- now(): the week shown is the week before you run it.
 \pset footer off
+\pset null '-'
 SET TimeZone = 'UTC';
+SET client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS pg_sla;
 
--- Two support desks in two time zones, with holidays and a shortened day.
-INSERT INTO sla.calendars (name, definition) VALUES
-('paris', '{"timezone": "Europe/Paris",
-            "hours": {"mon": ["09:00-12:00", "13:00-17:00"], "tue": ["09:00-17:00"],
-                      "wed": ["09:00-17:00"], "thu": ["09:00-17:00"], "fri": ["09:00-17:00"]},
-            "holidays": ["2026-12-25", {"date": "2026-12-24", "hours": ["09:00-12:00"]},
-                         {"every": "01-01"}, {"every": "05-01"}]}'),
-('new_york', '{"timezone": "America/New_York",
-               "hours": {"mon": ["08:00-20:00"], "tue": ["08:00-20:00"], "wed": ["08:00-20:00"],
-                         "thu": ["08:00-20:00"], "fri": ["08:00-20:00"], "sat": ["10:00-14:00"]},
-               "holidays": ["2026-11-26", "2026-12-25"]}')
-ON CONFLICT (name) DO UPDATE SET definition = EXCLUDED.definition;
+-- The demo owns this scratch database: start from a clean slate, so that it
+-- can run again. Dropping a tracked table drops its tracking and clocks.
+DROP TABLE IF EXISTS messages, tickets;
+DROP FUNCTION IF EXISTS messages_update_ticket();
+DELETE FROM sla.alert_rules;
+DELETE FROM sla.policies;
+DELETE FROM sla.calendars WHERE name IN ('paris', 'new_york');
+TRUNCATE sla.notifications RESTART IDENTITY;
+RESET client_min_messages;
 
 \echo
-\echo 'The seed example: a message on Friday 16:45 with a 30-minute first-response target'
-SELECT sla.add_business_time('paris', '2026-11-20 16:45 Europe/Paris', '30 minutes')
-         AT TIME ZONE 'Europe/Paris' AS "due (Paris time)";
+\echo '== 1. Two support desks in two time zones =='
+-- Email is answered from Paris (a lunch break), chat and phone from New York
+-- (long days, Saturday mornings). Besides yearly holidays, each calendar gets
+-- a special day inside the demo's week, computed from today: a holiday in
+-- Paris (the last weekday at least three days ago) and a shortened day in
+-- New York (the last weekday before today).
+INSERT INTO sla.calendars (name, definition)
+SELECT 'paris', jsonb_build_object(
+         'timezone', 'Europe/Paris',
+         'hours', '{"mon": ["09:00-12:30", "13:30-18:00"], "tue": ["09:00-12:30", "13:30-18:00"],
+                    "wed": ["09:00-12:30", "13:30-18:00"], "thu": ["09:00-12:30", "13:30-18:00"],
+                    "fri": ["09:00-12:30", "13:30-18:00"]}'::jsonb,
+         'holidays', '[{"every": "01-01"}, {"every": "05-01"}, {"every": "07-14"}, {"every": "12-25"}]'::jsonb
+                     || jsonb_build_array(to_char(max(d), 'YYYY-MM-DD')))
+  FROM generate_series(current_date - 7, current_date - 3, interval '1 day') AS d
+ WHERE extract(isodow FROM d) < 6
+UNION ALL
+SELECT 'new_york', jsonb_build_object(
+         'timezone', 'America/New_York',
+         'hours', '{"mon": ["08:00-20:00"], "tue": ["08:00-20:00"], "wed": ["08:00-20:00"],
+                    "thu": ["08:00-20:00"], "fri": ["08:00-20:00"], "sat": ["10:00-14:00"]}'::jsonb,
+         'holidays', '[{"every": "01-01"}, {"every": "07-04"}, {"every": "12-25"}]'::jsonb
+                     || jsonb_build_array(jsonb_build_object('date', to_char(max(d), 'YYYY-MM-DD'),
+                                                             'hours', '["08:00-13:00"]'::jsonb)))
+  FROM generate_series(current_date - 6, current_date - 1, interval '1 day') AS d
+ WHERE extract(isodow FROM d) < 6;
+
+\echo 'Business hours per local day over the demo week (the holiday and the shortened day show):'
+SELECT to_char(day, 'Dy DD Mon') AS "day",
+       sla.business_time_between('paris', day::timestamp AT TIME ZONE 'Europe/Paris',
+                                 (day + 1)::timestamp AT TIME ZONE 'Europe/Paris') AS "Paris",
+       sla.business_time_between('new_york', day::timestamp AT TIME ZONE 'America/New_York',
+                                 (day + 1)::timestamp AT TIME ZONE 'America/New_York') AS "New York"
+  FROM (SELECT current_date - i AS day FROM generate_series(7, 0, -1) AS i) AS g;
+
+\echo 'A message arriving now, with a 4-hour target:'
+SELECT name AS calendar,
+       sla.is_business_time(name, now()) AS "open now",
+       (sla.add_business_time(name, now(), '4 hours') AT TIME ZONE (definition ->> 'timezone'))::timestamp(0)
+         AS "due (desk's local time)"
+  FROM sla.calendars ORDER BY name;
 
 \echo
-\echo 'Deadlines for a few tickets, in each desk''s business hours'
-SELECT t.received AT TIME ZONE 'UTC' AS "received (UTC)",
-       t.target,
-       sla.add_business_time('paris', t.received, t.target) AT TIME ZONE 'Europe/Paris' AS "due in Paris",
-       sla.add_business_time('new_york', t.received, t.target) AT TIME ZONE 'America/New_York' AS "due in New York"
-FROM (VALUES ('2026-11-25 18:30+00'::timestamptz, '4 hours'::interval),
-             ('2026-12-23 15:00+00', '8 hours'),
-             ('2026-12-31 22:00+00', '1 hour'),
-             ('2027-03-26 16:00+00', '2 days')) AS t(received, target);
+\echo '== 2. The help desk: tickets, their messages, and a trigger feeding one from the other =='
+CREATE TABLE tickets (
+    id                       bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    subject                  text NOT NULL,
+    customer                 text NOT NULL,
+    tier                     text NOT NULL DEFAULT 'standard' CHECK (tier IN ('standard', 'vip')),
+    channel                  text NOT NULL CHECK (channel IN ('email', 'chat', 'phone')),
+    priority                 text NOT NULL DEFAULT 'normal' CHECK (priority IN ('urgent', 'high', 'normal', 'low')),
+    team                     text NOT NULL,
+    assignee                 text,
+    status                   text NOT NULL DEFAULT 'new'
+                             CHECK (status IN ('new', 'open', 'pending_customer', 'solved', 'closed')),
+    created_at               timestamptz NOT NULL DEFAULT now(),
+    last_customer_message_at timestamptz,
+    last_agent_reply_at      timestamptz
+);
+
+CREATE TABLE messages (
+    id        bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    ticket_id bigint NOT NULL REFERENCES tickets ON DELETE CASCADE,
+    sender    text NOT NULL CHECK (sender IN ('customer', 'agent')),
+    author    text NOT NULL,
+    body      text NOT NULL,
+    sent_at   timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX ON messages (ticket_id);
+
+-- The application only writes messages; this trigger keeps the ticket's two
+-- timestamps that pg_sla reads, and its status: a customer writing reopens a
+-- ticket waiting on them (or solved), an agent's first reply opens a new one
+-- and takes it if nobody has.
+CREATE FUNCTION messages_update_ticket() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE public.tickets t
+       SET last_customer_message_at = greatest(t.last_customer_message_at, m.customer_at),
+           last_agent_reply_at = greatest(t.last_agent_reply_at, m.agent_at),
+           status = CASE WHEN m.customer_at IS NOT NULL AND t.status IN ('pending_customer', 'solved') THEN 'open'
+                         WHEN m.agent_at IS NOT NULL AND t.status = 'new' THEN 'open'
+                         ELSE t.status END,
+           assignee = coalesce(t.assignee, m.agent)
+      FROM (SELECT ticket_id,
+                   max(sent_at) FILTER (WHERE sender = 'customer') AS customer_at,
+                   max(sent_at) FILTER (WHERE sender = 'agent') AS agent_at,
+                   min(author) FILTER (WHERE sender = 'agent') AS agent
+              FROM new_messages GROUP BY ticket_id) m
+     WHERE t.id = m.ticket_id;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER messages_update_ticket AFTER INSERT ON messages
+    REFERENCING NEW TABLE AS new_messages
+    FOR EACH STATEMENT EXECUTE FUNCTION messages_update_ticket();
 
 \echo
-\echo 'Business time a ticket waited, and the open periods around Christmas in Paris'
-SELECT sla.business_time_between('paris', '2026-12-23 10:00+01', '2026-12-28 10:00+01') AS "waited";
-SELECT p AS "open periods" FROM sla.business_periods('paris', '2026-12-23', '2026-12-29') AS p;
+\echo '== 3. SLA policies per priority and channel, and tracking the table =='
+-- The first enabled policy (by position) whose conditions match applies.
+-- Urgent tickets and VIP chats run 24/7 (calendar NULL); the others run in
+-- the business hours of the desk that answers them. A day of business time
+-- is 24 business hours, so targets are given in hours. Waiting on the
+-- customer pauses every clock.
+INSERT INTO sla.policies (name, position, calendar, conditions, first_response, next_response,
+                          resolution, warn_at, release_ownership_at, feedback_message, pause_statuses)
+VALUES
+  -- A VIP contract: chats answered within seconds. The demo's live part uses it.
+  ('vip_chat', 1, NULL, '{"tier": "vip", "channel": "chat"}', '5 seconds', '30 seconds',
+   '15 minutes', 0.6, NULL, NULL, '{pending_customer}'),
+  -- Unanswered urgent tickets are taken from their assignee at 80% of the
+  -- target, so that someone available picks them up, and the customer hears from us.
+  ('urgent', 2, NULL, '{"priority": "urgent"}', '30 minutes', '1 hour', '4 hours', 0.5, 0.8,
+   'We are on it: an engineer will get back to you very shortly.', '{pending_customer}'),
+  ('live_high', 3, 'new_york', '{"channel": ["chat", "phone"], "priority": "high"}', '10 minutes',
+   '30 minutes', '6 hours', 0.75, NULL, NULL, '{pending_customer}'),
+  ('live', 4, 'new_york', '{"channel": ["chat", "phone"]}', '30 minutes', '2 hours', '8 hours',
+   0.75, NULL, NULL, '{pending_customer}'),
+  ('email_high', 5, 'paris', '{"priority": "high"}', '2 hours', '4 hours', '8 hours', 0.75,
+   NULL, NULL, '{pending_customer}'),
+  ('email_low', 6, 'paris', '{"priority": "low"}', '16 hours', '16 hours', '24 hours', 0.75,
+   NULL, NULL, '{pending_customer}'),
+  ('email', 7, 'paris', '{}', '4 hours', '8 hours', '12 hours', 0.75, NULL, NULL,
+   '{pending_customer}');
+
+SELECT position AS "#", name AS policy, coalesce(calendar, '24/7') AS hours, conditions,
+       first_response, next_response, resolution, warn_at
+  FROM sla.policies ORDER BY position;
+
+-- Defaults map the columns: id, created_at, status (closed: solved, closed),
+-- last_customer_message_at, last_agent_reply_at. Mapping the assignee lets
+-- the urgent policy release ownership.
+SELECT sla.track('tickets', assignee_column => 'assignee') AS "tickets already there";
+
+-- The support lead hears once when 15 tickets are breached at the same time.
+INSERT INTO sla.alert_rules (recipient, min_breached, every_assignee) VALUES ('support-lead', 15, true);
 
 \echo
-\echo 'Calendars are plain rows: an invalid edit is refused with a clear error'
-\set ON_ERROR_STOP 0
-UPDATE sla.calendars SET definition = jsonb_set(definition, '{hours,mon}', '["09:00-12:00", "11:00-18:00"]')
-WHERE name = 'paris';
-\set ON_ERROR_STOP 1
+\echo '== 4. A week of history, replayed =='
+-- The plan: 3,000 tickets arriving over the last 7 days. Every random draw is
+-- made here, after setseed, so the same week (relative to now) comes back on
+-- every run. Per ticket: when it arrives and on which channel, its priority
+-- and team, whether it is forgotten (never answered), how long the first reply
+-- takes; then, per exchange with the customer, four draws: what the agent does
+-- after replying, how long the customer takes, whether they never answer (or
+-- reopen a solved ticket) and how long the next reply takes.
+SELECT setseed(0.2026) \g /dev/null
+CREATE TEMP TABLE draws AS
+SELECT i, array_agg(ARRAY[1 - random(), 1 - random(), 1 - random(), 1 - random(), 1 - random(),
+                          1 - random()] ORDER BY e) AS u
+  FROM generate_series(1, 3000) AS i CROSS JOIN generate_series(0, 6) AS e
+ GROUP BY i;
+
+CREATE TEMP TABLE sim AS
+SELECT row_number() OVER (ORDER BY created_at, i) AS id, *,
+       CASE team WHEN 'technical' THEN 0.55 ELSE 0.4 END AS speed,  -- mean share of a target agents use
+       'arrive'::text AS next_action, created_at AS next_at, 1 AS exchange, false AS reopened
+  FROM (SELECT i,
+               date_trunc('second', now() - interval '7 days' * u[1][1]) AS created_at,
+               CASE WHEN u[1][2] < 0.55 THEN 'email' WHEN u[1][2] < 0.85 THEN 'chat' ELSE 'phone' END AS channel,
+               CASE WHEN u[1][3] < 0.04 THEN 'urgent' WHEN u[1][3] < 0.22 THEN 'high'
+                    WHEN u[1][3] < 0.80 THEN 'normal' ELSE 'low' END AS priority,
+               (ARRAY['billing', 'technical', 'accounts'])[ceil(u[1][4] * 3)::int] AS team,
+               u[1][5] < 0.02 AS forgotten,
+               u[1][6] AS reply_draw,
+               u[2:7][1:4] AS u  -- exchanges 1 to 6
+          FROM draws) AS d;
+-- Customers, subjects and agents follow from the ticket number; 60% of the
+-- tickets are assigned on arrival.
+ALTER TABLE sim ADD customer text, ADD subject text, ADD agent text, ADD assignee text;
+UPDATE sim SET
+    customer = (ARRAY['Acme Corp', 'Globex', 'Initech', 'Umbrella Health', 'Hooli', 'Stark Logistics',
+                      'Wayne Foods', 'Soylent Labs', 'Tyrell Systems', 'Cyberdyne', 'Wonka Retail',
+                      'Vandelay Imports'])[1 + i % 12],
+    subject = (ARRAY[['Charged twice this month', 'Need a copy of my invoice', 'Refund for unused seats',
+                      'Update our VAT number'],
+                     ['Cannot log in with SSO', 'Export fails with error 500', 'Webhooks stopped firing',
+                      'Mobile app crashes on start'],
+                     ['Add three seats for new hires', 'Transfer account ownership',
+                      'Reset two-factor authentication', 'Close our old workspace']])
+              [array_position(ARRAY['billing', 'technical', 'accounts'], team)][1 + i % 4],
+    agent = (ARRAY[['ana', 'bo', 'carla'], ['dev', 'eli', 'farid'], ['gus', 'hana', 'ines']])
+            [array_position(ARRAY['billing', 'technical', 'accounts'], team)][1 + i / 7 % 3];
+UPDATE sim SET assignee = agent WHERE i % 5 < 3;
+CREATE INDEX ON sim (next_action, next_at);
+ANALYZE sim;
+
+-- When an agent working the policy's hours acts, having used this share of
+-- the target (24/7 policies: on-call agents, any time).
+CREATE FUNCTION pg_temp.agent_time(calendar text, since timestamptz, target interval, share float8)
+RETURNS timestamptz LANGUAGE sql STABLE AS $$
+    SELECT CASE WHEN calendar IS NULL THEN since + target * share
+                ELSE sla.add_business_time(calendar, since, target * share) END
+$$;
+
+\echo 'Replaying the week in one transaction:'
+\timing on
+-- The replay, in ten-minute steps. Ticket changes take effect at the step's
+-- time (pg_sla.event_time; replies and customer messages at their own
+-- timestamps), and sla.process_due(step) then applies the warnings, breaches
+-- and notifications due by then, at their historic times.
+-- One transaction (a DO block): the background worker processes due clocks
+-- at the real now(), so it must see the week only once it is complete, or
+-- it would breach clocks whose replayed reply comes later.
+DO $$
+DECLARE
+    step_end timestamptz;
+BEGIN
+    FOR step_end IN SELECT generate_series(now() - interval '7 days' + interval '10 minutes', now(),
+                                           interval '10 minutes')
+    LOOP
+        PERFORM set_config('pg_sla.event_time', step_end::text, true);
+
+        -- New tickets, and customer messages (a new ticket's first one, a
+        -- follow-up, an answer while pending, a reopening): the trigger
+        -- updates the ticket, pg_sla its clocks.
+        INSERT INTO tickets (id, subject, customer, channel, priority, team, assignee, created_at)
+        SELECT id, subject, customer, channel, priority, team, assignee, created_at
+          FROM sim WHERE next_action = 'arrive' AND next_at <= step_end;
+        INSERT INTO messages (ticket_id, sender, author, body, sent_at)
+        SELECT id, 'customer', customer,
+               CASE next_action WHEN 'arrive' THEN subject ELSE 'Here are the details you asked for.' END,
+               next_at
+          FROM sim WHERE next_action IN ('arrive', 'customer') AND next_at <= step_end;
+        -- Schedule the agent's reply, within the hours of the policy pg_sla chose.
+        UPDATE sim s
+           SET next_action = CASE WHEN s.next_action = 'arrive' AND s.forgotten THEN 'forgotten' ELSE 'reply' END,
+               next_at = pg_temp.agent_time(p.calendar, s.next_at,
+                             CASE s.next_action WHEN 'arrive' THEN p.first_response ELSE p.next_response END,
+                             -ln(s.reply_draw) * s.speed),
+               exchange = s.exchange + (s.next_action = 'customer')::int
+          FROM tickets t JOIN sla.policies p ON p.name = t.sla_policy
+         WHERE t.id = s.id AND s.next_action IN ('arrive', 'customer') AND s.next_at <= step_end;
+
+        -- Agents reply. Then half the tickets are solved, a quarter wait on
+        -- the customer, the rest stay open for the customer's follow-up.
+        INSERT INTO messages (ticket_id, sender, author, body, sent_at)
+        SELECT s.id, 'agent', coalesce(t.assignee, s.agent), 'Thanks for reaching out, here is what we found.', s.next_at
+          FROM sim s JOIN tickets t ON t.id = s.id
+         WHERE s.next_action = 'reply' AND s.next_at <= step_end;
+        UPDATE sim
+           SET next_action = CASE WHEN u[exchange][1] < 0.5 OR exchange >= 4 THEN 'solve'
+                                  WHEN u[exchange][1] < 0.75 THEN 'ask' ELSE 'customer' END,
+               next_at = CASE WHEN u[exchange][1] < 0.5 OR exchange >= 4 OR u[exchange][1] < 0.75 THEN next_at
+                              ELSE next_at + interval '10 minutes' + interval '2 hours' * -ln(u[exchange][2]) END,
+               reply_draw = u[exchange][4]
+         WHERE next_action = 'reply' AND next_at <= step_end;
+
+        -- Waiting on the customer (pauses the clocks): most answer within
+        -- hours; one in five never does and the ticket is solved two days later.
+        UPDATE tickets SET status = 'pending_customer'
+         WHERE id IN (SELECT id FROM sim WHERE next_action = 'ask' AND next_at <= step_end);
+        UPDATE sim
+           SET next_action = CASE WHEN u[exchange][3] < 0.2 THEN 'solve' ELSE 'customer' END,
+               next_at = next_at + CASE WHEN u[exchange][3] < 0.2 THEN interval '2 days'
+                                        ELSE interval '10 minutes' + interval '8 hours' * -ln(u[exchange][2]) END
+         WHERE next_action = 'ask' AND next_at <= step_end;
+
+        -- Solved: closed a day later, unless the customer writes again first
+        -- (once in a while), which reopens it.
+        UPDATE tickets SET status = 'solved'
+         WHERE id IN (SELECT id FROM sim WHERE next_action = 'solve' AND next_at <= step_end);
+        UPDATE sim
+           SET next_action = CASE WHEN u[exchange][3] > 0.93 AND NOT reopened THEN 'customer' ELSE 'close' END,
+               next_at = next_at + CASE WHEN u[exchange][3] > 0.93 AND NOT reopened
+                                        THEN interval '10 minutes' + interval '12 hours' * -ln(u[exchange][2])
+                                        ELSE interval '1 day' END,
+               reopened = reopened OR u[exchange][3] > 0.93
+         WHERE next_action = 'solve' AND next_at <= step_end;
+
+        UPDATE tickets SET status = 'closed'
+         WHERE id IN (SELECT id FROM sim WHERE next_action = 'close' AND next_at <= step_end);
+        UPDATE sim SET next_action = 'done' WHERE next_action = 'close' AND next_at <= step_end;
+
+        PERFORM sla.process_due(step_end);
+    END LOOP;
+END $$;
+\timing off
+-- Later ticket ids continue after the replayed ones.
+SELECT setval(pg_get_serial_sequence('tickets', 'id'), max(id)) FROM tickets \g /dev/null
+
+SELECT count(*) AS tickets,
+       count(*) FILTER (WHERE status NOT IN ('solved', 'closed')) AS "still open",
+       (SELECT count(*) FROM messages) AS messages,
+       (SELECT count(*) FROM sla.clocks) AS "SLA clocks",
+       (SELECT count(*) FROM sla.notifications) AS notifications
+  FROM tickets;
+
+\echo 'Tickets by SLA status (the worst open clock; achieved or missed once none is open):'
+SELECT sla_status, count(*) AS tickets FROM tickets GROUP BY 1 ORDER BY 2 DESC;
+
+\echo
+\echo '== 5. Live: VIP chats and the background worker =='
+-- The worker calls sla.process_due() by itself, at the real time. Four VIP
+-- chats arrive (policy vip_chat, 24/7: first response within 5 seconds, due
+-- soon at 60%). One is answered after a second, one is put on hold waiting
+-- for the customer (paused), two wait for nobody: the worker marks them due
+-- soon at 3 seconds and breached at 5. LISTEN shows its notifications as
+-- they are pushed (psql prints them after the next command).
+LISTEN pg_sla;
+INSERT INTO tickets (subject, customer, tier, channel, priority, team)
+VALUES ('Checkout page is down', 'Massive Dynamic', 'vip', 'chat', 'urgent', 'technical'),
+       ('Cannot add a payment method', 'Massive Dynamic', 'vip', 'chat', 'high', 'billing'),
+       ('Question about the contract', 'Massive Dynamic', 'vip', 'chat', 'normal', 'accounts'),
+       ('Need admin rights for Sam', 'Massive Dynamic', 'vip', 'chat', 'normal', 'accounts');
+INSERT INTO messages (ticket_id, sender, author, body)
+SELECT id, 'customer', customer, subject FROM tickets WHERE tier = 'vip';
+UPDATE tickets SET status = 'pending_customer' WHERE tier = 'vip' AND subject = 'Question about the contract';
+SELECT pg_sleep(1) \g /dev/null
+INSERT INTO messages (ticket_id, sender, author, body)
+SELECT id, 'agent', 'dev', 'Looking at it right now.' FROM tickets
+ WHERE tier = 'vip' AND subject = 'Checkout page is down';
+
+\echo 'Waiting for the worker; psql prints the notifications it pushes:'
+-- At most 30 seconds, until the worker has breached the two unanswered chats.
+DO $$
+BEGIN
+    FOR attempt IN 1..300 LOOP
+        IF NOT EXISTS (SELECT FROM tickets WHERE tier = 'vip' AND status = 'new'
+                                              AND sla_status IS DISTINCT FROM 'breached') THEN
+            RETURN;
+        END IF;
+        PERFORM pg_sleep(0.1);
+    END LOOP;
+    RAISE EXCEPTION 'the background worker did not breach the VIP chats within 30 seconds'
+        USING HINT = 'Is pg_sla in shared_preload_libraries? See SELECT * FROM sla.worker_status().';
+END $$;
+UNLISTEN pg_sla;
+
+SELECT id, subject, status, sla_policy, sla_status,
+       (created_at AT TIME ZONE 'UTC')::timestamp(0) AS "created (UTC)",
+       (sla_breached_at AT TIME ZONE 'UTC')::timestamp(0) AS "breached at (UTC)"
+  FROM tickets WHERE tier = 'vip' ORDER BY id;
+
+SELECT running, state, ticks, transitions, errors,
+       (last_tick_at AT TIME ZONE 'UTC')::timestamp(0) AS "last tick (UTC)"
+  FROM sla.worker_status();
+
+\echo
+\echo '== 6. SLA report: the last 7 days =='
+-- Clocks started in the period, per policy and metric: met % counts
+-- achieved against missed and breached-still-open; times are business time
+-- in the policy's calendar, pauses left out.
+SELECT r.policy, r.metric, r.started, r.achieved, r.missed, r.cancelled, r.open,
+       r.breached_now AS "breached now", r.compliance_pct AS "met %",
+       r.median_time_to_stop AS median, r.p90_time_to_stop AS p90
+  FROM sla.report(now() - interval '7 days', now()) AS r
+  JOIN sla.policies p ON p.name = r.policy
+ ORDER BY p.position, r.metric;
+
+\echo 'First response per team (group_by names ticket columns):'
+SELECT r.group_values ->> 'team' AS team, sum(r.started) AS started, sum(r.achieved) AS achieved,
+       sum(r.missed) AS missed, sum(r.breached_now) AS "breached now",
+       round(100.0 * sum(r.achieved) / nullif(sum(r.achieved + r.missed + r.breached_now), 0), 1) AS "met %"
+  FROM sla.report(now() - interval '7 days', now(), '{team}') AS r
+ WHERE r.metric = 'first_response'
+ GROUP BY 1 ORDER BY 1;
+
+\echo
+\echo '== 7. Tickets breached right now =='
+SELECT o.metric, count(*) AS clocks, count(DISTINCT o.ticket_id) AS tickets,
+       date_trunc('minute', max(o.breached_for)) AS "longest overdue (wall clock)"
+  FROM sla.open_clocks o
+ WHERE o.ticket_table = 'tickets'::regclass AND o.breached_at IS NOT NULL
+ GROUP BY 1 ORDER BY 1;
+
+\echo 'The 10 most recent breaches:'
+SELECT t.id, t.subject, t.channel, t.priority, t.assignee, o.metric, o.policy,
+       (o.due_at AT TIME ZONE 'UTC')::timestamp(0) AS "was due (UTC)",
+       date_trunc('minute', o.breached_for) AS "late by",
+       date_trunc('minute', o.breached_for_business) AS "business time late"
+  FROM sla.open_clocks o JOIN tickets t ON t.id::text = o.ticket_id
+ WHERE o.ticket_table = 'tickets'::regclass AND o.breached_at IS NOT NULL
+ ORDER BY o.breached_at DESC, t.id LIMIT 10;
+
+\echo 'Coming up: the next deadlines (the worker acts on them if you leave the cluster running):'
+SELECT t.id, t.subject, o.metric, o.policy, o.status,
+       (o.due_at AT TIME ZONE 'UTC')::timestamp(0) AS "due (UTC)", date_trunc('second', o.remaining) AS remaining
+  FROM sla.open_clocks o JOIN tickets t ON t.id::text = o.ticket_id
+ WHERE o.ticket_table = 'tickets'::regclass AND o.status IN ('running', 'due_soon') AND o.due_at > now()
+ ORDER BY o.due_at, t.id LIMIT 5;
+
+\echo
+\echo '== 8. One ticket''s story: replies, a pause, a breach =='
+-- A ticket waiting on its customer now, after a breach and a next-response
+-- cycle (or, failing that, one with a breach and a next response).
+SELECT coalesce(
+         (SELECT c.ticket_id FROM sla.clocks c WHERE c.ticket_table = 'tickets'::regclass
+           GROUP BY c.ticket_id
+          HAVING bool_or(c.breached_at IS NOT NULL) AND bool_or(c.status = 'paused')
+                 AND bool_or(c.metric = 'next_response')
+           ORDER BY c.ticket_id::bigint DESC LIMIT 1),
+         (SELECT c.ticket_id FROM sla.clocks c WHERE c.ticket_table = 'tickets'::regclass
+           GROUP BY c.ticket_id
+          HAVING bool_or(c.breached_at IS NOT NULL) AND bool_or(c.metric = 'next_response')
+           ORDER BY c.ticket_id::bigint DESC LIMIT 1),
+         (SELECT max(id)::text FROM tickets)) AS story_ticket \gset
+SELECT id, subject, channel, priority, status, assignee, sla_policy, sla_status
+  FROM tickets WHERE id = :'story_ticket';
+SELECT (m.sent_at AT TIME ZONE 'UTC')::timestamp(0) AS "sent (UTC)", m.sender, m.author, m.body
+  FROM messages m WHERE m.ticket_id = :'story_ticket' ORDER BY m.sent_at, m.id;
+-- The replay wrote its notifications at the real time, not the replayed
+-- one: the timeline lists the clocks' events (section 9 shows notifications).
+SELECT (at AT TIME ZONE 'UTC')::timestamp(0) AS "at (UTC)", event, metric, cycle, detail
+  FROM sla.ticket_timeline('tickets', :'story_ticket')
+ WHERE event NOT LIKE 'notified %';
+
+\echo
+\echo '== 9. Notifications: each written exactly once, and pushed with NOTIFY pg_sla =='
+SELECT kind, count(*) FROM sla.notifications GROUP BY kind ORDER BY kind;
+SELECT id, kind, ticket_id AS ticket, metric, policy,
+       (due_at AT TIME ZONE 'UTC')::timestamp(0) AS "due (UTC)",
+       concat_ws(': ', recipient, message) AS message
+  FROM sla.notifications ORDER BY id DESC LIMIT 8;
