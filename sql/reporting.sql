@@ -4,12 +4,17 @@
 
 -- Business time from from_ts to to_ts in a calendar, or wall-clock time when
 -- calendar is NULL (a 24/7 policy); zero when to_ts is not after from_ts.
+-- These two SQL functions are inlined into the caller's query for speed, so
+-- they cannot carry a search_path: every name in them is qualified, or a
+-- function or operator planted in a schema on the caller's path would run
+-- with the caller's privileges.
 CREATE FUNCTION sla.clock_business_time(calendar text, from_ts timestamptz, to_ts timestamptz)
 RETURNS interval LANGUAGE sql STABLE PARALLEL SAFE AS $$
     SELECT CASE
         WHEN from_ts IS NULL OR to_ts IS NULL THEN NULL
-        WHEN to_ts <= from_ts THEN interval '0'
-        WHEN calendar IS NULL THEN make_interval(secs => extract(epoch FROM to_ts - from_ts))
+        WHEN to_ts OPERATOR(pg_catalog.<=) from_ts THEN '0'::pg_catalog.interval
+        WHEN calendar IS NULL THEN pg_catalog.make_interval(secs =>
+            pg_catalog.date_part('epoch', to_ts OPERATOR(pg_catalog.-) from_ts))
         ELSE sla.business_time_between(calendar, from_ts, to_ts)
     END
 $$;
@@ -20,7 +25,10 @@ COMMENT ON FUNCTION sla.clock_business_time(text, timestamptz, timestamptz) IS
 -- else the transaction's time, as the ticket triggers do.
 CREATE FUNCTION sla.event_time() RETURNS timestamptz
 LANGUAGE sql STABLE PARALLEL SAFE AS $$
-    SELECT coalesce(nullif(btrim(current_setting('pg_sla.event_time', true)), '')::timestamptz, now())
+    SELECT CASE WHEN pg_catalog.btrim(pg_catalog.current_setting('pg_sla.event_time', true))
+                     OPERATOR(pg_catalog.<>) ''
+                THEN pg_catalog.current_setting('pg_sla.event_time')::pg_catalog.timestamptz
+                ELSE pg_catalog.now() END
 $$;
 COMMENT ON FUNCTION sla.event_time() IS
     'pg_sla: the setting pg_sla.event_time when set, else now()';
@@ -30,29 +38,47 @@ COMMENT ON FUNCTION sla.event_time() IS
 -- functions are called in scalar subqueries, run once); clocks that
 -- untrack() left behind are checked row by row, and are few.
 CREATE FUNCTION sla.readable_tracked_tables() RETURNS regclass[]
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
     SELECT coalesce(array_agg(t.ticket_table), '{}') FROM sla.tracked_tables t
     WHERE has_table_privilege(t.ticket_table, 'SELECT')
 $$;
 CREATE FUNCTION sla.tracked_table_list() RETURNS regclass[]
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
     SELECT coalesce(array_agg(t.ticket_table), '{}') FROM sla.tracked_tables t
+$$;
+-- Members of pg_read_all_data (PostgreSQL 14 and later), such as backup
+-- roles, read every row.
+CREATE FUNCTION sla.reads_all_data() RETURNS boolean
+LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT EXISTS (SELECT FROM pg_roles r
+                   WHERE r.rolname = 'pg_read_all_data' AND pg_has_role(r.oid, 'MEMBER'))
 $$;
 
 ALTER TABLE sla.clocks ENABLE ROW LEVEL SECURITY;
 CREATE POLICY readable_tickets ON sla.clocks FOR SELECT USING (
     ticket_table = ANY ((SELECT sla.readable_tracked_tables())::regclass[])
+    OR (SELECT sla.reads_all_data())
     OR (ticket_table <> ALL ((SELECT sla.tracked_table_list())::regclass[])
         AND has_table_privilege(ticket_table, 'SELECT')));
 
--- A breach alert over every table is for roles that may read every table.
+-- A breach alert over every table counts tickets of every table: it is for
+-- the roles that read all data.
 ALTER TABLE sla.notifications ENABLE ROW LEVEL SECURITY;
 CREATE POLICY readable_tickets ON sla.notifications FOR SELECT USING (
     ticket_table = ANY ((SELECT sla.readable_tracked_tables())::regclass[])
-    OR (ticket_table IS NULL
-        AND (SELECT cardinality(sla.readable_tracked_tables()) = cardinality(sla.tracked_table_list())))
+    OR (SELECT sla.reads_all_data())
     OR (ticket_table <> ALL ((SELECT sla.tracked_table_list())::regclass[])
         AND has_table_privilege(ticket_table, 'SELECT')));
+
+-- Writes stay governed by table privileges alone, as before row security:
+-- only roles the owner granted them may write (a retention job deleting old
+-- notifications, say); what they read to do it is still the rows above.
+CREATE POLICY granted_writes ON sla.clocks FOR INSERT WITH CHECK (true);
+CREATE POLICY granted_updates ON sla.clocks FOR UPDATE USING (true);
+CREATE POLICY granted_deletes ON sla.clocks FOR DELETE USING (true);
+CREATE POLICY granted_writes ON sla.notifications FOR INSERT WITH CHECK (true);
+CREATE POLICY granted_updates ON sla.notifications FOR UPDATE USING (true);
+CREATE POLICY granted_deletes ON sla.notifications FOR DELETE USING (true);
 
 GRANT SELECT ON sla.clocks, sla.notifications TO PUBLIC;
 
@@ -74,15 +100,16 @@ SELECT c.ticket_table,
            c.due_at) AS remaining,
        c.paused_since,
        c.breached_at,
-       -- Wall-clock time, in hours like every other duration here.
-       CASE WHEN c.breached_at IS NOT NULL THEN sla.clock_business_time(NULL, c.due_at, n.now) END AS breached_for,
-       CASE WHEN c.breached_at IS NOT NULL
-            THEN sla.clock_business_time(p.calendar, c.due_at, n.now) END AS breached_for_business
+       -- From the deadline the clock breached (a later policy edit may move
+       -- due_at); wall-clock time in hours, like every other duration here.
+       sla.clock_business_time(NULL, c.breached_at, n.now) AS breached_for,
+       sla.clock_business_time(p.calendar, c.breached_at, n.now) AS breached_for_business
 FROM sla.clocks c
 LEFT JOIN sla.policies p ON p.name = c.policy
 CROSS JOIN (SELECT sla.event_time() AS now) n
 WHERE c.status IN ('running', 'due_soon', 'breached', 'paused')
   AND (c.ticket_table = ANY ((SELECT sla.readable_tracked_tables())::regclass[])
+       OR (SELECT sla.reads_all_data())
        OR (c.ticket_table <> ALL ((SELECT sla.tracked_table_list())::regclass[])
            AND has_table_privilege(c.ticket_table, 'SELECT')));
 COMMENT ON VIEW sla.open_clocks IS
@@ -236,8 +263,16 @@ BEGIN
     END IF;
     SELECT t.id_column INTO id_column FROM sla.tracked_tables t WHERE t.ticket_table = the_table;
     IF id_column IS NOT NULL THEN
-        EXECUTE format('SELECT EXISTS (SELECT FROM %s WHERE (%I)::text = $1)', the_table, id_column)
-            INTO found_ticket USING the_id;
+        -- Compared in the id column's own type, so its key is used; text
+        -- that is no such value is no ticket.
+        BEGIN
+            EXECUTE format('SELECT EXISTS (SELECT FROM %s WHERE %I = $1::%s)', the_table, id_column,
+                           (SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
+                             WHERE a.attrelid = the_table AND a.attname = id_column))
+                INTO found_ticket USING the_id;
+        EXCEPTION WHEN invalid_text_representation OR numeric_value_out_of_range THEN
+            found_ticket := false;
+        END;
         IF NOT found_ticket THEN
             RAISE EXCEPTION 'sla.ticket_timeline: no ticket with % = % in %', id_column, quote_literal(the_id), the_table
                 USING ERRCODE = 'no_data_found';

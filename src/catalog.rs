@@ -352,8 +352,9 @@ impl NotificationBatch {
     }
 
     /// Writes the notifications not written before (the unique key makes a
-    /// repeated transition a no-op).
-    pub fn write(self, relid: pg_sys::Oid) {
+    /// repeated transition a no-op), created at the time due processing ran
+    /// at: its transaction's time, or the time a replay asked for.
+    pub fn write(self, relid: pg_sys::Oid, created_at: Micros) {
         if self.ticket_id.is_empty() {
             return;
         }
@@ -369,6 +370,7 @@ impl NotificationBatch {
             owned(self.kind).into(),
             self.due_at.into(),
             self.message.into(),
+            timestamptz(created_at).into(),
         ];
         spi_or_error(Spi::connect_mut(|client| {
             client
@@ -376,8 +378,9 @@ impl NotificationBatch {
                     &format!(
                         "WITH inserted AS (
                            INSERT INTO sla.notifications (ticket_table, ticket_id, policy, metric, cycle,
-                                                          clock_started_at, step, kind, due_at, message)
-                           SELECT $1::oid::regclass, u.* FROM unnest($2::text[], $3::text[], $4::text[],
+                                                          clock_started_at, step, kind, due_at, message,
+                                                          created_at)
+                           SELECT $1::oid::regclass, u.*, $11 FROM unnest($2::text[], $3::text[], $4::text[],
                                $5::int[], $6::timestamptz[], $7::text[], $8::text[], $9::timestamptz[],
                                $10::text[]) AS u
                            ON CONFLICT (ticket_table, ticket_id, metric, cycle, clock_started_at, step, kind)

@@ -345,7 +345,7 @@ fn process_due_tickets(
     }
     as_sla_owner(|| {
         changes.write(relid);
-        notifications.write(relid);
+        notifications.write(relid, at);
     });
     run_as(table.owner, || updates.write(table, false));
     applied

@@ -41,6 +41,10 @@ fn sql_statements(markdown: &str) -> Vec<(String, Option<String>)> {
             *slot = expected;
             continue;
         }
+        assert!(
+            expected.is_none() || code.trim_end().ends_with(';'),
+            "a result must follow a complete statement: {line}"
+        );
         current.push_str(code);
         current.push('\n');
         if code.trim_end().ends_with(';') {

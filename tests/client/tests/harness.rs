@@ -24,12 +24,13 @@ fn clusters_run_side_by_side_and_clean_up_after_themselves() {
         let version: String = cluster
             .connect()
             .query_one(
-                "SELECT extversion FROM pg_extension WHERE extname = 'pg_sla'",
+                "SELECT e.extversion || ' ' || a.default_version FROM pg_extension e
+                   JOIN pg_available_extensions a ON a.name = e.extname WHERE e.extname = 'pg_sla'",
                 &[],
             )
             .unwrap()
             .get(0);
-        assert_eq!(version, "0.1.0");
+        assert_eq!(version, "0.2.0 0.2.0", "the current version is created");
     }
 
     let (a_dir, a_conn) = (

@@ -95,10 +95,10 @@ fn the_report_counts_outcomes_and_business_time_to_stop() {
             &format!("SELECT {REPORT_COLUMNS} FROM sla.report('2026-11-01', '2026-12-01')")
         ),
         [
-            // 1 and 3 late (2 missed, 7 breached): 1 of 3 achieved. Time to
-            // stop 30 min and 1 h 15 (in business hours): p90 interpolates.
             "standard | first_response | {} | 3 | 1 | 0 | 0 | 2 | 1 | 50.0 | 02:00:00 | 02:00:00 | 02:00:00",
             "standard | resolution | {} | 3 | 1 | 0 | 0 | 2 | 0 | 100.0 | 24:00:00 | 24:00:00 | 24:00:00",
+            // Of 1, 2 and 7, one achieved, 2 missed and 7 breached. Time to
+            // stop 30 min and 1 h 15 (in business hours): p90 interpolates.
             "vip | first_response | {} | 3 | 1 | 1 | 0 | 1 | 1 | 33.3 | 00:52:30 | 00:52:30 | 01:10:30",
             "vip | resolution | {} | 3 | 1 | 0 | 0 | 2 | 0 | 100.0 | 03:00:00 | 03:00:00 | 03:00:00",
         ]
@@ -210,6 +210,11 @@ fn bad_report_arguments_are_refused_with_the_field_named() {
             "sla.ticket_timeline: no ticket with id = '99' in public.tickets",
         ),
         (
+            "SELECT * FROM sla.ticket_timeline('tickets', 'abc')",
+            "P0002",
+            "sla.ticket_timeline: no ticket with id = 'abc' in public.tickets",
+        ),
+        (
             "SELECT * FROM sla.ticket_timeline('pg_class', '1')",
             "42704",
             "sla.ticket_timeline: table pg_class is not tracked",
@@ -258,6 +263,85 @@ fn open_clocks_show_what_is_left_and_how_long_since_the_breach() {
             "tickets | 7 | resolution | vip | running | 2026-11-23 15:00:00+00 | 01:00:00 | NULL | NULL",
         ]
     );
+    // A longer target moves the deadline past now; the breach stays, and
+    // its age is measured from the deadline it breached.
+    db.batch_execute(
+        "UPDATE sla.policies SET first_response = '100 hours' WHERE name = 'standard'",
+    )
+    .unwrap();
+    assert_eq!(
+        rows(
+            &mut db,
+            "SELECT status, due_at, remaining, breached_for FROM sla.open_clocks
+              WHERE ticket_id = '3' AND metric = 'first_response'"
+        ),
+        ["breached | 2026-11-27 12:00:00+00 | 94:00:00 | 02:00:00"]
+    );
+}
+
+/// Reports are read by privileged roles: names in pg_sla's SQL functions
+/// must not resolve to objects a less privileged role planted on their
+/// search_path.
+#[test]
+fn reporting_functions_ignore_objects_planted_on_the_search_path() {
+    let cluster = Cluster::start("report_search_path", &[]);
+    let mut db = cluster.connect();
+    setup(&mut db);
+    db.batch_execute(
+        "CREATE ROLE mallory LOGIN;
+         GRANT CREATE ON SCHEMA public TO mallory;
+         CREATE TABLE trap_fired (what text);
+         GRANT INSERT ON trap_fired TO mallory;",
+    )
+    .unwrap();
+    let mut mallory = cluster.connect_as("mallory");
+    mallory
+        .batch_execute(
+            "CREATE FUNCTION public.make_interval(secs numeric) RETURNS interval LANGUAGE sql AS
+               $$ INSERT INTO public.trap_fired VALUES ('make_interval'); SELECT pg_catalog.make_interval(secs => secs::float8) $$;
+             CREATE FUNCTION public.date_part(text, interval) RETURNS float8 LANGUAGE sql AS
+               $$ INSERT INTO public.trap_fired VALUES ('date_part'); SELECT pg_catalog.date_part($1, $2) $$;
+             CREATE FUNCTION public.btrim(text) RETURNS text LANGUAGE sql AS
+               $$ INSERT INTO public.trap_fired VALUES ('btrim'); SELECT pg_catalog.btrim($1) $$;
+             CREATE FUNCTION public.trap_le(timestamptz, timestamptz) RETURNS boolean LANGUAGE sql AS
+               $$ INSERT INTO public.trap_fired VALUES ('<='); SELECT $1 OPERATOR(pg_catalog.<=) $2 $$;
+             CREATE OPERATOR public.<= (LEFTARG = timestamptz, RIGHTARG = timestamptz, FUNCTION = public.trap_le);
+             CREATE FUNCTION public.trap_minus(timestamptz, timestamptz) RETURNS interval LANGUAGE sql AS
+               $$ INSERT INTO public.trap_fired VALUES ('-'); SELECT $1 OPERATOR(pg_catalog.-) $2 $$;
+             CREATE OPERATOR public.- (LEFTARG = timestamptz, RIGHTARG = timestamptz, FUNCTION = public.trap_minus);",
+        )
+        .unwrap();
+    // The superuser reads reports with the planted schema first on its path.
+    for search_path in ["\"$user\", public", "public, pg_catalog"] {
+        db.batch_execute(&format!(
+            "SET search_path = {search_path}; SET pg_sla.event_time = '2026-11-23 14:00Z'"
+        ))
+        .unwrap();
+        for query in [
+            "SELECT count(*) FROM sla.open_clocks WHERE breached_for IS NOT NULL OR remaining IS NOT NULL",
+            "SELECT count(*) FROM sla.report('2026-11-01', '2026-12-01', '{team}', 'tickets')",
+            "SELECT sla.clock_business_time(NULL, '2026-11-23', '2026-11-24')::text",
+            "SELECT sla.event_time()::text",
+            "SELECT count(*) FROM sla.ticket_timeline('tickets', '3')",
+        ] {
+            db.simple_query(query)
+                .unwrap_or_else(|e| panic!("{search_path}: {query}: {e}"));
+        }
+    }
+    db.batch_execute("RESET search_path; RESET pg_sla.event_time")
+        .unwrap();
+    assert_eq!(
+        rows(&mut db, "SELECT what FROM trap_fired"),
+        Vec::<String>::new(),
+        "a planted function or operator ran as the superuser"
+    );
+    // The traps are live: an unqualified call in the same session fires one.
+    db.batch_execute("SET search_path = public, pg_catalog; SELECT make_interval(secs => 1.5::numeric); RESET search_path")
+        .unwrap();
+    assert_eq!(
+        rows(&mut db, "SELECT what FROM trap_fired"),
+        ["make_interval"]
+    );
 }
 
 #[test]
@@ -277,11 +361,20 @@ fn a_ticket_timeline_lists_clock_events_and_notifications_in_order() {
             "2026-11-25 08:00:00+00 | due | resolution | status running",
         ]
     );
-    let notified = rows(
-        &mut db,
-        "SELECT event, metric FROM sla.ticket_timeline('tickets', '3') WHERE event LIKE 'notified%'",
+    // Notifications are stamped with the time due processing ran at, here
+    // a replayed Monday 13:00, and come after the events at that time.
+    assert_eq!(
+        rows(
+            &mut db,
+            "SELECT at, event, metric FROM sla.ticket_timeline('tickets', '3') WHERE at < '2026-11-24'"
+        ),
+        [
+            "2026-11-23 08:00:00+00 | started | first_response",
+            "2026-11-23 08:00:00+00 | started | resolution",
+            "2026-11-23 12:00:00+00 | breached | first_response",
+            "2026-11-23 13:00:00+00 | notified breached | first_response",
+        ]
     );
-    assert_eq!(notified, ["notified breached | first_response"]);
     assert_eq!(
         rows(
             &mut db,
@@ -441,6 +534,41 @@ fn roles_read_the_clocks_and_notifications_of_the_tables_they_may_read() {
         ),
         before
     );
+    // A member of pg_read_all_data (a backup or audit role) reads every row,
+    // and a role granted DELETE purges old notifications.
+    admin
+        .batch_execute(
+            "CREATE ROLE auditor LOGIN IN ROLE pg_read_all_data;
+             GRANT DELETE ON sla.notifications TO auditor;",
+        )
+        .unwrap();
+    let mut auditor = cluster.connect_as("auditor");
+    assert_eq!(
+        query_int(&mut auditor, "SELECT count(*) FROM sla.clocks"),
+        query_int(&mut admin, "SELECT count(*) FROM sla.clocks")
+    );
+    assert_eq!(
+        query_int(
+            &mut auditor,
+            "SELECT count(*) FROM sla.notifications WHERE kind = 'breach_alert'"
+        ),
+        1
+    );
+    let admins = query_int(
+        &mut admin,
+        "SELECT count(*) FROM sla.notifications WHERE ticket_table = 'tickets'::regclass",
+    );
+    assert!(admins > 0);
+    assert_eq!(
+        auditor
+            .execute(
+                "DELETE FROM sla.notifications WHERE ticket_table = 'tickets'::regclass",
+                &[]
+            )
+            .unwrap() as i64,
+        admins
+    );
+
     // Granted SELECT on the table, the role sees its clocks.
     app.batch_execute("GRANT SELECT ON app_tickets TO nobody")
         .unwrap();
