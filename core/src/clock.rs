@@ -555,8 +555,9 @@ pub fn apply_due(clock: &mut Clock, now: Micros) -> Vec<Transition> {
 /// What a ticket shows of its clocks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Summary {
-    /// The worst open clock's status; once none is open, `missed` if any
-    /// clock was missed, else `achieved`; `None` for a ticket without clocks.
+    /// The worst open clock's status (a paused clock that breached counts
+    /// as breached); once none is open, `missed` if any clock was missed,
+    /// else `achieved`; `None` for a ticket without clocks.
     pub status: Option<ClockStatus>,
     /// The nearest deadline of an open clock that has not breached.
     pub due_at: Option<Micros>,
@@ -566,7 +567,16 @@ pub struct Summary {
 
 pub fn summarize(clocks: &[Clock]) -> Summary {
     let open = clocks.iter().filter(|c| c.is_open());
-    let status = open.clone().map(|c| c.status).max_by_key(|s| s.severity());
+    // A breach stays a breach while the ticket waits on the customer: the
+    // pause stops the clock, it does not undo the lateness.
+    let shown = |c: &Clock| {
+        if c.status == ClockStatus::Paused && c.breached_at.is_some() {
+            ClockStatus::Breached
+        } else {
+            c.status
+        }
+    };
+    let status = open.clone().map(shown).max_by_key(|s| s.severity());
     let status = status.or_else(|| {
         let ended = |s| clocks.iter().any(|c| c.status == s);
         if ended(ClockStatus::Missed) {

@@ -294,6 +294,41 @@ fn warning_at_half_the_target_then_breach() {
 }
 
 #[test]
+fn a_breached_ticket_paused_for_the_customer_still_shows_breached() {
+    let cal = weekdays(NY, "");
+    let created = ny("2026-11-23 10:00");
+    let mut t = Ticket::new(
+        Hours::Calendar(&cal),
+        created,
+        "p",
+        targets(Some(hours(2)), None, Some(hours(8))),
+    );
+    t.reconcile(created);
+    assert_eq!(
+        t.apply_due(FR, 1, ny("2026-11-23 12:01")),
+        vec![Transition::Breached]
+    );
+    t.set_paused(true, ny("2026-11-23 13:00"));
+    assert_eq!(t.clock(FR, 1).status, ClockStatus::Paused);
+    assert_eq!(t.clock(RES, 1).status, ClockStatus::Paused);
+    let summary = summarize(&t.clocks);
+    assert_eq!(summary.status, Some(ClockStatus::Breached));
+    assert_eq!(summary.breached_at, Some(ny("2026-11-23 12:00")));
+    // Nothing is due while paused.
+    assert_eq!(summary.due_at, None);
+    // Without the breach, the paused ticket shows paused.
+    let mut u = Ticket::new(
+        Hours::Calendar(&cal),
+        created,
+        "p",
+        targets(Some(hours(2)), None, Some(hours(8))),
+    );
+    u.reconcile(created);
+    u.set_paused(true, ny("2026-11-23 11:00"));
+    assert_eq!(summarize(&u.clocks).status, Some(ClockStatus::Paused));
+}
+
+#[test]
 fn warning_and_breach_both_due_fold_into_one_breach() {
     let cal = weekdays(NY, "");
     let created = ny("2026-11-23 10:00");
@@ -2652,9 +2687,10 @@ impl Run<'_> {
         prop_assert_eq!(nr_cycles, (1..=nr_count(&self.clocks)).collect::<Vec<_>>());
         prop_assert!(open_nr <= 1);
 
-        // The summary agrees with the clocks: the worst open clock; when none
-        // is open, missed if any clock was, else achieved if any clock was,
-        // else nothing (no clocks, or only cancelled ones).
+        // The summary agrees with the clocks: the worst open clock (paused
+        // after a breach counts as breached); when none is open, missed if
+        // any clock was, else achieved if any clock was, else nothing (no
+        // clocks, or only cancelled ones).
         let summary = summarize(&self.clocks);
         let rank = |s: ClockStatus| match s {
             ClockStatus::Breached => 4,
@@ -2668,7 +2704,10 @@ impl Run<'_> {
             .clocks
             .iter()
             .filter(|c| c.is_open())
-            .map(|c| c.status)
+            .map(|c| match c.status {
+                ClockStatus::Paused if c.breached_at.is_some() => ClockStatus::Breached,
+                status => status,
+            })
             .max_by_key(|&s| rank(s))
             .or_else(|| {
                 [ClockStatus::Missed, ClockStatus::Achieved]
