@@ -1,9 +1,11 @@
 //! Every read of pg_sla's own tables goes through here.
+use std::cell::RefCell;
 use std::collections::HashMap;
+use std::rc::Rc;
 
 use pgrx::datum::{DatumWithOid, Interval, TimestampWithTimeZone};
 use pgrx::prelude::*;
-use pgrx::spi::SpiHeapTupleData;
+use pgrx::spi::{OwnedPreparedStatement, SpiClient, SpiHeapTupleData, SpiTupleTable};
 use sla_core::{Clock, ClockStatus, Metric, Micros, Summary};
 
 use crate::convert::{duration, finite_instant, interval, timestamptz};
@@ -72,7 +74,7 @@ pub fn read_clocks(
     );
     let mut by_ticket: HashMap<String, Vec<StoredClock>> = HashMap::new();
     spi_or_error(Spi::connect_mut(|client| {
-        let rows = client.update(&query, None, &[relid.into(), ticket_ids.to_vec().into()])?;
+        let rows = update_prepared(client, &query, &[relid.into(), ticket_ids.to_vec().into()])?;
         for row in rows {
             let ctid = row
                 .get::<pg_sys::ItemPointerData>(1)?
@@ -194,9 +196,9 @@ impl ClockChanges {
                 self.released_at.into(),
             ];
             spi_or_error(Spi::connect_mut(|client| {
-                client
-                    .update(
-                        "UPDATE sla.clocks c SET policy = u.policy, status = u.status,
+                update_prepared(
+                    client,
+                    "UPDATE sla.clocks c SET policy = u.policy, status = u.status,
                                 target = u.target, due_at = u.due_at, warn_at = u.warn_at,
                                 release_at = u.release_at,
                                 next_transition_at = u.next_transition_at,
@@ -212,13 +214,69 @@ impl ClockChanges {
                                      next_transition_at, paused_since, paused_time, stopped_at,
                                      warned_at, breached_at, released_at)
                           WHERE c.ctid = u.ctid AND c.ctid = ANY($1)",
-                        None,
-                        &args,
-                    )
-                    .map(|_| ())
+                    &args,
+                )
+                .map(|_| ())
             }));
         }
         crate::bulk_insert::insert_clocks(crate::security::clocks_relid(), relid, self.inserts);
+    }
+}
+
+thread_local! {
+    /// Plans of the statements every changed ticket runs, kept for the
+    /// backend's life: parsing and planning them cost more than running them
+    /// for one ticket. PostgreSQL replans them when what they read changes
+    /// (even a dropped and recreated extension).
+    static PREPARED: RefCell<HashMap<String, Rc<OwnedPreparedStatement>>> =
+        RefCell::new(HashMap::new());
+}
+
+/// Runs a statement through its kept plan, preparing it on first use with
+/// the types of these arguments.
+fn update_prepared<'conn>(
+    client: &mut SpiClient<'conn>,
+    query: &str,
+    args: &[DatumWithOid],
+) -> Result<SpiTupleTable<'conn>, pgrx::spi::Error> {
+    let kept = PREPARED.with(|prepared| prepared.borrow().get(query).cloned());
+    let statement = match kept {
+        Some(statement) => statement,
+        None => {
+            let types: Vec<PgOid> = args.iter().map(|a| PgOid::from(a.oid())).collect();
+            let statement = Rc::new(client.prepare_mut(query, &types)?.keep());
+            PREPARED.with(|prepared| {
+                prepared
+                    .borrow_mut()
+                    .insert(query.to_owned(), Rc::clone(&statement))
+            });
+            statement
+        }
+    };
+    // The plan does not depend on how many tickets come: a custom plan per
+    // call would be planning all over again.
+    let _generic = GenericPlans::force();
+    client.update(&*statement, None, args)
+}
+
+/// Forces generic plans while alive (unwinding included), as
+/// `plan_cache_mode = force_generic_plan` would without a GUC round trip.
+struct GenericPlans(std::ffi::c_int);
+
+impl GenericPlans {
+    fn force() -> Self {
+        unsafe {
+            let previous = pg_sys::plan_cache_mode;
+            pg_sys::plan_cache_mode =
+                pg_sys::PlanCacheMode::PLAN_CACHE_MODE_FORCE_GENERIC_PLAN as _;
+            GenericPlans(previous)
+        }
+    }
+}
+
+impl Drop for GenericPlans {
+    fn drop(&mut self) {
+        unsafe { pg_sys::plan_cache_mode = self.0 };
     }
 }
 
