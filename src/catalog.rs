@@ -213,7 +213,7 @@ impl ClockChanges {
                                 AS u(ctid, policy, status, target, due_at, warn_at, release_at,
                                      next_transition_at, paused_since, paused_time, stopped_at,
                                      warned_at, breached_at, released_at)
-                          WHERE c.ctid = u.ctid AND c.ctid = ANY($1)",
+                          WHERE c.ctid = u.ctid",
                     &args,
                 )
                 .map(|_| ())
@@ -233,7 +233,10 @@ thread_local! {
 }
 
 /// Runs a statement through its kept plan, preparing it on first use with
-/// the types of these arguments.
+/// the types of these arguments. The plan is generic, made without seeing
+/// the arrays: write these statements so that it is linear in their length
+/// (one probe per element), never with a filter like `= ANY($1)`, which a
+/// generic plan checks row by row against the whole array.
 fn update_prepared<'conn>(
     client: &mut SpiClient<'conn>,
     query: &str,
