@@ -160,6 +160,56 @@ SELECT round(p.ms::numeric, 1) AS "untracked ms", round(t.ms::numeric, 1) AS "tr
        round(((t.ms - p.ms) / 10)::numeric, 1) AS "added µs per ticket"
   FROM m p, m t WHERE p.measure = 'minimal_plain' AND t.measure = 'minimal_tracked';
 
+-- Updates that move clocks (an agent's reply stops the first response): one
+-- statement per ticket, as applications write them, then one statement for
+-- all. Each run starts from 10,000 fresh tickets in both tables.
+CREATE TABLE bench_update (measure text, ms float8);
+CREATE PROCEDURE bench_updates(runs int) LANGUAGE plpgsql AS $$
+DECLARE
+  started timestamptz;
+  target text;
+  r record;
+BEGIN
+  FOR i IN 0..runs LOOP
+    FOREACH target IN ARRAY CASE WHEN i % 2 = 0 THEN ARRAY['minimal_plain', 'minimal_tracked']
+                                 ELSE ARRAY['minimal_tracked', 'minimal_plain'] END LOOP
+      TRUNCATE sla.clocks;
+      EXECUTE format('TRUNCATE %I', target);
+      EXECUTE format('INSERT INTO %I (id, subject, priority, channel, team, status, assignee, created_at)
+                      SELECT id, subject, priority, channel, team, status, assignee, created_at
+                        FROM minimal_rows LIMIT 10000', target);
+      COMMIT;
+      started := clock_timestamp();
+      FOR r IN SELECT id, created_at FROM minimal_rows LIMIT 10000 LOOP
+        EXECUTE format('UPDATE %I SET last_agent_reply_at = $2 WHERE id = $1', target)
+          USING r.id, r.created_at + interval '10 minutes';
+      END LOOP;
+      COMMIT;
+      IF i > 0 THEN
+        INSERT INTO bench_update VALUES (target || ' single', extract(epoch FROM clock_timestamp() - started) * 1000);
+      END IF;
+      started := clock_timestamp();
+      EXECUTE format('UPDATE %I SET status = %L', target, 'waiting');
+      COMMIT;
+      IF i > 0 THEN
+        INSERT INTO bench_update VALUES (target || ' bulk', extract(epoch FROM clock_timestamp() - started) * 1000);
+      END IF;
+      COMMIT;
+    END LOOP;
+  END LOOP;
+END $$;
+CALL bench_updates(5);
+\echo
+\echo 'Updating 10,000 tickets that have clocks (minimal table, median of 5 runs):'
+WITH m AS (SELECT measure, percentile_cont(0.5) WITHIN GROUP (ORDER BY ms) AS ms
+             FROM bench_update GROUP BY measure)
+SELECT k.kind AS "updates", round(p.ms::numeric, 1) AS "untracked ms", round(t.ms::numeric, 1) AS "tracked ms",
+       round((t.ms / p.ms)::numeric, 2) AS "tracked / untracked",
+       round(((t.ms - p.ms) / 10)::numeric, 1) AS "added µs per ticket"
+  FROM (VALUES ('single'), ('bulk')) k(kind)
+  JOIN m p ON p.measure = 'minimal_plain ' || k.kind
+  JOIN m t ON t.measure = 'minimal_tracked ' || k.kind;
+
 -- 1,000,000 open clocks, nothing due: 500,000 tickets created "now".
 TRUNCATE minimal_tracked;
 TRUNCATE sla.clocks;
@@ -172,19 +222,7 @@ VACUUM ANALYZE sla.clocks;
 VACUUM ANALYZE minimal_tracked;
 SELECT count(*) AS open_clocks FROM sla.clocks WHERE status IN ('running', 'due_soon', 'breached', 'paused') \gset
 
-CREATE FUNCTION bench_time(query text, runs int) RETURNS float8 LANGUAGE plpgsql AS $$
-DECLARE
-  started timestamptz;
-  samples float8[] := '{}';
-BEGIN
-  EXECUTE query;
-  FOR i IN 1..runs LOOP
-    started := clock_timestamp();
-    EXECUTE query;
-    samples := samples || extract(epoch FROM clock_timestamp() - started) * 1000;
-  END LOOP;
-  RETURN (SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY s) FROM unnest(samples) s);
-END $$;
+\ir bench_time.sql
 
 \echo
 \echo 'Due processing with nothing due (median of 50 calls):'

@@ -58,19 +58,7 @@ VACUUM ANALYZE sla.clocks;
 VACUUM ANALYZE tickets;
 SELECT count(*) AS clocks FROM sla.clocks \gset
 
-CREATE FUNCTION bench_time(query text, runs int) RETURNS float8 LANGUAGE plpgsql AS $$
-DECLARE
-  started timestamptz;
-  samples float8[] := '{}';
-BEGIN
-  EXECUTE query;
-  FOR i IN 1..runs LOOP
-    started := clock_timestamp();
-    EXECUTE query;
-    samples := samples || extract(epoch FROM clock_timestamp() - started) * 1000;
-  END LOOP;
-  RETURN (SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY s) FROM unnest(samples) s);
-END $$;
+\ir bench_time.sql
 
 CREATE TABLE bench_report (measure text, ms float8);
 INSERT INTO bench_report VALUES
