@@ -200,3 +200,21 @@ pub fn query_int(db: &mut Client, query: &str) -> i64 {
         .unwrap_or_else(|e| panic!("{query}: {e}"))
         .get(0)
 }
+
+/// Every row of a query, its columns as text ("NULL" for SQL NULL) joined by
+/// " | "; panics naming the query when it fails.
+pub fn query_rows(db: &mut Client, query: &str) -> Vec<String> {
+    db.simple_query(query)
+        .unwrap_or_else(|e| panic!("{query}: {e}"))
+        .into_iter()
+        .filter_map(|message| match message {
+            postgres::SimpleQueryMessage::Row(row) => Some(
+                (0..row.len())
+                    .map(|i| row.get(i).unwrap_or("NULL"))
+                    .collect::<Vec<_>>()
+                    .join(" | "),
+            ),
+            _ => None,
+        })
+        .collect()
+}

@@ -1,24 +1,6 @@
 //! Reporting (`sla.report`, `sla.open_clocks`, `sla.ticket_timeline`) and who
 //! may read clocks and notifications, on a real server.
-use pg_sla_client_tests::{query_int, sql_error, Client, Cluster};
-use postgres::SimpleQueryMessage;
-
-/// Every row of a query, its columns as text joined by " | ".
-fn rows(db: &mut Client, query: &str) -> Vec<String> {
-    db.simple_query(query)
-        .unwrap_or_else(|e| panic!("{query}: {e}"))
-        .into_iter()
-        .filter_map(|message| match message {
-            SimpleQueryMessage::Row(row) => Some(
-                (0..row.len())
-                    .map(|i| row.get(i).unwrap_or("NULL"))
-                    .collect::<Vec<_>>()
-                    .join(" | "),
-            ),
-            _ => None,
-        })
-        .collect()
-}
+use pg_sla_client_tests::{query_int, query_rows as rows, sql_error, Client, Cluster};
 
 /// A week of hand-worked history. Paris business hours are Mon–Fri
 /// 09:00–17:00 (UTC+1 in November); "vip" uses them, "standard" is 24/7.

@@ -3,25 +3,7 @@
 //! pg_dump and pg_restore carry settings, clocks, notifications and tracking.
 use std::process::Command;
 
-use pg_sla_client_tests::{query_int, query_text, Client, Cluster, NoTls};
-use postgres::SimpleQueryMessage;
-
-/// Every row of a query as text, columns joined by " | ".
-fn rows(db: &mut Client, query: &str) -> Vec<String> {
-    db.simple_query(query)
-        .unwrap_or_else(|e| panic!("{query}: {e}"))
-        .into_iter()
-        .filter_map(|message| match message {
-            SimpleQueryMessage::Row(row) => Some(
-                (0..row.len())
-                    .map(|i| row.get(i).unwrap_or("NULL"))
-                    .collect::<Vec<_>>()
-                    .join(" | "),
-            ),
-            _ => None,
-        })
-        .collect()
-}
+use pg_sla_client_tests::{query_int, query_rows as rows, query_text, Client, Cluster, NoTls};
 
 fn connect(cluster: &Cluster, database: &str) -> Client {
     let mut db = Client::connect(&cluster.connection_string(database, "postgres"), NoTls)
