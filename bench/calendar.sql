@@ -1,11 +1,7 @@
 -- Calendar arithmetic benchmark: run by bench/calendar.sh inside a scratch
 -- cluster with pg_sla installed from a release build. Prints ratios measured
 -- in this one run; absolute times are only context.
-\set ON_ERROR_STOP on
-\pset footer off
-SET max_parallel_workers_per_gather = 0;
-SET jit = off;
-SET TimeZone = 'UTC';
+\ir bench_time.sql
 
 CREATE EXTENSION IF NOT EXISTS pg_sla;
 INSERT INTO sla.calendars (name, definition) VALUES ('paris', '{
@@ -58,21 +54,6 @@ BEGIN
   END LOOP;
 END $$;
 
--- Median wall time in ms of `runs` executions of a query.
-CREATE OR REPLACE FUNCTION bench_time(query text, runs int DEFAULT 5)
-RETURNS float8 LANGUAGE plpgsql AS $$
-DECLARE
-  started timestamptz;
-  samples float8[] := '{}';
-BEGIN
-  EXECUTE query;  -- warm-up: caches, calendar chunks, buffers
-  FOR i IN 1..runs LOOP
-    started := clock_timestamp();
-    EXECUTE query;
-    samples := samples || extract(epoch FROM clock_timestamp() - started) * 1000;
-  END LOOP;
-  RETURN (SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY s) FROM unnest(samples) s);
-END $$;
 
 CREATE TEMP TABLE results AS
 SELECT

@@ -1,11 +1,7 @@
 -- SLA engine benchmark: run by bench/engine.sh in a scratch cluster with a
 -- release build of pg_sla. Prints figures measured in this one run.
-\set ON_ERROR_STOP on
-\pset footer off
-SET max_parallel_workers_per_gather = 0;
-SET jit = off;
-SET TimeZone = 'UTC';
 
+\ir bench_time.sql
 CREATE EXTENSION IF NOT EXISTS pg_sla;
 INSERT INTO sla.calendars (name, definition) VALUES
   ('paris', '{"timezone": "Europe/Paris",
@@ -222,7 +218,6 @@ VACUUM ANALYZE sla.clocks;
 VACUUM ANALYZE minimal_tracked;
 SELECT count(*) AS open_clocks FROM sla.clocks WHERE status IN ('running', 'due_soon', 'breached', 'paused') \gset
 
-\ir bench_time.sql
 
 \echo
 \echo 'Due processing with nothing due (median of 50 calls):'

@@ -3,12 +3,8 @@
 -- each figure is a median, printed with its ratio to a baseline measured in
 -- this run: the same aggregates over wall-clock durations, which a report
 -- without business hours would compute.
-\set ON_ERROR_STOP on
-\pset footer off
-SET max_parallel_workers_per_gather = 0;
-SET jit = off;
-SET TimeZone = 'UTC';
 
+\ir bench_time.sql
 CREATE EXTENSION IF NOT EXISTS pg_sla;
 INSERT INTO sla.calendars (name, definition) VALUES
   ('paris', '{"timezone": "Europe/Paris",
@@ -58,7 +54,6 @@ VACUUM ANALYZE sla.clocks;
 VACUUM ANALYZE tickets;
 SELECT count(*) AS clocks FROM sla.clocks \gset
 
-\ir bench_time.sql
 
 CREATE TABLE bench_report (measure text, ms float8);
 INSERT INTO bench_report VALUES
