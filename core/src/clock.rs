@@ -307,8 +307,11 @@ impl Clock {
     }
 
     fn pending_transition(&self) -> Option<Micros> {
-        if !self.is_open() || self.status == ClockStatus::Paused {
+        if !self.is_open() {
             return None;
+        }
+        if self.status == ClockStatus::Paused {
+            return self.breach_behind_pause();
         }
         let warn = self
             .warn_at
@@ -316,6 +319,18 @@ impl Clock {
         let release = self.release_at.filter(|_| self.released_at.is_none());
         let breach = self.due_at.filter(|_| self.breached_at.is_none());
         [warn, release, breach].into_iter().flatten().min()
+    }
+}
+
+impl Clock {
+    /// The deadline of a clock paused after it had passed, not yet recorded
+    /// as breached. Such a pause does not count, so the breach stands; due
+    /// processing records it during the pause, as it would have before, and
+    /// the outcome does not depend on when it last ran.
+    fn breach_behind_pause(&self) -> Option<Micros> {
+        let since = self.paused_since?;
+        let due = self.due_at?;
+        (self.breached_at.is_none() && since > due).then_some(due)
     }
 }
 
@@ -523,7 +538,17 @@ impl Transition {
 /// the breach: nobody needs "due soon" for a clock that is already late.
 pub fn apply_due(clock: &mut Clock, now: Micros) -> Vec<Transition> {
     let mut applied = Vec::new();
-    if !clock.is_open() || clock.status == ClockStatus::Paused {
+    if !clock.is_open() {
+        return applied;
+    }
+    if clock.status == ClockStatus::Paused {
+        // Only a breach that happened before the pause; nothing else moves
+        // while the clock is stopped.
+        if let Some(due) = clock.breach_behind_pause().filter(|&due| due < now) {
+            clock.breached_at = Some(due);
+            applied.push(Transition::Breached);
+        }
+        clock.next_transition_at = clock.pending_transition();
         return applied;
     }
     if let Some(release) = clock.release_at {

@@ -326,6 +326,35 @@ fn a_breached_ticket_paused_for_the_customer_still_shows_breached() {
     u.reconcile(created);
     u.set_paused(true, ny("2026-11-23 11:00"));
     assert_eq!(summarize(&u.clocks).status, Some(ClockStatus::Paused));
+
+    // Paused at 13:00, after the 12:00 deadline that due processing had not
+    // recorded yet: the pause does not count, the breach is still due, and
+    // due processing records it during the pause, dated at the deadline.
+    // The ticket ends as the first one, whenever due processing ran.
+    let mut v = Ticket::new(
+        Hours::Calendar(&cal),
+        created,
+        "p",
+        targets(Some(hours(2)), None, Some(hours(8))),
+    );
+    v.reconcile(created);
+    v.set_paused(true, ny("2026-11-23 13:00"));
+    assert_eq!(
+        v.clock(FR, 1).next_transition_at,
+        Some(ny("2026-11-23 12:00"))
+    );
+    assert_eq!(v.clock(RES, 1).next_transition_at, None);
+    assert_eq!(summarize(&v.clocks).status, Some(ClockStatus::Paused));
+    assert_eq!(
+        v.apply_due(FR, 1, ny("2026-11-23 13:01")),
+        vec![Transition::Breached]
+    );
+    let fr = v.clock(FR, 1);
+    assert_eq!(fr.status, ClockStatus::Paused);
+    assert_eq!(fr.breached_at, Some(ny("2026-11-23 12:00")));
+    assert_eq!(fr.next_transition_at, None);
+    assert_eq!(v.apply_due(FR, 1, ny("2026-11-23 14:00")), vec![]);
+    assert_eq!(summarize(&v.clocks), summary);
 }
 
 #[test]
@@ -2654,7 +2683,12 @@ impl Run<'_> {
             }
             match c.status {
                 ClockStatus::Paused => {
-                    prop_assert_eq!(c.next_transition_at, None);
+                    // Only a breach whose deadline passed before the pause
+                    // began is still to be recorded.
+                    let breach_behind = c
+                        .due_at
+                        .filter(|&due| c.breached_at.is_none() && c.paused_since > Some(due));
+                    prop_assert_eq!(c.next_transition_at, breach_behind, "{:?}", c);
                     prop_assert!(c.paused_since.is_some());
                     prop_assert_eq!(c.stopped_at, None);
                 }
@@ -2771,8 +2805,23 @@ impl Run<'_> {
             if transitions.is_empty() {
                 prop_assert_eq!(&before, &*c);
             }
-            if !before.is_open() || before.status == ClockStatus::Paused {
+            if !before.is_open() {
                 prop_assert!(transitions.is_empty());
+            }
+            if before.status == ClockStatus::Paused {
+                // Only the breach of a deadline that had passed before the
+                // pause began; the clock stays paused.
+                let behind = before.due_at.filter(|&due| {
+                    before.breached_at.is_none() && before.paused_since > Some(due) && due < now
+                });
+                let expected = if behind.is_some() {
+                    vec![Transition::Breached]
+                } else {
+                    vec![]
+                };
+                prop_assert_eq!(&transitions, &expected);
+                prop_assert_eq!(c.status, ClockStatus::Paused);
+                prop_assert!(c.next_transition_at.is_none_or(|t| t > now));
             }
             // Exactly once: again at the same instant does nothing.
             let after = c.clone();
