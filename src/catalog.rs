@@ -262,24 +262,45 @@ fn update_prepared<'conn>(
     client.update(&*statement, None, args)
 }
 
-/// Forces generic plans while alive (unwinding included), as
-/// `plan_cache_mode = force_generic_plan` would without a GUC round trip.
-struct GenericPlans(std::ffi::c_int);
+/// While alive (unwinding included): generic plans, as `plan_cache_mode =
+/// force_generic_plan` would without a GUC round trip, and plans of probes
+/// by key or row address only. A plan is kept until `sla.clocks` changes; one
+/// made while the table was nearly empty would otherwise scan or hash the
+/// whole table for every ticket once it has grown.
+struct GenericPlans {
+    plan_cache_mode: std::ffi::c_int,
+    seqscan: bool,
+    hashjoin: bool,
+    mergejoin: bool,
+}
 
 impl GenericPlans {
     fn force() -> Self {
         unsafe {
-            let previous = pg_sys::plan_cache_mode;
+            let saved = GenericPlans {
+                plan_cache_mode: pg_sys::plan_cache_mode,
+                seqscan: pg_sys::enable_seqscan,
+                hashjoin: pg_sys::enable_hashjoin,
+                mergejoin: pg_sys::enable_mergejoin,
+            };
             pg_sys::plan_cache_mode =
                 pg_sys::PlanCacheMode::PLAN_CACHE_MODE_FORCE_GENERIC_PLAN as _;
-            GenericPlans(previous)
+            pg_sys::enable_seqscan = false;
+            pg_sys::enable_hashjoin = false;
+            pg_sys::enable_mergejoin = false;
+            saved
         }
     }
 }
 
 impl Drop for GenericPlans {
     fn drop(&mut self) {
-        unsafe { pg_sys::plan_cache_mode = self.0 };
+        unsafe {
+            pg_sys::plan_cache_mode = self.plan_cache_mode;
+            pg_sys::enable_seqscan = self.seqscan;
+            pg_sys::enable_hashjoin = self.hashjoin;
+            pg_sys::enable_mergejoin = self.mergejoin;
+        }
     }
 }
 
@@ -708,12 +729,20 @@ pub fn tickets_by_assignee(
 /// (`rule`) and nobody else holds it; when `fire`, writes and sends its
 /// `breach_alert` notification in the same statement. Returns whether the
 /// rule was updated.
-pub fn update_alert_rule(rule: &AlertRule, alerting: bool, breached: i32, fire: bool) -> bool {
+/// `at` is the time due processing runs at: the alert's time, as for the
+/// other notifications.
+pub fn update_alert_rule(
+    rule: &AlertRule,
+    alerting: bool,
+    breached: i32,
+    fire: bool,
+    at: Micros,
+) -> bool {
     let query = format!(
         "WITH updated AS (
            UPDATE sla.alert_rules r
               SET alerting = $2, breached_count = $3,
-                  alerted_at = CASE WHEN $4 THEN now() ELSE r.alerted_at END
+                  alerted_at = CASE WHEN $4 THEN $10 ELSE r.alerted_at END
             WHERE r.id = (SELECT id FROM sla.alert_rules
                            WHERE id = $1 AND enabled AND alerting = $5 AND min_breached = $6
                              AND recipient = $7 AND ticket_table IS NOT DISTINCT FROM $8::oid::regclass
@@ -721,9 +750,10 @@ pub fn update_alert_rule(rule: &AlertRule, alerting: bool, breached: i32, fire: 
                              FOR UPDATE SKIP LOCKED)
            RETURNING r.*),
          inserted AS (
-           INSERT INTO sla.notifications (ticket_table, step, kind, recipient, breached_count, message)
+           INSERT INTO sla.notifications (ticket_table, step, kind, recipient, breached_count, message,
+                                          created_at)
            SELECT u.ticket_table, 'breach_alert', 'breach_alert', u.recipient, $3,
-                  format('%s breached open tickets (alert threshold %s)', $3, u.min_breached)
+                  format('%s breached open tickets (alert threshold %s)', $3, u.min_breached), $10
              FROM updated u WHERE $4
            RETURNING *),
          notified AS ({NOTIFY_INSERTED})
@@ -739,6 +769,7 @@ pub fn update_alert_rule(rule: &AlertRule, alerting: bool, breached: i32, fire: 
         rule.recipient.clone().into(),
         rule.table.into(),
         rule.every_assignee.into(),
+        timestamptz(at).into(),
     ];
     spi_or_error(Spi::connect_mut(|client| {
         let rows = client.update(&query, None, &args)?;

@@ -259,15 +259,26 @@ fn pause_resume_reopen_policy_switch_and_edits() {
     );
     assert_eq!(ticket(&mut db, 1).split(' ').nth(1), Some("paused"));
     assert_eq!(
-        int(&mut db, "SELECT count(*) FROM sla.clocks WHERE ticket_id = '1' AND next_transition_at IS NOT NULL"),
+        int(&mut db, "SELECT count(*) FROM sla.clocks WHERE ticket_id = '1' AND metric = 'resolution' AND next_transition_at IS NOT NULL"),
         0,
         "a paused clock has nothing due"
     );
+    // But the first response, paused after its 09:30 deadline, still has
+    // its breach to record.
+    assert_eq!(
+        text(&mut db, "SELECT next_transition_at::text FROM sla.clocks WHERE ticket_id = '1' AND metric = 'first_response'"),
+        "2026-11-30 09:30:00-05"
+    );
     assert_eq!(
         process_due(&mut db, "2026-12-31"),
-        1,
-        "only ticket 2's clock"
+        2,
+        "ticket 2's clock, and ticket 1's first response breached before its pause"
     );
+    assert_eq!(
+        text(&mut db, "SELECT status || ' ' || breached_at FROM sla.clocks WHERE ticket_id = '1' AND metric = 'first_response'"),
+        "paused 2026-11-30 09:30:00-05"
+    );
+    assert_eq!(ticket(&mut db, 1).split(' ').nth(1), Some("breached"));
     db.batch_execute(
         "SET pg_sla.event_time = '2026-12-01 09:00';
          UPDATE tickets SET status = 'open' WHERE id = 1;",
@@ -919,4 +930,48 @@ fn due_processing_skips_tickets_an_application_holds() {
         text(&mut db, "SELECT string_agg(ticket_id, ',' ORDER BY ticket_id) FROM sla.notifications WHERE kind = 'breached'"),
         "1,2"
     );
+}
+
+/// Ticket triggers keep the plans of their clock read and write for the
+/// session's life. Made while `sla.clocks` was nearly empty, they must still
+/// probe by key and row address once it has grown: a scan or hash of the
+/// whole table would then run for every ticket.
+#[test]
+fn kept_clock_plans_probe_by_key_even_when_made_on_an_empty_table() {
+    // No autovacuum: its ANALYZE would make the session plan again.
+    let cluster = Cluster::start("kept-plans", &["autovacuum = off"]);
+    let mut db = cluster.connect();
+    setup(&mut db);
+    db.batch_execute(
+        "INSERT INTO tickets (id, created_at) VALUES (1, '2026-11-30 09:00');
+         UPDATE tickets SET last_agent_reply_at = '2026-11-30 09:05' WHERE id = 1;
+         INSERT INTO tickets (id, created_at)
+         SELECT g, '2026-11-30 09:00' FROM generate_series(2, 20000) g;
+         LOAD 'auto_explain';
+         SET auto_explain.log_min_duration = 0;
+         SET auto_explain.log_nested_statements = on;
+         DO $$ BEGIN RAISE WARNING 'kept plans: from here'; END $$;
+         UPDATE tickets SET last_agent_reply_at = '2026-11-30 09:05' WHERE id IN (2, 3);",
+    )
+    .unwrap();
+    assert!(int(&mut db, "SELECT count(*) FROM sla.clocks") >= 20000);
+    let log = cluster.server_log();
+    let plans = &log[log.find("kept plans: from here").expect("marker logged")..];
+    let clock_plans: Vec<&str> = plans
+        .split("duration:")
+        // The kept statements read their tickets from arrays.
+        .filter(|plan| plan.contains("sla.clocks") && plan.contains("unnest("))
+        .collect();
+    assert!(
+        clock_plans.len() >= 4,
+        "the clock read and write of both tickets were explained:\n{plans}"
+    );
+    for plan in clock_plans {
+        assert!(
+            !plan.contains("Seq Scan on clocks")
+                && !plan.contains("Hash Join")
+                && !plan.contains("Merge Join"),
+            "a kept plan scans sla.clocks:\n{plan}"
+        );
+    }
 }
