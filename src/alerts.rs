@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use pgrx::prelude::*;
-use sla_core::{alert_step, AlertStep};
+use sla_core::{alert_step, AlertStep, Micros};
 
 use crate::catalog::{self, AlertRule};
 use crate::security::{as_sla_owner, run_as};
@@ -29,7 +29,7 @@ impl TableCount {
 }
 
 /// Evaluates every enabled alert rule. Returns how many alerts it sent.
-pub fn evaluate(settings: &Settings) -> i32 {
+pub fn evaluate(settings: &Settings, at: Micros) -> i32 {
     let rules = as_sla_owner(catalog::enabled_alert_rules);
     if rules.is_empty() {
         return 0;
@@ -70,7 +70,7 @@ pub fn evaluate(settings: &Settings) -> i32 {
             AlertStep::Stay => rule.alerting,
         };
         let fire = step == AlertStep::Fire;
-        if as_sla_owner(|| catalog::update_alert_rule(rule, alerting, breached, fire)) && fire {
+        if as_sla_owner(|| catalog::update_alert_rule(rule, alerting, breached, fire, at)) && fire {
             sent += 1;
         }
     }

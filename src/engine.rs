@@ -96,7 +96,7 @@ fn process_due(
         }
     }
     if applied > 0 || alerts_evaluated_long_ago() {
-        if let Err(Failure { message, .. }) = attempt(|| alerts::evaluate(&settings)) {
+        if let Err(Failure { message, .. }) = attempt(|| alerts::evaluate(&settings, at)) {
             let message = format!("pg_sla: breach alerts failed: {message}");
             pgrx::warning!("{message}");
             record_failure(message);
