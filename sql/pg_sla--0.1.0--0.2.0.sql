@@ -78,7 +78,8 @@ CREATE POLICY readable_tickets ON sla.notifications FOR SELECT USING (
 
 -- Writes stay governed by table privileges alone, as before row security:
 -- only roles the owner granted them may write (a retention job deleting old
--- notifications, say); what they read to do it is still the rows above.
+-- notifications, say). A statement that reads columns (a WHERE clause on
+-- them) reaches only the rows above; one that reads none reaches every row.
 CREATE POLICY granted_writes ON sla.clocks FOR INSERT WITH CHECK (true);
 CREATE POLICY granted_updates ON sla.clocks FOR UPDATE USING (true);
 CREATE POLICY granted_deletes ON sla.clocks FOR DELETE USING (true);
