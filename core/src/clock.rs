@@ -306,6 +306,16 @@ impl Clock {
         Ok(())
     }
 
+    /// The deadline of a clock paused after it had passed, not yet recorded
+    /// as breached. Such a pause does not count, so the breach stands; due
+    /// processing records it during the pause, as it would have before, and
+    /// the outcome does not depend on when it last ran.
+    fn breach_behind_pause(&self) -> Option<Micros> {
+        let since = self.paused_since?;
+        let due = self.due_at?;
+        (self.breached_at.is_none() && since > due).then_some(due)
+    }
+
     fn pending_transition(&self) -> Option<Micros> {
         if !self.is_open() {
             return None;
@@ -319,18 +329,6 @@ impl Clock {
         let release = self.release_at.filter(|_| self.released_at.is_none());
         let breach = self.due_at.filter(|_| self.breached_at.is_none());
         [warn, release, breach].into_iter().flatten().min()
-    }
-}
-
-impl Clock {
-    /// The deadline of a clock paused after it had passed, not yet recorded
-    /// as breached. Such a pause does not count, so the breach stands; due
-    /// processing records it during the pause, as it would have before, and
-    /// the outcome does not depend on when it last ran.
-    fn breach_behind_pause(&self) -> Option<Micros> {
-        let since = self.paused_since?;
-        let due = self.due_at?;
-        (self.breached_at.is_none() && since > due).then_some(due)
     }
 }
 
