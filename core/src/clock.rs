@@ -83,14 +83,23 @@ impl ClockStatus {
         ClockStatus::ALL.into_iter().find(|s| s.as_str() == text)
     }
 
+    /// Statuses of a clock still counting (or paused): it can still move.
+    /// The SQL helper `sla.clock_is_open` and the reports say the same; a
+    /// test compares them.
+    pub const OPEN: [ClockStatus; 4] = [
+        ClockStatus::Running,
+        ClockStatus::DueSoon,
+        ClockStatus::Breached,
+        ClockStatus::Paused,
+    ];
+
+    /// Statuses a clock that breached and is still open can have (paused
+    /// after the breach, or not): with `breached_at` set, see
+    /// [`Clock::is_breached_open`].
+    pub const BREACHED_OPEN: [ClockStatus; 2] = [ClockStatus::Breached, ClockStatus::Paused];
+
     pub fn is_open(self) -> bool {
-        matches!(
-            self,
-            ClockStatus::Running
-                | ClockStatus::DueSoon
-                | ClockStatus::Breached
-                | ClockStatus::Paused
-        )
+        ClockStatus::OPEN.contains(&self)
     }
 
     /// Rank for the ticket's summary status: the worst open clock wins.
@@ -111,11 +120,12 @@ pub struct Targets {
     pub first_response: Option<Micros>,
     pub next_response: Option<Micros>,
     pub resolution: Option<Micros>,
-    /// Fraction of a target after which the clock is due soon.
-    pub warn_at: Option<f64>,
+    /// Fraction of a target after which the clock is due soon (the
+    /// policy's `warn_at` column; the clock's `warn_at` is the instant).
+    pub warn_fraction: Option<f64>,
     /// Fraction of the first-response target after which an unanswered
-    /// ticket loses its assignee.
-    pub release_ownership_at: Option<f64>,
+    /// ticket loses its assignee (the policy's `release_ownership_at`).
+    pub release_fraction: Option<f64>,
 }
 
 impl Targets {
@@ -153,7 +163,9 @@ impl Hours<'_> {
         }
     }
 
-    fn between(&self, from: Micros, to: Micros) -> Result<Micros> {
+    /// Business time in `[from, to)`, zero when `to` is not after `from`:
+    /// what a clock counts, and what reports measure clocks with.
+    pub fn between(&self, from: Micros, to: Micros) -> Result<Micros> {
         if to <= from {
             return Ok(0);
         }
@@ -233,6 +245,12 @@ impl Clock {
         self.status.is_open()
     }
 
+    /// Breached and still open: what breach alerts count and reports call
+    /// "breached now". A pause does not undo the lateness.
+    pub fn is_breached_open(&self) -> bool {
+        self.breached_at.is_some() && ClockStatus::BREACHED_OPEN.contains(&self.status)
+    }
+
     /// The status of an open clock that is not paused, from what has
     /// already happened to it.
     fn running_status(&self) -> ClockStatus {
@@ -296,9 +314,9 @@ impl Clock {
             hours.add(self.started_at, part + self.paused_time)
         };
         self.due_at = Some(hours.add(self.started_at, self.target + self.paused_time)?);
-        self.warn_at = targets.warn_at.map(&shifted).transpose()?;
+        self.warn_at = targets.warn_fraction.map(&shifted).transpose()?;
         self.release_at = if self.metric == Metric::FirstResponse && releasable {
-            targets.release_ownership_at.map(&shifted).transpose()?
+            targets.release_fraction.map(&shifted).transpose()?
         } else {
             None
         };
@@ -527,6 +545,53 @@ impl Transition {
             Transition::DueSoon => "due_soon",
             Transition::Breached => "breached",
             Transition::OwnershipReleased => "ownership_released",
+        }
+    }
+}
+
+/// What a row of `sla.notifications` announces (its `kind`): a transition,
+/// the customer feedback message a transition sends, or a breach alert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotificationKind {
+    DueSoon,
+    Breached,
+    OwnershipReleased,
+    CustomerFeedback,
+    BreachAlert,
+}
+
+impl NotificationKind {
+    pub const ALL: [NotificationKind; 5] = [
+        NotificationKind::DueSoon,
+        NotificationKind::Breached,
+        NotificationKind::OwnershipReleased,
+        NotificationKind::CustomerFeedback,
+        NotificationKind::BreachAlert,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotificationKind::DueSoon => "due_soon",
+            NotificationKind::Breached => "breached",
+            NotificationKind::OwnershipReleased => "ownership_released",
+            NotificationKind::CustomerFeedback => "customer_feedback",
+            NotificationKind::BreachAlert => "breach_alert",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<NotificationKind> {
+        NotificationKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == text)
+    }
+}
+
+impl From<Transition> for NotificationKind {
+    fn from(transition: Transition) -> Self {
+        match transition {
+            Transition::DueSoon => NotificationKind::DueSoon,
+            Transition::Breached => NotificationKind::Breached,
+            Transition::OwnershipReleased => NotificationKind::OwnershipReleased,
         }
     }
 }

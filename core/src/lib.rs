@@ -16,8 +16,8 @@ mod timeline;
 pub use alert::{alert_step, AlertStep};
 pub use calendar::{Calendar, CalendarSpec, Window};
 pub use clock::{
-    apply_due, reconcile, summarize, Clock, ClockStatus, Hours, Metric, Summary, Targets,
-    TicketFacts, Transition,
+    apply_due, reconcile, summarize, Clock, ClockStatus, Hours, Metric, NotificationKind, Summary,
+    Targets, TicketFacts, Transition,
 };
 pub use error::Error;
 pub use timeline::{set_interrupt_check, Periods, MAX_INSTANT, MIN_INSTANT};

@@ -5,7 +5,164 @@
 //! matches when every named column holds one of its accepted values, compared
 //! as PostgreSQL prints them; JSON `null` accepts SQL NULL. `{}` matches
 //! every ticket.
+use std::borrow::{Borrow, Cow};
+
 use serde_json::Value;
+
+use crate::clock::Targets;
+use crate::MICROS_PER_DAY;
+
+/// A row of `sla.policies`, parsed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Policy {
+    pub name: String,
+    pub position: i32,
+    pub enabled: bool,
+    /// The calendar the policy's clocks run on; `None` is 24/7.
+    pub calendar: Option<String>,
+    pub conditions: Vec<Condition>,
+    pub targets: Targets,
+    pub feedback_message: Option<String>,
+    pub pause_statuses: Vec<String>,
+}
+
+/// The enabled policies in the order they are tried: by position, then by
+/// name in byte order (the same order whatever the database's collation).
+pub struct PolicyOrder<P> {
+    ordered: Vec<P>,
+}
+
+impl<P: Borrow<Policy>> PolicyOrder<P> {
+    pub fn new(policies: impl IntoIterator<Item = P>) -> Self {
+        let mut ordered: Vec<P> = policies
+            .into_iter()
+            .filter(|p| Borrow::<Policy>::borrow(p).enabled)
+            .collect();
+        ordered.sort_by(|a, b| {
+            let (a, b): (&Policy, &Policy) = (a.borrow(), b.borrow());
+            (a.position, a.name.as_bytes()).cmp(&(b.position, b.name.as_bytes()))
+        });
+        PolicyOrder { ordered }
+    }
+
+    /// The policy that applies to a ticket: the first in this order whose
+    /// conditions the ticket meets. `value_of` reads a column of the ticket;
+    /// it may be asked for the same column more than once.
+    pub fn choose<'v>(&self, mut value_of: impl FnMut(&str) -> ColumnValue<'v>) -> Option<&P> {
+        self.ordered
+            .iter()
+            .find(|policy| matches(&Borrow::<Policy>::borrow(*policy).conditions, &mut value_of))
+    }
+
+    pub fn as_slice(&self) -> &[P] {
+        &self.ordered
+    }
+}
+
+/// A target as PostgreSQL gives an interval: months, days and microseconds
+/// kept apart, and the value as PostgreSQL prints it, for messages.
+#[derive(Debug, Clone, Copy)]
+pub struct IntervalValue<'a> {
+    pub months: i32,
+    pub days: i32,
+    pub micros: i64,
+    pub printed: &'a str,
+}
+
+/// A policy row as written, before it is accepted.
+#[derive(Debug, Clone)]
+pub struct PolicyDraft<'a> {
+    pub name: &'a str,
+    pub first_response: Option<IntervalValue<'a>>,
+    pub next_response: Option<IntervalValue<'a>>,
+    pub resolution: Option<IntervalValue<'a>>,
+    pub warn_at: Option<f64>,
+    pub release_ownership_at: Option<f64>,
+    pub conditions: &'a Value,
+    pub pause_statuses: &'a [Option<String>],
+}
+
+/// Why a policy row is refused: a message that names the policy, the field
+/// and the value, and a hint when there is one. Every problem is invalid
+/// input (SQLSTATE 22023).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyError {
+    pub message: String,
+    pub hint: Option<&'static str>,
+}
+
+/// Checks a policy row: what the `sla.policies` CHECK constraint calls, and
+/// what every policy read into a cache has passed.
+pub fn validate(draft: &PolicyDraft) -> Result<(), PolicyError> {
+    let name = draft.name;
+    let refuse = |message: String| PolicyError {
+        message: format!("policy \"{name}\": {message}"),
+        hint: None,
+    };
+    for (field, target) in [
+        ("first_response", draft.first_response),
+        ("next_response", draft.next_response),
+        ("resolution", draft.resolution),
+    ] {
+        let Some(target) = target else { continue };
+        // PostgreSQL compares intervals with a day as 24 hours.
+        let positive =
+            i128::from(target.days) * i128::from(MICROS_PER_DAY) + i128::from(target.micros) > 0;
+        if target.months != 0 || !positive {
+            return Err(PolicyError {
+                hint: Some("Use hours, minutes or days, e.g. '30 minutes' or '3 days'."),
+                ..refuse(format!(
+                    "{field} must be a positive interval without months or years, got {}",
+                    target.printed
+                ))
+            });
+        }
+    }
+    for (field, fraction) in [
+        ("warn_at", draft.warn_at),
+        ("release_ownership_at", draft.release_ownership_at),
+    ] {
+        if let Some(value) = fraction {
+            if !(value > 0.0 && value < 1.0) {
+                return Err(refuse(format!(
+                    "{field} must be a fraction between 0 and 1 (exclusive), got {}",
+                    print_float(value)
+                )));
+            }
+        }
+    }
+    if draft.release_ownership_at.is_some() && draft.first_response.is_none() {
+        return Err(refuse(
+            "release_ownership_at needs a first_response target".to_owned(),
+        ));
+    }
+    parse_conditions(draft.conditions).map_err(refuse)?;
+    if draft.pause_statuses.iter().any(Option::is_none) {
+        return Err(refuse("pause_statuses must not contain NULL".to_owned()));
+    }
+    Ok(())
+}
+
+/// A double as PostgreSQL prints it (shortest exact form, `NaN`,
+/// `Infinity`).
+fn print_float(value: f64) -> String {
+    if value.is_nan() {
+        "NaN".to_owned()
+    } else if value.is_infinite() {
+        if value > 0.0 { "Infinity" } else { "-Infinity" }.to_owned()
+    } else if value != 0.0 && !(1e-4..1e15).contains(&value.abs()) {
+        // PostgreSQL switches to an exponent outside this range: 1e+20.
+        let printed = format!("{value:e}");
+        match printed.split_once('e') {
+            Some((mantissa, exponent)) if !exponent.starts_with('-') => {
+                format!("{mantissa}e+{exponent}")
+            }
+            _ => printed,
+        }
+    } else {
+        format!("{value}")
+    }
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Condition {
@@ -14,13 +171,14 @@ pub struct Condition {
     pub accepted: Vec<Option<String>>,
 }
 
-/// What a ticket's column holds, as seen by the matcher.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What a ticket's column holds, as seen by the matcher: text as
+/// PostgreSQL prints the value, borrowed or owned.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ColumnValue<'a> {
     /// The ticket table has no such column: the condition cannot hold.
     Absent,
     Null,
-    Text(&'a str),
+    Text(Cow<'a, str>),
 }
 
 /// Parses a policy's `conditions` object (the field names in errors are
@@ -82,7 +240,7 @@ pub fn matches<'a>(
             ColumnValue::Text(text) => condition
                 .accepted
                 .iter()
-                .any(|accepted| accepted.as_deref() == Some(text)),
+                .any(|accepted| accepted.as_deref() == Some(&*text)),
         })
 }
 
@@ -95,7 +253,7 @@ mod tests {
         move |column| match row.iter().find(|(c, _)| *c == column) {
             None => ColumnValue::Absent,
             Some((_, None)) => ColumnValue::Null,
-            Some((_, Some(v))) => ColumnValue::Text(v),
+            Some((_, Some(v))) => ColumnValue::Text((*v).into()),
         }
     }
 

@@ -65,8 +65,8 @@ fn targets(
         first_response,
         next_response,
         resolution,
-        warn_at: None,
-        release_ownership_at: None,
+        warn_fraction: None,
+        release_fraction: None,
     }
 }
 
@@ -258,7 +258,7 @@ fn warning_at_half_the_target_then_breach() {
     let cal = weekdays(NY, "");
     let created = ny("2026-11-23 10:00");
     let mut policy = targets(Some(hours(2)), None, None);
-    policy.warn_at = Some(0.5);
+    policy.warn_fraction = Some(0.5);
     let mut t = Ticket::new(Hours::Calendar(&cal), created, "p", policy);
     t.reconcile(created);
 
@@ -362,7 +362,7 @@ fn warning_and_breach_both_due_fold_into_one_breach() {
     let cal = weekdays(NY, "");
     let created = ny("2026-11-23 10:00");
     let mut policy = targets(Some(hours(2)), None, None);
-    policy.warn_at = Some(0.5);
+    policy.warn_fraction = Some(0.5);
     let mut t = Ticket::new(Hours::Calendar(&cal), created, "p", policy);
     t.reconcile(created);
 
@@ -385,7 +385,7 @@ fn worker_first_looking_exactly_at_the_deadline_warns_without_breaching() {
     let cal = weekdays(NY, "");
     let created = ny("2026-11-23 10:00");
     let mut policy = targets(Some(hours(2)), None, None);
-    policy.warn_at = Some(0.5);
+    policy.warn_fraction = Some(0.5);
     let mut t = Ticket::new(Hours::Calendar(&cal), created, "p", policy);
     t.reconcile(created);
     // Warning 11:00, due 12:00. The worker first looks at 12:00 exactly: the
@@ -407,7 +407,7 @@ fn warning_can_land_on_a_closing_time() {
     let cal = weekdays(NY, "");
     let created = ny("2026-11-20 16:00");
     let mut policy = targets(Some(hours(2)), None, None);
-    policy.warn_at = Some(0.5);
+    policy.warn_fraction = Some(0.5);
     let mut t = Ticket::new(Hours::Calendar(&cal), created, "p", policy);
     t.reconcile(created);
     // Half of 2 h from Fri 16:00 is reached at the Friday closing (the
@@ -427,8 +427,8 @@ fn release_policy() -> Targets {
         first_response: Some(hours(4)),
         next_response: None,
         resolution: Some(hours(8)),
-        warn_at: Some(0.5),
-        release_ownership_at: Some(0.25),
+        warn_fraction: Some(0.5),
+        release_fraction: Some(0.25),
     }
 }
 
@@ -522,7 +522,7 @@ fn no_release_without_an_assignee_column_or_a_release_fraction() {
 
     // Releasable, but the policy has no release fraction.
     let mut policy = release_policy();
-    policy.release_ownership_at = None;
+    policy.release_fraction = None;
     let mut t = Ticket::new(Hours::Calendar(&cal), created, "p", policy);
     t.releasable = true;
     t.reconcile(created);
@@ -857,7 +857,7 @@ fn pause_freezes_the_clock_and_resume_shifts_its_deadlines() {
     let cal = weekdays(NY, "");
     let created = ny("2026-11-23 10:00");
     let mut policy = targets(None, None, Some(hours(4)));
-    policy.warn_at = Some(0.5);
+    policy.warn_fraction = Some(0.5);
     let mut t = Ticket::new(Hours::Calendar(&cal), created, "p", policy);
     t.reconcile(created);
     // 4 h from Mon 10:00: warning 12:00, due 14:00.
@@ -1036,7 +1036,7 @@ fn policy_switch_keeps_a_breach_already_applied() {
 fn always_open_hours_are_plain_elapsed_time() {
     let created = utc("2026-11-20 16:45");
     let mut policy = targets(Some(minutes(30)), None, Some(hours(72)));
-    policy.warn_at = Some(0.5);
+    policy.warn_fraction = Some(0.5);
     let mut t = Ticket::new(Hours::AlwaysOpen, created, "p", policy);
     t.reconcile(created);
     // Fri 16:45 + 30 min = 17:15, warning at 17:00; + 72 h = Mon 16:45,
@@ -2178,12 +2178,12 @@ fn target() -> impl Strategy<Value = Option<Micros>> {
 
 fn any_targets() -> impl Strategy<Value = Targets> {
     (target(), target(), target(), fraction(), fraction()).prop_map(
-        |(first_response, next_response, resolution, warn_at, release_ownership_at)| Targets {
+        |(first_response, next_response, resolution, warn_fraction, release_fraction)| Targets {
             first_response,
             next_response,
             resolution,
-            warn_at,
-            release_ownership_at,
+            warn_fraction,
+            release_fraction,
         },
     )
 }
