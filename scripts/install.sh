@@ -15,4 +15,4 @@ cargo pgrx install "${args[@]}"
 # cargo-pgrx installs this version's script and the upgrade scripts; the
 # install scripts of released versions (frozen in sql/) let
 # CREATE EXTENSION pg_sla VERSION '0.1.0' work, which the upgrade tests use.
-"${sudo[@]}" cp sql/pg_sla--0.1.0.sql "$("$pg_config" --sharedir)/extension/"
+"${sudo[@]}" cp sql/pg_sla--0.1.0.sql sql/pg_sla--0.2.0.sql "$("$pg_config" --sharedir)/extension/"

@@ -2,34 +2,14 @@
 -- ticket's timeline. Everything here is plain SQL over sla.clocks, readable
 -- from any client.
 
--- Business time from from_ts to to_ts in a calendar, or wall-clock time when
--- calendar is NULL (a 24/7 policy); zero when to_ts is not after from_ts.
--- These two SQL functions are inlined into the caller's query for speed, so
--- they cannot carry a search_path: every name in them is qualified, or a
--- function or operator planted in a schema on the caller's path would run
--- with the caller's privileges.
-CREATE FUNCTION sla.clock_business_time(calendar text, from_ts timestamptz, to_ts timestamptz)
-RETURNS interval LANGUAGE sql STABLE PARALLEL SAFE AS $$
-    SELECT CASE
-        WHEN from_ts IS NULL OR to_ts IS NULL THEN NULL
-        WHEN to_ts OPERATOR(pg_catalog.<=) from_ts THEN '0'::pg_catalog.interval
-        WHEN calendar IS NULL THEN pg_catalog.make_interval(secs =>
-            pg_catalog.date_part('epoch', to_ts OPERATOR(pg_catalog.-) from_ts))
-        ELSE sla.business_time_between(calendar, from_ts, to_ts)
-    END
-$$;
+-- sla.clock_business_time (business time from from_ts to to_ts in a
+-- calendar, wall-clock time when calendar is NULL, zero when to_ts is not
+-- after from_ts) and sla.event_time are Rust functions (src/reporting.rs):
+-- reports measure time exactly as the clocks do, and no search_path can
+-- redirect them.
 COMMENT ON FUNCTION sla.clock_business_time(text, timestamptz, timestamptz) IS
     'pg_sla: business time between two instants in a calendar, wall-clock time for a NULL (24/7) calendar, never negative';
 
--- The time reports measure "now" at: pg_sla.event_time when set (replays),
--- else the transaction's time, as the ticket triggers do.
-CREATE FUNCTION sla.event_time() RETURNS timestamptz
-LANGUAGE sql STABLE PARALLEL SAFE AS $$
-    SELECT CASE WHEN pg_catalog.btrim(pg_catalog.current_setting('pg_sla.event_time', true))
-                     OPERATOR(pg_catalog.<>) ''
-                THEN pg_catalog.current_setting('pg_sla.event_time')::pg_catalog.timestamptz
-                ELSE pg_catalog.now() END
-$$;
 COMMENT ON FUNCTION sla.event_time() IS
     'pg_sla: the setting pg_sla.event_time when set, else now()';
 
@@ -108,7 +88,7 @@ SELECT c.ticket_table,
 FROM sla.clocks c
 LEFT JOIN sla.policies p ON p.name = c.policy
 CROSS JOIN (SELECT sla.event_time() AS now) n
-WHERE c.status IN ('running', 'due_soon', 'breached', 'paused')
+WHERE sla.clock_is_open(c.status)
   AND (c.ticket_table = ANY ((SELECT sla.readable_tracked_tables())::regclass[])
        OR (SELECT sla.reads_all_data())
        OR (c.ticket_table <> ALL ((SELECT sla.tracked_table_list())::regclass[])
@@ -219,14 +199,14 @@ BEGIN
                         THEN greatest(sla.clock_business_time(p.calendar, c.started_at, c.stopped_at)
                                       - c.paused_time, interval ''0'')
                    END AS time_to_stop,
-                   c.status IN (''breached'', ''paused'') AND c.breached_at IS NOT NULL AS breached_open
+                   sla.clock_is_breached_open(c.status, c.breached_at) AS breached_open
             FROM clocks c LEFT JOIN sla.policies p ON p.name = c.policy)
          SELECT m.policy, m.metric::text, m.group_values,
                 count(*),
                 count(*) FILTER (WHERE m.status = ''achieved''),
                 count(*) FILTER (WHERE m.status = ''missed''),
                 count(*) FILTER (WHERE m.status = ''cancelled''),
-                count(*) FILTER (WHERE m.status IN (''running'', ''due_soon'', ''breached'', ''paused'')),
+                count(*) FILTER (WHERE sla.clock_is_open(m.status)),
                 count(*) FILTER (WHERE m.breached_open),
                 round(100.0 * count(*) FILTER (WHERE m.status = ''achieved'')
                       / nullif(count(*) FILTER (WHERE m.status IN (''achieved'', ''missed'') OR m.breached_open), 0), 1),

@@ -5,9 +5,9 @@ use std::collections::{BTreeMap, HashMap};
 use pgrx::prelude::*;
 use sla_core::{alert_step, AlertStep, Micros};
 
-use crate::catalog::{self, AlertRule};
-use crate::security::{as_sla_owner, run_as};
-use crate::settings::{Settings, TrackedTable};
+use crate::configuration::{Configuration, TrackedTable};
+use crate::store::alert_rules::{self, AlertRule};
+use crate::store::{clocks, tickets};
 use crate::subxact::{attempt, Failure};
 
 /// Breached open tickets of one table: in all, and per recipient when the
@@ -29,14 +29,14 @@ impl TableCount {
 }
 
 /// Evaluates every enabled alert rule. Returns how many alerts it sent.
-pub fn evaluate(settings: &Settings, at: Micros) -> i32 {
-    let rules = as_sla_owner(catalog::enabled_alert_rules);
+pub fn evaluate(configuration: &Configuration, at: Micros) -> i32 {
+    let rules = alert_rules::enabled();
     if rules.is_empty() {
         return 0;
     }
     let every_table = rules.iter().any(|rule| rule.table.is_none());
     let mut counts: BTreeMap<u32, Option<TableCount>> = BTreeMap::new();
-    for table in settings.tracked.values() {
+    for table in configuration.tracked.values() {
         let in_scope = every_table || rules.iter().any(|r| r.table == Some(table.relid));
         if !in_scope {
             continue;
@@ -70,7 +70,7 @@ pub fn evaluate(settings: &Settings, at: Micros) -> i32 {
             AlertStep::Stay => rule.alerting,
         };
         let fire = step == AlertStep::Fire;
-        if as_sla_owner(|| catalog::update_alert_rule(rule, alerting, breached, fire, at)) && fire {
+        if alert_rules::update(rule, alerting, breached, fire, at) && fire {
             sent += 1;
         }
     }
@@ -87,11 +87,11 @@ fn count_table(table: &TrackedTable, recipients: &[String]) -> Option<TableCount
         return None;
     }
     let result = attempt(|| {
-        let ids = as_sla_owner(|| catalog::breached_tickets(table.relid));
+        let ids = clocks::breached_open_tickets(table);
         let by_assignee = match &table.assignee_column {
-            Some(column) if !ids.is_empty() => Some(run_as(table.owner, || {
-                catalog::tickets_by_assignee(table, column, &ids, recipients)
-            })),
+            Some(column) if !ids.is_empty() => {
+                Some(tickets::count_by_assignee(table, column, &ids, recipients))
+            }
             Some(_) => Some(HashMap::new()),
             None => None,
         };

@@ -1,15 +1,16 @@
-//! Whose privileges pg_sla's own work runs with.
+//! Switching the database identity pg_sla's own work runs with.
 //!
-//! Ticket triggers and due processing write `sla.clocks` and
-//! `sla.notifications` whoever changed the ticket, so those writes run as the
-//! owner of pg_sla's tables; changes to a ticket table run as that table's
-//! owner, never as a superuser. Both run with a fixed `search_path`, so a
-//! caller's schemas cannot redirect pg_sla's queries.
+//! The rule (applied by the store, `store/mod.rs`, never by its callers):
+//! ticket triggers and due processing write `sla.clocks` and
+//! `sla.notifications` whoever changed the ticket, so pg_sla's tables are
+//! read and written as their owner; a ticket table is read and written as
+//! that table's owner, never as a superuser. Both run with a fixed
+//! `search_path`, so a caller's schemas cannot redirect pg_sla's queries.
 use std::cell::Cell;
 
 use pgrx::prelude::*;
 
-use crate::calendar_cache::settings_generation;
+use crate::invalidation::configuration_generation;
 
 thread_local! {
     /// The settings generation, `sla.clocks`' OID and its owner (the owner
@@ -23,7 +24,7 @@ thread_local! {
 /// return, as PostgreSQL's own maintenance commands do, so nothing set as
 /// `role` outlives the call. An error inside `f` aborts the
 /// (sub)transaction, which restores the user and the settings too.
-pub fn run_as<R>(role: pg_sys::Oid, f: impl FnOnce() -> R) -> R {
+pub(crate) fn run_as<R>(role: pg_sys::Oid, f: impl FnOnce() -> R) -> R {
     let mut saved_user = pg_sys::InvalidOid;
     let mut saved_context = 0;
     unsafe {
@@ -70,7 +71,7 @@ pub fn run_as<R>(role: pg_sys::Oid, f: impl FnOnce() -> R) -> R {
 }
 
 /// Runs `f` as the owner of pg_sla's tables.
-pub fn as_sla_owner<R>(f: impl FnOnce() -> R) -> R {
+pub(crate) fn as_sla_owner<R>(f: impl FnOnce() -> R) -> R {
     run_as(sla_owner(), f)
 }
 
@@ -84,7 +85,7 @@ pub fn clocks_relid() -> pg_sys::Oid {
 }
 
 fn sla_tables() -> (pg_sys::Oid, pg_sys::Oid) {
-    let generation = settings_generation();
+    let generation = configuration_generation();
     if let Some((seen, relid, owner)) = SLA_TABLES.with(Cell::get) {
         if seen == generation {
             return (relid, owner);
@@ -97,7 +98,12 @@ fn sla_tables() -> (pg_sys::Oid, pg_sys::Oid) {
     .ok()
     .and_then(|(relid, owner)| relid.zip(owner))
     .unwrap_or_else(|| {
-        pgrx::error!("pg_sla's table sla.clocks is missing; recreate the extension")
+        ereport!(
+            ERROR,
+            pgrx::PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
+            "pg_sla's table sla.clocks is missing",
+            "Drop and create the extension again."
+        );
     });
     SLA_TABLES.with(|cell| cell.set(Some((generation, relid, owner))));
     (relid, owner)

@@ -4,22 +4,35 @@
 //! PostgreSQL values, caches calendars per backend and maps errors.
 use pgrx::prelude::*;
 
-mod alerts;
-mod bulk_insert;
-mod calendar_cache;
-mod catalog;
+// Layers, lowest first (docs/development.md; a test keeps imports to it).
+// Primitives:
 mod convert;
-mod engine;
-mod functions;
+mod errors;
 mod gucs;
+mod identity;
+mod invalidation;
 mod jsonb_arg;
 mod regclass;
-mod security;
-mod settings;
+mod sql_text;
 mod subxact;
-mod tickets;
+// Every read and write of pg_sla's tables and of ticket tables:
+mod store;
+// Caches:
+mod calendar_cache;
+mod configuration;
+mod ticket_columns;
+// Operations:
+mod alerts;
+mod ticket;
+mod trigger_support;
+// SQL entry points:
+mod due;
+mod functions;
+mod policies;
+mod recompute;
+mod reporting;
+mod ticket_triggers;
 mod tracking;
-mod triggers;
 mod worker;
 
 ::pgrx::pg_module_magic!();
@@ -27,23 +40,21 @@ mod worker;
 extension_sql_file!(
     "../sql/calendars.sql",
     name = "calendars",
-    requires = [
-        functions::validate_calendar,
-        calendar_cache::catalog_changed
-    ]
+    requires = [functions::validate_calendar, invalidation::catalog_changed]
 );
 extension_sql_file!(
     "../sql/engine.sql",
     name = "engine",
     requires = [
         "calendars",
-        engine::process_due,
-        engine::policies_edited,
-        engine::calendars_edited,
-        triggers::ticket_row_changed,
-        triggers::tickets_inserted,
-        triggers::tickets_deleted,
-        triggers::tickets_truncated,
+        policies::validate_policy,
+        due::process_due,
+        recompute::policies_edited,
+        recompute::calendars_edited,
+        ticket_triggers::ticket_row_changed,
+        ticket_triggers::tickets_inserted,
+        ticket_triggers::tickets_deleted,
+        ticket_triggers::tickets_truncated,
         worker::worker_status
     ]
 );
@@ -52,6 +63,9 @@ extension_sql_file!("../sql/reporting.sql", name = "reporting", finalize);
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
+    // First: no Rust backtrace or panic report ever reaches a client or the
+    // log (see `errors`).
+    errors::silence_panic_reports();
     // Building a stretch of a calendar's timeline is the one step of the
     // engine that takes time: let cancel and statement_timeout stop a query
     // that computes over centuries.

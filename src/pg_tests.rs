@@ -227,4 +227,151 @@ mod tests {
         setup();
         Spi::run("SELECT sla.business_time_between('paris', '-infinity', now())").unwrap();
     }
+
+    // -----------------------------------------------------------------------
+    // The schema agrees with the Rust definitions it must not drift from.
+
+    fn texts(query: &str) -> Vec<String> {
+        Spi::connect(|client| {
+            let mut found = Vec::new();
+            for row in client.select(query, None, &[])? {
+                found.push(row.get::<String>(1)?.unwrap_or_default());
+            }
+            Ok::<_, pgrx::spi::Error>(found)
+        })
+        .unwrap()
+    }
+
+    /// `clock_layout::CLOCK_ROW` is `sla.clocks` as `pg_attribute` has it:
+    /// the names, the types and the order.
+    #[pg_test]
+    fn the_clock_row_layout_is_the_table() {
+        use crate::store::clock_layout::CLOCK_ROW;
+        let described: Vec<String> = CLOCK_ROW
+            .iter()
+            .map(|c| format!("{} {}", c.name(), c.sql_type()))
+            .collect();
+        let table = texts(
+            "SELECT attname || ' ' || format_type(atttypid, atttypmod) FROM pg_attribute
+              WHERE attrelid = 'sla.clocks'::regclass AND attnum > 0 AND NOT attisdropped
+              ORDER BY attnum",
+        );
+        assert_eq!(described, table);
+    }
+
+    /// A CHECK constraint's list of accepted words on `column`.
+    fn check_words(table: &str, column: &str) -> Vec<String> {
+        let definitions = texts(&format!(
+            "SELECT pg_get_constraintdef(oid) FROM pg_constraint
+              WHERE conrelid = '{table}'::regclass AND contype = 'c'
+                AND pg_get_constraintdef(oid) ~ '\\m{column} = ANY'"
+        ));
+        assert_eq!(
+            definitions.len(),
+            1,
+            "one CHECK on {table}.{column}: {definitions:?}"
+        );
+        definitions[0]
+            .split('\'')
+            .skip(1)
+            .step_by(2)
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Statuses, metrics and notification kinds are defined once, in the
+    /// core; the CHECK constraints, the SQL helpers and the partial index
+    /// say the same.
+    #[pg_test]
+    fn the_sql_vocabulary_is_the_core_vocabulary() {
+        use sla_core::{ClockStatus, Metric, NotificationKind};
+        let words = |all: Vec<&str>| all.into_iter().map(str::to_owned).collect::<Vec<_>>();
+        assert_eq!(
+            check_words("sla.clocks", "status"),
+            words(ClockStatus::ALL.iter().map(|s| s.as_str()).collect())
+        );
+        assert_eq!(
+            check_words("sla.clocks", "metric"),
+            words(Metric::ALL.iter().map(|m| m.as_str()).collect())
+        );
+        assert_eq!(
+            check_words("sla.notifications", "kind"),
+            words(NotificationKind::ALL.iter().map(|k| k.as_str()).collect())
+        );
+        for status in ClockStatus::ALL {
+            let name = status.as_str();
+            let open = Spi::get_one::<bool>(&format!("SELECT sla.clock_is_open('{name}')"))
+                .unwrap()
+                .unwrap();
+            assert_eq!(open, status.is_open(), "sla.clock_is_open('{name}')");
+            for breached in [false, true] {
+                let clock = sla_core::Clock {
+                    metric: Metric::Resolution,
+                    cycle: 1,
+                    policy: String::new(),
+                    status,
+                    started_at: 0,
+                    target: 0,
+                    due_at: None,
+                    warn_at: None,
+                    release_at: None,
+                    next_transition_at: None,
+                    paused_since: None,
+                    paused_time: 0,
+                    stopped_at: None,
+                    warned_at: None,
+                    breached_at: breached.then_some(0),
+                    released_at: None,
+                };
+                let at = if breached { "now()" } else { "NULL" };
+                let sql = Spi::get_one::<bool>(&format!(
+                    "SELECT sla.clock_is_breached_open('{name}', {at})"
+                ))
+                .unwrap()
+                .unwrap();
+                assert_eq!(sql, clock.is_breached_open(), "{name}, breached {breached}");
+            }
+        }
+        // The index breach alerts read holds the breached open clocks.
+        let predicate = texts(
+            "SELECT pg_get_expr(indpred, indrelid) FROM pg_index
+              WHERE indexrelid = 'sla.clocks_breached'::regclass",
+        );
+        let statuses: Vec<String> = ClockStatus::BREACHED_OPEN
+            .iter()
+            .map(|s| format!("'{}'::text", s.as_str()))
+            .collect();
+        assert_eq!(
+            predicate,
+            [format!(
+                "((breached_at IS NOT NULL) AND (status = ANY (ARRAY[{}])))",
+                statuses.join(", ")
+            )]
+        );
+        // Nothing else in the schema spells out the open statuses again.
+        let spelled_again = texts(
+            "SELECT p.proname FROM pg_proc p
+              WHERE p.pronamespace = 'sla'::regnamespace
+                AND p.proname NOT IN ('clock_is_open', 'clock_is_breached_open')
+                AND p.prosrc ~ 'running.{0,20}due_soon.{0,20}breached.{0,20}paused'
+             UNION ALL
+             SELECT c.relname FROM pg_class c
+              WHERE c.relnamespace = 'sla'::regnamespace AND c.relkind = 'v'
+                AND pg_get_viewdef(c.oid) ~ 'running.{0,20}due_soon.{0,20}breached.{0,20}paused'",
+        );
+        assert!(spelled_again.is_empty(), "{spelled_again:?}");
+    }
+
+    /// The policy CHECK runs the core's validation (a rule only the core
+    /// has: a day counts as 24 hours when a target is compared with zero).
+    #[pg_test(
+        error = "policy \"p\": warn_at must be a fraction between 0 and 1 (exclusive), got 1e+20"
+    )]
+    fn the_policy_check_is_the_core_validation() {
+        Spi::run(
+            "INSERT INTO sla.policies (name, first_response) VALUES ('ok', '-1 day 25 hours')",
+        )
+        .unwrap();
+        Spi::run("INSERT INTO sla.policies (name, warn_at) VALUES ('p', 1e20)").unwrap();
+    }
 }

@@ -1,4 +1,5 @@
-//! Reading a ticket's mapped columns from a row, and writing its SLA columns.
+//! Where a ticket table's mapped columns are, and which types pg_sla
+//! accepts for them.
 //!
 //! Triggers see tickets as heap tuples (row triggers) or in tuple slots
 //! (transition tables); both are read by attribute number, resolved once per
@@ -10,12 +11,9 @@ use std::rc::Rc;
 
 use pgrx::pg_sys::errcodes::PgSqlErrorCode;
 use pgrx::prelude::*;
-use sla_core::policy::{matches, ColumnValue};
-use sla_core::{Micros, TicketFacts};
 
-use crate::catalog::quote_identifier;
-use crate::convert::PG_EPOCH_OFFSET;
-use crate::settings::{Policy, Settings, TrackedTable};
+use crate::sql_text::quote_identifier;
+use crate::store::tracked_tables::TicketTable;
 
 /// The SLA columns `sla.track` adds to a ticket table.
 pub const SLA_POLICY: &str = "sla_policy";
@@ -23,15 +21,53 @@ pub const SLA_STATUS: &str = "sla_status";
 pub const SLA_DUE_AT: &str = "sla_due_at";
 pub const SLA_BREACHED_AT: &str = "sla_breached_at";
 
-const TIMESTAMPTZ: &str = "timestamp with time zone";
+/// The types a mapped column may have: `sla.track` checks them, and the
+/// triggers check them again on every use.
+pub struct Accepted {
+    pub types: &'static [pg_sys::BuiltinOid],
+    pub enums: bool,
+    /// What to say in an error.
+    pub expected: &'static str,
+}
+
+impl Accepted {
+    pub fn accepts(&self, type_oid: pg_sys::Oid, is_enum: bool) -> bool {
+        self.types.iter().any(|t| t.value() == type_oid) || (self.enums && is_enum)
+    }
+}
+
+use pg_sys::BuiltinOid::{INT2OID, INT4OID, INT8OID, TEXTOID, TIMESTAMPTZOID, UUIDOID, VARCHAROID};
+
+pub const ID_TYPES: Accepted = Accepted {
+    types: &[INT2OID, INT4OID, INT8OID, TEXTOID, VARCHAROID, UUIDOID],
+    enums: false,
+    expected: "integer, bigint, uuid or text",
+};
+pub const STATUS_TYPES: Accepted = Accepted {
+    types: &[TEXTOID, VARCHAROID],
+    enums: true,
+    expected: "text, varchar or an enum",
+};
+pub const TIME_TYPES: Accepted = Accepted {
+    types: &[TIMESTAMPTZOID],
+    enums: false,
+    expected: "timestamp with time zone",
+};
+/// The SLA columns `sla.track` adds: `sla_policy` and `sla_status` are
+/// text, `sla_due_at` and `sla_breached_at` timestamps.
+pub const SLA_TEXT_TYPES: Accepted = Accepted {
+    types: &[TEXTOID],
+    enums: false,
+    expected: "text",
+};
 
 #[derive(Clone)]
 pub struct Column {
     pub name: String,
     pub attnum: i32,
-    type_oid: pg_sys::Oid,
+    pub(crate) type_oid: pg_sys::Oid,
     type_modifier: i32,
-    output_function: pg_sys::Oid,
+    pub(crate) output_function: pg_sys::Oid,
 }
 
 /// Attribute numbers of a ticket table's mapped and condition columns.
@@ -47,7 +83,7 @@ pub struct Columns {
     pub sla_due_at: Column,
     pub sla_breached_at: Column,
     /// Condition columns the table has; absent ones are not in the map.
-    conditions: HashMap<String, Column>,
+    pub(crate) conditions: HashMap<String, Column>,
 }
 
 fn attribute<'a>(tupdesc: pg_sys::TupleDesc, index: i32) -> &'a pg_sys::FormData_pg_attribute {
@@ -85,7 +121,11 @@ fn column_still_there(tupdesc: pg_sys::TupleDesc, column: &Column) -> bool {
 }
 
 impl Columns {
-    fn resolve(tupdesc: pg_sys::TupleDesc, table: &TrackedTable, settings: &Settings) -> Columns {
+    fn resolve(
+        tupdesc: pg_sys::TupleDesc,
+        table: &TicketTable,
+        condition_columns: &[String],
+    ) -> Columns {
         let required = |name: &str, role: &str| {
             find_column(tupdesc, name).unwrap_or_else(|| {
                 ereport!(
@@ -99,14 +139,11 @@ impl Columns {
                 );
             })
         };
-        use pg_sys::BuiltinOid::*;
-        let typed = |name: &str, role: &str, accepted: &[pg_sys::BuiltinOid], expected: &str| {
+        let typed = |name: &str, role: &str, accepted: &Accepted| {
             let column = required(name, role);
             let is_enum =
                 unsafe { pg_sys::get_typtype(column.type_oid) } == b'e' as std::ffi::c_char;
-            let ok = accepted.iter().any(|t| t.value() == column.type_oid)
-                || (expected.contains("enum") && is_enum);
-            if !ok {
+            if !accepted.accepts(column.type_oid, is_enum) {
                 let type_name = unsafe {
                     CStr::from_ptr(pg_sys::format_type_be(column.type_oid))
                         .to_string_lossy()
@@ -116,66 +153,41 @@ impl Columns {
                     ERROR,
                     PgSqlErrorCode::ERRCODE_DATATYPE_MISMATCH,
                     format!(
-                        "column \"{name}\" ({role}) of tracked table {} has type {type_name}; pg_sla needs {expected}",
-                        table.name
+                        "column \"{name}\" ({role}) of tracked table {} has type {type_name}; pg_sla needs {}",
+                        table.name, accepted.expected
                     ),
                     "Change the column back, or call sla.untrack() and sla.track() with another mapping."
                 );
             }
             column
         };
-        let timestamp = [TIMESTAMPTZOID];
-        let text = [TEXTOID];
         Columns {
             natts: unsafe { (*tupdesc).natts },
-            id: typed(
-                &table.id_column,
-                "id_column",
-                &[INT2OID, INT4OID, INT8OID, TEXTOID, VARCHAROID, UUIDOID],
-                "integer, bigint, uuid or text",
-            ),
-            created_at: typed(
-                &table.created_at_column,
-                "created_at_column",
-                &timestamp,
-                TIMESTAMPTZ,
-            ),
-            status: typed(
-                &table.status_column,
-                "status_column",
-                &[TEXTOID, VARCHAROID],
-                "text, varchar or an enum",
-            ),
+            id: typed(&table.id_column, "id_column", &ID_TYPES),
+            created_at: typed(&table.created_at_column, "created_at_column", &TIME_TYPES),
+            status: typed(&table.status_column, "status_column", &STATUS_TYPES),
             customer_message_at: typed(
                 &table.customer_message_at_column,
                 "customer_message_at_column",
-                &timestamp,
-                TIMESTAMPTZ,
+                &TIME_TYPES,
             ),
             agent_reply_at: typed(
                 &table.agent_reply_at_column,
                 "agent_reply_at_column",
-                &timestamp,
-                TIMESTAMPTZ,
+                &TIME_TYPES,
             ),
-            sla_policy: typed(SLA_POLICY, "added by sla.track", &text, "text"),
-            sla_status: typed(SLA_STATUS, "added by sla.track", &text, "text"),
-            sla_due_at: typed(SLA_DUE_AT, "added by sla.track", &timestamp, TIMESTAMPTZ),
-            sla_breached_at: typed(
-                SLA_BREACHED_AT,
-                "added by sla.track",
-                &timestamp,
-                TIMESTAMPTZ,
-            ),
-            conditions: settings
-                .condition_columns
+            sla_policy: typed(SLA_POLICY, "added by sla.track", &SLA_TEXT_TYPES),
+            sla_status: typed(SLA_STATUS, "added by sla.track", &SLA_TEXT_TYPES),
+            sla_due_at: typed(SLA_DUE_AT, "added by sla.track", &TIME_TYPES),
+            sla_breached_at: typed(SLA_BREACHED_AT, "added by sla.track", &TIME_TYPES),
+            conditions: condition_columns
                 .iter()
                 .filter_map(|name| find_column(tupdesc, name).map(|c| (name.clone(), c)))
                 .collect(),
         }
     }
 
-    fn still_valid(&self, tupdesc: pg_sys::TupleDesc, settings: &Settings) -> bool {
+    fn still_valid(&self, tupdesc: pg_sys::TupleDesc, condition_columns: &[String]) -> bool {
         (unsafe { (*tupdesc).natts }) == self.natts
             && [
                 &self.id,
@@ -191,7 +203,7 @@ impl Columns {
             .into_iter()
             .chain(self.conditions.values())
             .all(|c| column_still_there(tupdesc, c))
-            && settings.condition_columns.iter().all(|name| {
+            && condition_columns.iter().all(|name| {
                 self.conditions.contains_key(name) || find_column(tupdesc, name).is_none()
             })
     }
@@ -228,165 +240,20 @@ impl Columns {
     }
 }
 
-/// The table's columns for rows of `tupdesc`, resolved again when the table
-/// or the policies' condition columns changed.
+/// A table's columns for rows of `tupdesc`, from `cache` unless the table
+/// or the policies' condition columns changed since it was filled.
 pub fn columns_for(
-    table: &TrackedTable,
+    table: &TicketTable,
+    cache: &std::cell::RefCell<Option<Rc<Columns>>>,
     tupdesc: pg_sys::TupleDesc,
-    settings: &Settings,
+    condition_columns: &[String],
 ) -> Rc<Columns> {
-    if let Some(columns) = table.columns.borrow().as_ref() {
-        if columns.still_valid(tupdesc, settings) {
+    if let Some(columns) = cache.borrow().as_ref() {
+        if columns.still_valid(tupdesc, condition_columns) {
             return Rc::clone(columns);
         }
     }
-    let columns = Rc::new(Columns::resolve(tupdesc, table, settings));
-    *table.columns.borrow_mut() = Some(Rc::clone(&columns));
+    let columns = Rc::new(Columns::resolve(tupdesc, table, condition_columns));
+    *cache.borrow_mut() = Some(Rc::clone(&columns));
     columns
-}
-
-/// Where a ticket row's values come from.
-pub enum Row {
-    Heap(pg_sys::HeapTuple, pg_sys::TupleDesc),
-    Slot(*mut pg_sys::TupleTableSlot),
-    /// Values read by a query (see `Columns::select_list`), by attnum and
-    /// whether read as text (a timestamp column used in a condition is read
-    /// both ways).
-    Values(HashMap<(i32, bool), Value>),
-}
-
-pub enum Value {
-    Text(Option<String>),
-    Instant(Option<Micros>),
-}
-
-impl Row {
-    fn datum(&self, column: &Column) -> Option<pg_sys::Datum> {
-        let mut is_null = false;
-        let datum = unsafe {
-            match self {
-                Row::Heap(tuple, tupdesc) => {
-                    pg_sys::heap_getattr(*tuple, column.attnum, *tupdesc, &mut is_null)
-                }
-                Row::Slot(slot) => pg_sys::slot_getattr(*slot, column.attnum, &mut is_null),
-                Row::Values(_) => unreachable!("read through text() and instant()"),
-            }
-        };
-        (!is_null).then_some(datum)
-    }
-
-    /// The column as PostgreSQL prints it.
-    pub fn text(&self, column: &Column) -> Option<String> {
-        if let Row::Values(values) = self {
-            return match values.get(&(column.attnum, true)) {
-                Some(Value::Text(text)) => text.clone(),
-                _ => None,
-            };
-        }
-        let datum = self.datum(column)?;
-        let printed = unsafe { pg_sys::OidOutputFunctionCall(column.output_function, datum) };
-        let text = unsafe { CStr::from_ptr(printed) }
-            .to_string_lossy()
-            .into_owned();
-        unsafe { pg_sys::pfree(printed.cast()) };
-        Some(text)
-    }
-
-    /// A timestamptz column as core microseconds; ±infinity reads as NULL.
-    pub fn instant(&self, column: &Column) -> Option<Micros> {
-        if let Row::Values(values) = self {
-            return match values.get(&(column.attnum, false)) {
-                Some(Value::Instant(t)) => *t,
-                _ => None,
-            };
-        }
-        let raw = self.datum(column)?.value() as i64;
-        if raw == i64::MIN || raw == i64::MAX {
-            return None;
-        }
-        Some(raw + PG_EPOCH_OFFSET)
-    }
-}
-
-/// A ticket row with its table's columns.
-pub struct Ticket<'a> {
-    pub table: &'a TrackedTable,
-    pub columns: &'a Columns,
-    pub row: Row,
-}
-
-impl Ticket<'_> {
-    pub fn id(&self) -> String {
-        self.row.text(&self.columns.id).unwrap_or_else(|| {
-            ereport!(
-                ERROR,
-                PgSqlErrorCode::ERRCODE_NOT_NULL_VIOLATION,
-                format!(
-                    "ticket id column \"{}\" of tracked table {} must not be NULL",
-                    self.columns.id.name, self.table.name
-                )
-            );
-        })
-    }
-
-    pub fn status(&self) -> Option<String> {
-        self.row.text(&self.columns.status)
-    }
-
-    pub fn sla_policy(&self) -> Option<String> {
-        self.row.text(&self.columns.sla_policy)
-    }
-
-    /// Whether the row's SLA columns already say `policy` and `summary`.
-    pub fn shows(&self, policy: Option<&str>, summary: &sla_core::Summary) -> bool {
-        self.sla_policy().as_deref() == policy
-            && self.row.text(&self.columns.sla_status).as_deref()
-                == summary.status.map(sla_core::ClockStatus::as_str)
-            && self.row.instant(&self.columns.sla_due_at) == summary.due_at
-            && self.row.instant(&self.columns.sla_breached_at) == summary.breached_at
-    }
-
-    /// The first enabled policy whose conditions this ticket meets.
-    pub fn matching_policy<'s>(&self, settings: &'s Settings) -> Option<&'s Rc<Policy>> {
-        let mut printed: HashMap<&str, Option<String>> = HashMap::new();
-        settings.ordered.iter().find(|policy| {
-            let mut values = Vec::with_capacity(policy.conditions.len());
-            for condition in &policy.conditions {
-                let Some(column) = self.columns.conditions.get(&condition.column) else {
-                    values.push(None);
-                    continue;
-                };
-                let value = printed
-                    .entry(condition.column.as_str())
-                    .or_insert_with(|| self.row.text(column));
-                values.push(Some(value.clone()));
-            }
-            let mut next = values.iter();
-            matches(&policy.conditions, |_| match next.next() {
-                Some(Some(Some(text))) => ColumnValue::Text(text),
-                Some(Some(None)) => ColumnValue::Null,
-                _ => ColumnValue::Absent,
-            })
-        })
-    }
-
-    /// The ticket's facts under `policy` (which decides what pauses it).
-    /// A missing creation time reads as `now`.
-    pub fn facts(&self, policy: Option<&Policy>, now: Micros) -> TicketFacts {
-        let status = self.status();
-        let closed = self.table.is_closed(status.as_deref());
-        let paused = !closed
-            && policy.is_some_and(|p| {
-                status
-                    .as_deref()
-                    .is_some_and(|s| p.pause_statuses.iter().any(|ps| ps == s))
-            });
-        TicketFacts {
-            created_at: self.row.instant(&self.columns.created_at).unwrap_or(now),
-            closed,
-            paused,
-            last_customer_message_at: self.row.instant(&self.columns.customer_message_at),
-            last_agent_reply_at: self.row.instant(&self.columns.agent_reply_at),
-        }
-    }
 }

@@ -9,8 +9,9 @@
 //!   skipped by ON CONFLICT get none).
 //! - `zz_pg_sla_deleted` and `zz_pg_sla_truncated`: drop the clocks.
 //!
-//! The names sort after most user triggers, so the row trigger sees the row
-//! as other BEFORE triggers left it.
+//! `store::ticket_definitions` installs them; their names sort after most
+//! user triggers, so the row trigger sees the row as other BEFORE triggers
+//! left it.
 use std::cell::Cell;
 use std::collections::HashSet;
 use std::rc::Rc;
@@ -23,47 +24,18 @@ use pgrx::trigger_support::{
     trigger_fired_for_statement, PgTriggerError,
 };
 use pgrx::{AllocatedByPostgres, PgTrigger, PgTupleDesc};
-use sla_core::{reconcile, summarize, Clock, Summary};
+use sla_core::policy::Policy;
+use sla_core::Summary;
 
-use crate::calendar_cache::transactions_ended;
-
-use crate::bulk_insert;
-use crate::catalog::{self, ClockChanges};
-use crate::convert::{or_raise, timestamptz};
+use crate::configuration::{self, Configuration, TrackedTable};
+use crate::convert::timestamptz;
 use crate::gucs::event_time;
-use crate::security::{as_sla_owner, clocks_relid, run_as};
-use crate::settings::{self, hours, Policy, Settings, TrackedTable};
-use crate::tickets::{columns_for, Columns, Row, Ticket};
-
-pub const ROW_TRIGGER: &str = "zz_pg_sla_row";
-pub const INSERTED_TRIGGER: &str = "zz_pg_sla_inserted";
-pub const DELETED_TRIGGER: &str = "zz_pg_sla_deleted";
-pub const TRUNCATED_TRIGGER: &str = "zz_pg_sla_truncated";
-
-pub type TriggerResult<'a> = Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, PgTriggerError>;
-
-/// Brings one ticket's clocks in line with its row and the policy that
-/// matches it; returns the ticket's summary.
-pub fn reconcile_ticket(
-    ticket: &Ticket,
-    policy: Option<&Rc<Policy>>,
-    clocks: &mut Vec<Clock>,
-    now: sla_core::Micros,
-) -> Summary {
-    let facts = ticket.facts(policy.map(|p| &**p), now);
-    let calendar = policy.and_then(|p| p.calendar());
-    let releasable = ticket.table.assignee_column.is_some();
-    let result = reconcile(
-        clocks,
-        &facts,
-        policy.map(|p| (p.name.as_str(), &p.targets)),
-        hours(&calendar),
-        now,
-        releasable,
-    );
-    or_raise(result, policy.and_then(|p| p.calendar.as_deref()));
-    summarize(clocks)
-}
+use crate::invalidation::transactions_ended;
+use crate::store::clocks::{self, ClockChanges};
+use crate::store::tickets;
+use crate::ticket::{reconcile_ticket, Row, Ticket};
+use crate::ticket_columns::{columns_for, Columns};
+use crate::trigger_support::{for_each_transition_row, require_firing, TriggerResult};
 
 /// The row with its SLA columns replaced.
 unsafe fn with_sla_columns(
@@ -101,34 +73,18 @@ unsafe fn with_sla_columns(
     }
 }
 
-/// Refuses to run a trigger function fired in a way it was not written for
-/// (someone attaching it to another table or event by hand).
-pub fn require_firing(trigger: &PgTrigger, expected: bool, what: &str) {
-    if !expected {
-        let name = trigger.name().unwrap_or("?");
-        ereport!(
-            ERROR,
-            PgSqlErrorCode::ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED,
-            format!("trigger \"{name}\": this pg_sla function must be fired {what}"),
-            "pg_sla installs its triggers itself (sla.track); do not attach its functions by hand."
-        );
-    }
-}
-
-/// Whether the trigger's table is `sla.<name>`.
-pub fn fired_on_sla_table(data: &pg_sys::TriggerData, name: &str) -> bool {
-    unsafe {
-        let rel = (*data.tg_relation).rd_rel;
-        let relname = std::ffi::CStr::from_ptr((*rel).relname.data.as_ptr());
-        let namespace = pg_sys::get_namespace_name((*rel).relnamespace);
-        !namespace.is_null()
-            && std::ffi::CStr::from_ptr(namespace).to_bytes() == b"sla"
-            && relname.to_bytes() == name.as_bytes()
-    }
-}
-
-fn tracked(settings: &Settings, relid: pg_sys::Oid) -> Option<Rc<TrackedTable>> {
-    settings.tracked.get(&relid).cloned()
+/// A tracked table's columns for rows of `tupdesc`.
+fn table_columns(
+    table: &TrackedTable,
+    tupdesc: pg_sys::TupleDesc,
+    configuration: &Configuration,
+) -> Rc<Columns> {
+    columns_for(
+        table,
+        &table.columns,
+        tupdesc,
+        &configuration.condition_columns,
+    )
 }
 
 #[pg_trigger]
@@ -153,12 +109,12 @@ fn ticket_row_changed<'a>(trigger: &'a PgTrigger<'a>) -> TriggerResult<'a> {
             "Detach it, or call sla.untrack() on it."
         );
     }
-    let settings = settings::current();
-    let Some(table) = tracked(&settings, trigger.relid()?) else {
+    let configuration = configuration::current();
+    let Some(table) = configuration.tracked(trigger.relid()?) else {
         return Ok(trigger.new());
     };
     let tupdesc = unsafe { (*data.tg_relation).rd_att };
-    let columns = columns_for(&table, tupdesc, &settings);
+    let columns = table_columns(&table, tupdesc, &configuration);
     let updating = trigger_fired_by_update(data.tg_event);
     let new_tuple = if updating {
         data.tg_newtuple
@@ -170,7 +126,7 @@ fn ticket_row_changed<'a>(trigger: &'a PgTrigger<'a>) -> TriggerResult<'a> {
         columns: &columns,
         row: Row::Heap(new_tuple, tupdesc),
     };
-    let policy = new.matching_policy(&settings);
+    let policy = new.matching_policy(&configuration);
     let now = event_time();
 
     let mut clocks = Vec::new();
@@ -192,14 +148,7 @@ fn ticket_row_changed<'a>(trigger: &'a PgTrigger<'a>) -> TriggerResult<'a> {
             // updates of the SLA columns).
             return Ok(trigger.new());
         }
-        let stored = as_sla_owner(|| {
-            if old_id != new_id {
-                catalog::rename_ticket(table.relid, &old_id, &new_id);
-            }
-            catalog::read_clocks(table.relid, std::slice::from_ref(&new_id), true)
-                .remove(&new_id)
-                .unwrap_or_default()
-        });
+        let stored = clocks::rename_and_read(&table, &old_id, &new_id);
         clocks.extend(stored.iter().map(|s| s.clock.clone()));
         if stored.is_empty() {
             note_nested_change();
@@ -207,7 +156,7 @@ fn ticket_row_changed<'a>(trigger: &'a PgTrigger<'a>) -> TriggerResult<'a> {
         let summary = reconcile_ticket(&new, policy, &mut clocks, now);
         let mut changes = ClockChanges::default();
         changes.add_ticket(&new_id, &stored, &clocks);
-        as_sla_owner(|| changes.write(table.relid));
+        changes.write(&table);
         return Ok(Some(modified(
             new_tuple, tupdesc, &columns, policy, &summary,
         )));
@@ -237,24 +186,6 @@ fn modified<'a>(
     }
 }
 
-/// The text values of column `attnum` in a trigger's transition table.
-pub fn transition_texts(
-    store: *mut pg_sys::Tuplestorestate,
-    tupdesc: pg_sys::TupleDesc,
-    attnum: i32,
-) -> Vec<String> {
-    let mut texts = Vec::new();
-    for_each_transition_row(store, tupdesc, |row| {
-        let Row::Slot(slot) = row else { return };
-        let mut is_null = false;
-        let datum = unsafe { pg_sys::slot_getattr(slot, attnum, &mut is_null) };
-        if let Some(text) = unsafe { String::from_datum(datum, is_null) } {
-            texts.push(text);
-        }
-    });
-    texts
-}
-
 thread_local! {
     /// Tickets whose clocks were created or removed by statements nested in
     /// an INSERT (a user's AFTER ROW trigger updating or deleting the new
@@ -281,23 +212,19 @@ const INSERT_BATCH: usize = 20_000;
 /// Inserts new tickets' clocks; when statements nested in this transaction
 /// may already have created clocks for some of them, or deleted them, those
 /// tickets are skipped.
-fn insert_new_clocks(table: &TrackedTable, mut clocks: Vec<(String, Clock)>) {
-    if clocks.is_empty() {
+fn insert_new_clocks(table: &TrackedTable, mut new_clocks: ClockChanges) {
+    if new_clocks.inserts_len() == 0 {
         return;
     }
     if nested_changes_in_this_transaction() {
-        let mut ids: Vec<String> = clocks.iter().map(|(id, _)| id.clone()).collect();
-        ids.dedup();
-        let mut skip: HashSet<String> =
-            as_sla_owner(|| catalog::tickets_with_clocks(table.relid, &ids))
-                .into_iter()
-                .collect();
-        skip.extend(run_as(table.owner, || {
-            catalog::missing_tickets(table, &ids)
-        }));
-        clocks.retain(|(id, _)| !skip.contains(id));
+        let ids = new_clocks.inserted_tickets();
+        let mut skip: HashSet<String> = clocks::tickets_with_clocks(table, &ids)
+            .into_iter()
+            .collect();
+        skip.extend(tickets::missing(table, &ids));
+        new_clocks.skip_inserts(|id| skip.contains(id));
     }
-    bulk_insert::insert_clocks(clocks_relid(), table.relid, clocks);
+    new_clocks.write(table);
 }
 
 /// A tracked table as a statement trigger sees it: mapping, columns, row type.
@@ -307,33 +234,14 @@ type StatementTable = (Rc<TrackedTable>, Rc<Columns>, pg_sys::TupleDesc);
 /// not tracked.
 fn statement_table(
     trigger: &PgTrigger,
-    settings: &Settings,
+    configuration: &Configuration,
 ) -> Result<Option<StatementTable>, PgTriggerError> {
-    let Some(table) = tracked(settings, trigger.relid()?) else {
+    let Some(table) = configuration.tracked(trigger.relid()?) else {
         return Ok(None);
     };
     let tupdesc = unsafe { (*trigger.trigger_data().tg_relation).rd_att };
-    let columns = columns_for(&table, tupdesc, settings);
+    let columns = table_columns(&table, tupdesc, configuration);
     Ok(Some((table, columns, tupdesc)))
-}
-
-/// Calls `each` for every row of a trigger's transition table.
-fn for_each_transition_row(
-    store: *mut pg_sys::Tuplestorestate,
-    tupdesc: pg_sys::TupleDesc,
-    mut each: impl FnMut(Row),
-) {
-    if store.is_null() {
-        return;
-    }
-    unsafe {
-        let slot = pg_sys::MakeSingleTupleTableSlot(tupdesc, &pg_sys::TTSOpsMinimalTuple);
-        pg_sys::tuplestore_rescan(store);
-        while pg_sys::tuplestore_gettupleslot(store, true, false, slot) {
-            each(Row::Slot(slot));
-        }
-        pg_sys::ExecDropSingleTupleTableSlot(slot);
-    }
 }
 
 #[pg_trigger]
@@ -348,12 +256,12 @@ fn tickets_inserted<'a>(trigger: &'a PgTrigger<'a>) -> TriggerResult<'a> {
             && !data.tg_newtable.is_null(),
         "AFTER INSERT, FOR EACH STATEMENT, with a NEW TABLE",
     );
-    let settings = settings::current();
-    let Some((table, columns, tupdesc)) = statement_table(trigger, &settings)? else {
+    let configuration = configuration::current();
+    let Some((table, columns, tupdesc)) = statement_table(trigger, &configuration)? else {
         return Ok(None);
     };
     let now = event_time();
-    let mut new_clocks = Vec::new();
+    let mut new_clocks = ClockChanges::default();
     let mut clocks = Vec::new();
     for_each_transition_row(data.tg_newtable, tupdesc, |row| {
         let ticket = Ticket {
@@ -364,15 +272,17 @@ fn tickets_inserted<'a>(trigger: &'a PgTrigger<'a>) -> TriggerResult<'a> {
         // The row trigger chose the policy and stored its name.
         let Some(policy) = ticket
             .sla_policy()
-            .and_then(|name| settings.by_name.get(&name))
+            .and_then(|name| configuration.by_name.get(&name))
         else {
             return;
         };
         clocks.clear();
         reconcile_ticket(&ticket, Some(policy), &mut clocks, now);
         let id = ticket.id();
-        new_clocks.extend(clocks.drain(..).map(|clock| (id.clone(), clock)));
-        if new_clocks.len() >= INSERT_BATCH {
+        for clock in clocks.drain(..) {
+            new_clocks.insert(&id, clock);
+        }
+        if new_clocks.inserts_len() >= INSERT_BATCH {
             insert_new_clocks(&table, std::mem::take(&mut new_clocks));
         }
     });
@@ -392,8 +302,8 @@ fn tickets_deleted<'a>(trigger: &'a PgTrigger<'a>) -> TriggerResult<'a> {
             && !data.tg_oldtable.is_null(),
         "AFTER DELETE, FOR EACH STATEMENT, with an OLD TABLE",
     );
-    let settings = settings::current();
-    let Some((table, columns, tupdesc)) = statement_table(trigger, &settings)? else {
+    let configuration = configuration::current();
+    let Some((table, columns, tupdesc)) = statement_table(trigger, &configuration)? else {
         return Ok(None);
     };
     let mut ids = Vec::new();
@@ -407,7 +317,7 @@ fn tickets_deleted<'a>(trigger: &'a PgTrigger<'a>) -> TriggerResult<'a> {
     });
     if !ids.is_empty() {
         note_nested_change();
-        as_sla_owner(|| catalog::delete_clocks(table.relid, Some(ids)));
+        clocks::delete_tickets(&table, ids);
     }
     Ok(None)
 }
@@ -423,6 +333,6 @@ fn tickets_truncated<'a>(trigger: &'a PgTrigger<'a>) -> TriggerResult<'a> {
         "AFTER TRUNCATE, FOR EACH STATEMENT",
     );
     let relid = trigger.relid()?;
-    as_sla_owner(|| catalog::delete_clocks(relid, None));
+    clocks::delete_table(relid);
     Ok(None)
 }

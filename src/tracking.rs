@@ -2,64 +2,18 @@
 use pgrx::pg_sys::errcodes::PgSqlErrorCode;
 use pgrx::prelude::*;
 
-use crate::catalog;
-use crate::engine::{resync_tickets, RESYNC_CHUNK};
+use crate::configuration;
+use crate::recompute::{resync_tickets, RESYNC_CHUNK};
 use crate::regclass::RegClass;
-use crate::security::{as_sla_owner, current_user};
-use crate::settings;
-use crate::tickets::{SLA_BREACHED_AT, SLA_DUE_AT, SLA_POLICY, SLA_STATUS};
-use crate::triggers::{DELETED_TRIGGER, INSERTED_TRIGGER, ROW_TRIGGER, TRUNCATED_TRIGGER};
-
-struct TableInfo {
-    /// The name as the caller would write it (for messages and the caller's
-    /// own DDL).
-    name: String,
-    /// Schema-qualified and quoted, for DDL run with pg_sla's search_path.
-    qualified: String,
-    relkind: String,
-    temporary: bool,
-    /// A partition, or a parent or child in table inheritance.
-    in_hierarchy: bool,
-    owned_by_caller: bool,
-}
-
-fn table_info(table: pg_sys::Oid) -> TableInfo {
-    Spi::connect(|client| {
-        let rows = client.select(
-            "SELECT c.oid::pg_catalog.regclass::text, c.relkind::text,
-                    pg_catalog.pg_has_role($2, c.relowner, 'USAGE'),
-                    c.relpersistence OPERATOR(pg_catalog.=) 't',
-                    c.relispartition OR EXISTS (
-                        SELECT FROM pg_catalog.pg_inherits i
-                         WHERE i.inhrelid OPERATOR(pg_catalog.=) c.oid
-                            OR i.inhparent OPERATOR(pg_catalog.=) c.oid),
-                    pg_catalog.quote_ident(n.nspname) OPERATOR(pg_catalog.||) '.'
-                        OPERATOR(pg_catalog.||) pg_catalog.quote_ident(c.relname)
-               FROM pg_catalog.pg_class c
-               JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
-              WHERE c.oid OPERATOR(pg_catalog.=) $1",
-            Some(1),
-            &[table.into(), current_user().into()],
-        )?;
-        if rows.is_empty() {
-            ereport!(
-                ERROR,
-                PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
-                format!("table with OID {} does not exist", table.to_u32())
-            );
-        }
-        let row = rows.first();
-        Ok::<_, pgrx::spi::Error>(TableInfo {
-            name: row.get(1)?.unwrap_or_default(),
-            relkind: row.get(2)?.unwrap_or_default(),
-            owned_by_caller: row.get(3)?.unwrap_or(false),
-            temporary: row.get(4)?.unwrap_or(false),
-            in_hierarchy: row.get(5)?.unwrap_or(false),
-            qualified: row.get(6)?.unwrap_or_default(),
-        })
-    })
-    .unwrap_or_else(|e| pgrx::error!("pg_sla: {e}"))
-}
+use crate::store::ticket_definitions::{
+    self, column_type, has_unique_key, table_info, ColumnType, TableInfo,
+};
+use crate::store::tracked_tables::{self, Mapping};
+use crate::store::{clocks, tickets};
+use crate::ticket_columns::{
+    Accepted, ID_TYPES, SLA_BREACHED_AT, SLA_DUE_AT, SLA_POLICY, SLA_STATUS, STATUS_TYPES,
+    TIME_TYPES,
+};
 
 fn require_owner(info: &TableInfo, action: &str) {
     if !info.owned_by_caller {
@@ -82,69 +36,13 @@ fn required<T>(value: Option<T>, argument: &str) -> T {
     })
 }
 
-/// Whether a single-column unique index without predicate covers `column`.
-fn has_unique_key(table: pg_sys::Oid, column: &str) -> bool {
-    Spi::get_one_with_args::<bool>(
-        "SELECT EXISTS (
-             SELECT FROM pg_catalog.pg_index i
-               JOIN pg_catalog.pg_attribute a
-                 ON a.attrelid OPERATOR(pg_catalog.=) i.indrelid
-                AND a.attnum OPERATOR(pg_catalog.=) i.indkey[0]
-              WHERE i.indrelid OPERATOR(pg_catalog.=) $1 AND i.indisunique AND i.indisvalid
-                AND i.indnkeyatts OPERATOR(pg_catalog.=) 1
-                AND i.indpred IS NULL AND i.indexprs IS NULL
-                AND a.attname OPERATOR(pg_catalog.=) $2::name)",
-        &[table.into(), column.into()],
-    )
-    .ok()
-    .flatten()
-    .unwrap_or(false)
-}
-
-/// A column's type as SQL and its catalog facts, or `None` when absent.
-struct ColumnType {
-    type_name: String,
-    type_oid: pg_sys::Oid,
-    is_enum: bool,
-    not_null: bool,
-}
-
-fn column_type(table: pg_sys::Oid, column: &str) -> Option<ColumnType> {
-    Spi::connect(|client| {
-        let rows = client.select(
-            "SELECT pg_catalog.format_type(a.atttypid, a.atttypmod), a.atttypid,
-                    t.typtype OPERATOR(pg_catalog.=) 'e', a.attnotnull
-               FROM pg_catalog.pg_attribute a
-               JOIN pg_catalog.pg_type t ON t.oid OPERATOR(pg_catalog.=) a.atttypid
-              WHERE a.attrelid OPERATOR(pg_catalog.=) $1
-                AND a.attname OPERATOR(pg_catalog.=) $2::name
-                AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped",
-            Some(1),
-            &[table.into(), column.into()],
-        )?;
-        if rows.is_empty() {
-            return Ok::<_, pgrx::spi::Error>(None);
-        }
-        let row = rows.first();
-        Ok(Some(ColumnType {
-            type_name: row.get(1)?.unwrap_or_default(),
-            type_oid: row.get(2)?.unwrap_or(pg_sys::InvalidOid),
-            is_enum: row.get(3)?.unwrap_or(false),
-            not_null: row.get(4)?.unwrap_or(false),
-        }))
-    })
-    .unwrap_or_else(|e| pgrx::error!("pg_sla: {e}"))
-}
-
-/// Checks that a mapped column exists with an accepted type.
+/// Checks that a mapped column exists with an accepted type (`None`: any).
 fn check_column(
     table: pg_sys::Oid,
     table_name: &str,
     argument: &str,
     column: &str,
-    accepted: &[pg_sys::Oid],
-    accept_enum: bool,
-    expected: &str,
+    accepted: Option<&Accepted>,
 ) -> ColumnType {
     let Some(found) = column_type(table, column) else {
         ereport!(
@@ -154,17 +52,17 @@ fn check_column(
             format!("Add the column, or pass {argument} => the column that holds it.")
         );
     };
-    let type_ok =
-        accepted.is_empty() || accepted.contains(&found.type_oid) || (accept_enum && found.is_enum);
-    if !type_ok {
-        ereport!(
-            ERROR,
-            PgSqlErrorCode::ERRCODE_DATATYPE_MISMATCH,
-            format!(
-                "{argument} \"{column}\" of table {table_name} has type {}; expected {expected}",
-                found.type_name
-            )
-        );
+    if let Some(accepted) = accepted {
+        if !accepted.accepts(found.type_oid, found.is_enum) {
+            ereport!(
+                ERROR,
+                PgSqlErrorCode::ERRCODE_DATATYPE_MISMATCH,
+                format!(
+                    "{argument} \"{column}\" of table {table_name} has type {}; expected {}",
+                    found.type_name, accepted.expected
+                )
+            );
+        }
     }
     found
 }
@@ -223,8 +121,7 @@ fn track(
             "closed_statuses must not contain NULL"
         );
     }
-    let settings = settings::current();
-    if settings.tracked.contains_key(&ticket_table) {
+    if configuration::current().tracked.contains_key(&ticket_table) {
         ereport!(
             ERROR,
             PgSqlErrorCode::ERRCODE_DUPLICATE_OBJECT,
@@ -234,24 +131,7 @@ fn track(
     }
 
     let name = info.name.as_str();
-    use pg_sys::BuiltinOid::*;
-    let timestamptz = [TIMESTAMPTZOID.value()];
-    check_column(
-        ticket_table,
-        name,
-        "id_column",
-        id_column,
-        &[
-            INT2OID.value(),
-            INT4OID.value(),
-            INT8OID.value(),
-            TEXTOID.value(),
-            VARCHAROID.value(),
-            UUIDOID.value(),
-        ],
-        false,
-        "integer, bigint, uuid or text",
-    );
+    check_column(ticket_table, name, "id_column", id_column, Some(&ID_TYPES));
     if !has_unique_key(ticket_table, id_column) {
         ereport!(
             ERROR,
@@ -261,15 +141,7 @@ fn track(
         );
     }
     let timestamp = |argument: &str, column: &str| {
-        check_column(
-            ticket_table,
-            name,
-            argument,
-            column,
-            &timestamptz,
-            false,
-            "timestamp with time zone",
-        );
+        check_column(ticket_table, name, argument, column, Some(&TIME_TYPES));
     };
     timestamp("created_at_column", created_at_column);
     check_column(
@@ -277,22 +149,12 @@ fn track(
         name,
         "status_column",
         status_column,
-        &[TEXTOID.value(), VARCHAROID.value()],
-        true,
-        "text, varchar or an enum",
+        Some(&STATUS_TYPES),
     );
     timestamp("customer_message_at_column", customer_message_at_column);
     timestamp("agent_reply_at_column", agent_reply_at_column);
     if let Some(assignee) = assignee_column {
-        let found = check_column(
-            ticket_table,
-            name,
-            "assignee_column",
-            assignee,
-            &[],
-            false,
-            "",
-        );
+        let found = check_column(ticket_table, name, "assignee_column", assignee, None);
         if found.not_null {
             ereport!(
                 ERROR,
@@ -302,6 +164,7 @@ fn track(
         }
     }
     // The SLA columns, added when absent; existing ones must fit.
+    use pg_sys::BuiltinOid::{TEXTOID, TIMESTAMPTZOID};
     let sla_columns = [
         (SLA_POLICY, TEXTOID.value(), "text"),
         (SLA_STATUS, TEXTOID.value(), "text"),
@@ -334,63 +197,22 @@ fn track(
     }
 
     let closed: Vec<String> = closed_statuses.into_iter().flatten().collect();
-    // DDL runs as the caller, who owns the table.
-    // The columns are added by the caller, who owns the table; the triggers
-    // by the owner of pg_sla's tables, the only role that may execute their
-    // functions (so that nobody attaches them elsewhere).
     if !additions.is_empty() {
-        Spi::run(&format!("ALTER TABLE {name} {}", additions.join(", ")))
-            .unwrap_or_else(|e| pgrx::error!("pg_sla: {e}"));
+        ticket_definitions::add_columns(name, &additions);
     }
-    let name = info.qualified.as_str();
-    let mut ddl = Vec::new();
-    ddl.push(format!(
-        "CREATE TRIGGER {ROW_TRIGGER} BEFORE INSERT OR UPDATE ON {name}
-           FOR EACH ROW EXECUTE FUNCTION sla.ticket_row_changed()"
-    ));
-    ddl.push(format!(
-        "CREATE TRIGGER {INSERTED_TRIGGER} AFTER INSERT ON {name}
-           REFERENCING NEW TABLE AS pg_sla_new_tickets
-           FOR EACH STATEMENT EXECUTE FUNCTION sla.tickets_inserted()"
-    ));
-    ddl.push(format!(
-        "CREATE TRIGGER {DELETED_TRIGGER} AFTER DELETE ON {name}
-           REFERENCING OLD TABLE AS pg_sla_old_tickets
-           FOR EACH STATEMENT EXECUTE FUNCTION sla.tickets_deleted()"
-    ));
-    ddl.push(format!(
-        "CREATE TRIGGER {TRUNCATED_TRIGGER} AFTER TRUNCATE ON {name}
-           FOR EACH STATEMENT EXECUTE FUNCTION sla.tickets_truncated()"
-    ));
-    as_sla_owner(|| {
-        Spi::connect_mut(|client| {
-            for statement in &ddl {
-                client.update(statement, None, &[])?;
-            }
-            Ok::<_, pgrx::spi::Error>(())
-        })
-    })
-    .unwrap_or_else(|e| pgrx::error!("pg_sla: {e}"));
-
-    as_sla_owner(|| {
-        Spi::run_with_args(
-            "INSERT INTO sla.tracked_tables (ticket_table, id_column, created_at_column,
-                 status_column, closed_statuses, customer_message_at_column,
-                 agent_reply_at_column, assignee_column)
-             VALUES ($1::oid::regclass, $2, $3, $4, $5, $6, $7, $8)",
-            &[
-                ticket_table.into(),
-                id_column.into(),
-                created_at_column.into(),
-                status_column.into(),
-                closed.into(),
-                customer_message_at_column.into(),
-                agent_reply_at_column.into(),
-                assignee_column.into(),
-            ],
-        )
-    })
-    .unwrap_or_else(|e| pgrx::error!("pg_sla: {e}"));
+    ticket_definitions::create_triggers(&info.qualified);
+    tracked_tables::insert(
+        ticket_table,
+        Mapping {
+            id_column,
+            created_at_column,
+            status_column,
+            closed_statuses: closed,
+            customer_message_at_column,
+            agent_reply_at_column,
+            assignee_column,
+        },
+    );
     unsafe { pg_sys::CommandCounterIncrement() };
 
     backfill(ticket_table)
@@ -398,19 +220,16 @@ fn track(
 
 /// Creates clocks for the rows a table already has, in batches.
 fn backfill(ticket_table: pg_sys::Oid) -> i64 {
-    let settings = settings::current();
-    let Some(table) = settings.tracked.get(&ticket_table).cloned() else {
-        pgrx::error!("pg_sla: the table just tracked is missing from sla.tracked_tables");
+    let Some(table) = configuration::current().tracked(ticket_table) else {
+        ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+            "pg_sla: the table just tracked is missing from sla.tracked_tables"
+        );
     };
-    let ids = catalog::all_tickets(&table);
+    let ids = tickets::all_ids(&table);
     // Clocks left from an earlier tracking of tickets deleted meanwhile.
-    as_sla_owner(|| {
-        Spi::run_with_args(
-            "DELETE FROM sla.clocks WHERE ticket_table = $1::oid::regclass AND ticket_id <> ALL($2)",
-            &[ticket_table.into(), ids.clone().into()],
-        )
-    })
-    .unwrap_or_else(|e| pgrx::error!("pg_sla: {e}"));
+    clocks::delete_except(&table, &ids);
     let mut seen = 0;
     for batch in ids.chunks(RESYNC_CHUNK) {
         seen += resync_tickets(&table, batch);
@@ -425,42 +244,15 @@ fn untrack(ticket_table: Option<RegClass>) {
     let ticket_table = required(ticket_table, "ticket_table").0;
     let info = table_info(ticket_table);
     require_owner(&info, "untrack");
-    let settings = settings::current();
-    if !settings.tracked.contains_key(&ticket_table) {
+    if !configuration::current().tracked.contains_key(&ticket_table) {
         ereport!(
             ERROR,
             PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
             format!("table {} is not tracked", info.name)
         );
     }
-    let name = info.name.as_str();
-    Spi::connect_mut(|client| {
-        for trigger in [
-            ROW_TRIGGER,
-            INSERTED_TRIGGER,
-            DELETED_TRIGGER,
-            TRUNCATED_TRIGGER,
-        ] {
-            client.update(
-                &format!("DROP TRIGGER IF EXISTS {trigger} ON {name}"),
-                None,
-                &[],
-            )?;
-        }
-        Ok::<_, pgrx::spi::Error>(())
-    })
-    .unwrap_or_else(|e| pgrx::error!("pg_sla: {e}"));
-    as_sla_owner(|| {
-        Spi::run_with_args(
-            "DELETE FROM sla.tracked_tables WHERE ticket_table = $1::oid::regclass",
-            &[ticket_table.into()],
-        )?;
-        // Nothing will process them: keep them out of the due index.
-        Spi::run_with_args(
-            "UPDATE sla.clocks SET next_transition_at = NULL
-              WHERE ticket_table = $1::oid::regclass AND next_transition_at IS NOT NULL",
-            &[ticket_table.into()],
-        )
-    })
-    .unwrap_or_else(|e| pgrx::error!("pg_sla: {e}"));
+    ticket_definitions::drop_triggers(&info.name);
+    tracked_tables::delete(ticket_table);
+    // Nothing will process them: keep them out of the due index.
+    clocks::unschedule_table(ticket_table, false);
 }

@@ -15,9 +15,10 @@ use pgrx::datum::TimestampWithTimeZone;
 use pgrx::prelude::*;
 use pgrx::{pg_shmem_init, PGRXSharedMemory, PgLwLock, PgTryBuilder};
 
-use crate::catalog;
-use crate::engine::take_failures;
+use crate::due::take_failures;
+use crate::errors::SpiResultExt;
 use crate::gucs;
+use crate::store::clocks;
 use crate::subxact::describe;
 
 /// Seconds the postmaster waits before starting the worker again after it
@@ -322,7 +323,7 @@ fn process_batch(batch: i32) -> Step {
         "SELECT EXISTS (SELECT FROM pg_catalog.pg_extension
                          WHERE extname OPERATOR(pg_catalog.=) 'pg_sla')",
     )
-    .unwrap_or_else(|e| error!("pg_sla: {e}"))
+    .or_raise("look for the extension")
     .unwrap_or(false);
     if !installed {
         return Step::NoExtension;
@@ -331,7 +332,7 @@ fn process_batch(batch: i32) -> Step {
         "SELECT sla.process_due(pg_catalog.now(), $1)",
         &[batch.into()],
     )
-    .unwrap_or_else(|e| error!("pg_sla: {e}"))
+    .or_raise("run due processing")
     .unwrap_or(0);
     let next_in = if applied == 0 {
         next_transition_in()
@@ -346,7 +347,7 @@ fn process_batch(batch: i32) -> Step {
 fn next_transition_in() -> Option<Duration> {
     let start = unsafe { pg_sys::GetCurrentTransactionStartTimestamp() };
     let start = TimestampWithTimeZone::try_from(start).ok()?;
-    let next = catalog::next_transition_after(start)?;
+    let next = clocks::next_transition_after(start)?;
     let next: i64 = next.into_inner();
     // Transitions come strictly after their time: wake a millisecond later.
     let micros = next - now() + 1000;

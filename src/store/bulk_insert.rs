@@ -14,18 +14,19 @@ use pgrx::prelude::*;
 use pgrx::{PgBox, PgMemoryContexts};
 use sla_core::{Clock, Micros};
 
+use super::clock_layout::{ClockColumn, ClockValue, CLOCK_ROW};
 use crate::convert::PG_EPOCH_OFFSET;
 
 /// Rows handed to the table access method at once.
 const BATCH: usize = 1000;
 
-/// Column order of `sla.clocks` (see sql/engine.sql).
-const NATTS: usize = 19;
+/// Columns of `sla.clocks`.
+const NATTS: usize = CLOCK_ROW.len();
 
 /// Inserts the clocks of new tickets, `(ticket id, clock)` pairs, into
 /// `sla.clocks`. Sorting by key first keeps the primary key's inserts
 /// local in its B-tree.
-pub fn insert_clocks(
+pub(super) fn insert_clocks(
     clocks_relid: pg_sys::Oid,
     ticket_table: pg_sys::Oid,
     mut rows: Vec<(String, Clock)>,
@@ -39,7 +40,13 @@ pub fn insert_clocks(
     unsafe {
         let rel = pg_sys::table_open(clocks_relid, pg_sys::RowExclusiveLock as pg_sys::LOCKMODE);
         if (*(*rel).rd_att).natts as usize != NATTS {
-            pgrx::error!("sla.clocks does not have the columns this version of pg_sla writes; update the extension");
+            pg_sys::table_close(rel, pg_sys::RowExclusiveLock as pg_sys::LOCKMODE);
+            pgrx::ereport!(
+                ERROR,
+                pgrx::PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                "sla.clocks does not have the columns this version of pg_sla writes",
+                "Run ALTER EXTENSION pg_sla UPDATE."
+            );
         }
         let estate = pg_sys::CreateExecutorState();
         let result_rel =
@@ -154,27 +161,19 @@ unsafe fn fill_slot(
         });
         Some(pg_sys::Datum::from(value))
     };
-    let values: [Option<pg_sys::Datum>; NATTS] = [
-        Some(pg_sys::Datum::from(ticket_table)),
-        text(ticket_id),
-        text(clock.metric.as_str()),
-        Some(pg_sys::Datum::from(clock.cycle)),
-        text(&clock.policy),
-        text(clock.status.as_str()),
-        instant(Some(clock.started_at)),
-        interval(clock.target),
-        instant(clock.due_at),
-        instant(clock.warn_at),
-        instant(clock.release_at),
-        instant(clock.next_transition_at),
-        instant(clock.paused_since),
-        interval(clock.paused_time),
-        instant(clock.stopped_at),
-        instant(clock.warned_at),
-        instant(clock.breached_at),
-        instant(clock.released_at),
-        None, // retry_at
-    ];
+    let values: [Option<pg_sys::Datum>; NATTS] = CLOCK_ROW.map(|column| match column {
+        ClockColumn::TicketTable => Some(pg_sys::Datum::from(ticket_table)),
+        ClockColumn::TicketId => text(ticket_id),
+        // A new clock has no bookkeeping yet.
+        ClockColumn::RetryAt => None,
+        _ => match column.value(clock) {
+            Some(ClockValue::Text(s)) => text(s),
+            Some(ClockValue::Int(i)) => Some(pg_sys::Datum::from(i)),
+            Some(ClockValue::Instant(t)) => instant(t),
+            Some(ClockValue::Duration(d)) => interval(d),
+            None => None,
+        },
+    });
     unsafe {
         pg_sys::ExecClearTuple(slot);
         let datums = std::slice::from_raw_parts_mut((*slot).tts_values, NATTS);

@@ -34,10 +34,23 @@ fn cluster_script_ok(
     args: &[&str],
     context: &str,
 ) -> std::process::Output {
+    cluster_script_with_env(command, dir, args, &[], context)
+}
+
+/// The same, with extra environment variables for the script (and so for
+/// the server it starts).
+fn cluster_script_with_env(
+    command: &str,
+    dir: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+    context: &str,
+) -> std::process::Output {
     let output = Command::new(cluster_script())
         .arg(command)
         .arg(dir)
         .args(args)
+        .envs(env.iter().copied())
         .output()
         .expect("run scripts/cluster.sh");
     assert!(
@@ -55,6 +68,12 @@ impl Cluster {
     /// Starts a fresh cluster with the given extra postgresql.conf lines and
     /// creates the extension.
     pub fn start(name: &str, settings: &[&str]) -> Cluster {
+        Cluster::start_with_env(name, settings, &[])
+    }
+
+    /// The same, with extra environment variables for the server process
+    /// (such as `RUST_BACKTRACE`).
+    pub fn start_with_env(name: &str, settings: &[&str], env: &[(&str, &str)]) -> Cluster {
         let base = std::env::var_os("PG_SLA_TEST_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(|| repo_root().join("target/client-tests"));
@@ -65,7 +84,7 @@ impl Cluster {
             COUNTER.fetch_add(1, Ordering::Relaxed)
         ));
         let _ = std::fs::remove_dir_all(&dir);
-        let output = cluster_script_ok("start", &dir, settings, "");
+        let output = cluster_script_with_env("start", &dir, settings, env, "");
         let stdout = String::from_utf8_lossy(&output.stdout);
         let field = |key: &str| {
             stdout

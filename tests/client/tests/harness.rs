@@ -30,7 +30,20 @@ fn clusters_run_side_by_side_and_clean_up_after_themselves() {
             )
             .unwrap()
             .get(0);
-        assert_eq!(version, "0.2.0 0.2.0", "the current version is created");
+        let package = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../Cargo.toml"),
+        )
+        .unwrap();
+        let current = package
+            .lines()
+            .find_map(|l| l.strip_prefix("version = \""))
+            .and_then(|v| v.strip_suffix('"'))
+            .expect("the package version");
+        assert_eq!(
+            version,
+            format!("{current} {current}"),
+            "the current version is created"
+        );
     }
 
     let (a_dir, a_conn) = (

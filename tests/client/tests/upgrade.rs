@@ -113,7 +113,7 @@ fn schema(db: &mut Client) -> Vec<String> {
 }
 
 #[test]
-fn updating_from_0_1_0_keeps_data_and_behaviour_and_matches_a_fresh_install() {
+fn updating_from_0_1_0_through_0_2_0_keeps_data_and_behaviour_and_matches_a_fresh_install() {
     let cluster = Cluster::start("upgrade", &[]);
     let mut admin = cluster.connect();
     admin.batch_execute("CREATE DATABASE old").unwrap();
@@ -131,15 +131,24 @@ fn updating_from_0_1_0_keeps_data_and_behaviour_and_matches_a_fresh_install() {
         0
     );
 
-    old.batch_execute("ALTER EXTENSION pg_sla UPDATE").unwrap();
-    assert_eq!(
-        query_text(
-            &mut old,
-            "SELECT extversion FROM pg_extension WHERE extname = 'pg_sla'"
-        ),
-        "0.2.0"
-    );
-    assert_eq!(data(&mut old), before, "data survives the update");
+    // Through every released version, then to this one: each update script
+    // runs on the schema the one before it left.
+    for version in ["0.2.0", "0.3.0"] {
+        old.batch_execute(&format!("ALTER EXTENSION pg_sla UPDATE TO '{version}'"))
+            .unwrap();
+        assert_eq!(
+            query_text(
+                &mut old,
+                "SELECT extversion FROM pg_extension WHERE extname = 'pg_sla'"
+            ),
+            version
+        );
+        assert_eq!(
+            data(&mut old),
+            before,
+            "data survives the update to {version}"
+        );
+    }
 
     // The updated schema is the one a fresh install creates.
     let mut fresh = connect(&cluster, "postgres");

@@ -1,0 +1,217 @@
+-- pg_sla 0.2.0 → 0.3.0. One cumulative script for the unreleased 0.3.0: each
+-- change of 0.3.0 adds its part here, and tests/client/tests/upgrade.rs checks
+-- that 0.1.0 → 0.2.0 → 0.3.0 gives the schema of a fresh 0.3.0, data intact.
+
+-- Architecture (one definition of each rule) ------------------------------
+
+-- Policy rows are checked by the core, through a CHECK constraint; the
+-- trigger keeps what needs a table (the calendar exists) and updated_at.
+CREATE FUNCTION sla."validate_policy"(
+	"name" TEXT,
+	"first_response" interval,
+	"next_response" interval,
+	"resolution" interval,
+	"warn_at" double precision,
+	"release_ownership_at" double precision,
+	"conditions" jsonb,
+	"pause_statuses" TEXT[]
+) RETURNS bool
+IMMUTABLE PARALLEL SAFE
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'validate_policy_wrapper';
+
+CREATE OR REPLACE FUNCTION sla.policies_validate() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF NEW.calendar IS NOT NULL AND NOT EXISTS (SELECT FROM sla.calendars WHERE name = NEW.calendar) THEN
+        RAISE EXCEPTION 'policy "%": calendar "%" does not exist', NEW.name, NEW.calendar
+            USING ERRCODE = 'foreign_key_violation',
+                  HINT = 'Create it in sla.calendars first, or leave calendar NULL for 24/7.';
+    END IF;
+    IF TG_OP = 'UPDATE' THEN
+        NEW.updated_at := now();
+    END IF;
+    RETURN NEW;
+END $$;
+
+-- Existing rows passed the same rules in the trigger this replaces.
+ALTER TABLE sla.policies ADD CONSTRAINT policies_valid CHECK (sla.validate_policy(name, first_response, next_response,
+        resolution, warn_at, release_ownership_at, conditions, pause_statuses));
+
+-- The open and breached-open rules, once, for reports and views.
+CREATE FUNCTION sla.clock_is_open(status text) RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT status OPERATOR(pg_catalog.=) ANY ('{running,due_soon,breached,paused}'::pg_catalog.text[])
+$$;
+COMMENT ON FUNCTION sla.clock_is_open(text) IS
+    'pg_sla: whether a clock with this status is open (running, due soon, breached or paused)';
+CREATE FUNCTION sla.clock_is_breached_open(status text, breached_at timestamptz) RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT breached_at IS NOT NULL
+       AND status OPERATOR(pg_catalog.=) ANY ('{breached,paused}'::pg_catalog.text[])
+$$;
+COMMENT ON FUNCTION sla.clock_is_breached_open(text, timestamptz) IS
+    'pg_sla: whether a clock breached and is still open (a pause does not undo the lateness)';
+
+-- Reports measure time exactly as the clocks do: Rust functions.
+CREATE OR REPLACE FUNCTION sla."clock_business_time"(
+	"calendar" TEXT,
+	"from_ts" timestamp with time zone,
+	"to_ts" timestamp with time zone
+) RETURNS interval
+STABLE PARALLEL SAFE
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'clock_business_time_wrapper';
+CREATE OR REPLACE FUNCTION sla."event_time"() RETURNS timestamp with time zone
+STRICT STABLE PARALLEL SAFE
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'event_time_now_wrapper';
+
+CREATE OR REPLACE VIEW sla.open_clocks WITH (security_barrier) AS
+SELECT c.ticket_table,
+       c.ticket_id,
+       c.metric,
+       c.cycle,
+       c.policy,
+       c.status,
+       c.started_at,
+       c.due_at,
+       -- A paused clock keeps what it had left when the pause began.
+       sla.clock_business_time(p.calendar,
+           CASE WHEN c.status = 'paused' THEN least(c.paused_since, n.now) ELSE n.now END,
+           c.due_at) AS remaining,
+       c.paused_since,
+       c.breached_at,
+       -- From the deadline the clock breached (a later policy edit may move
+       -- due_at); wall-clock time in hours, like every other duration here.
+       sla.clock_business_time(NULL, c.breached_at, n.now) AS breached_for,
+       sla.clock_business_time(p.calendar, c.breached_at, n.now) AS breached_for_business
+FROM sla.clocks c
+LEFT JOIN sla.policies p ON p.name = c.policy
+CROSS JOIN (SELECT sla.event_time() AS now) n
+WHERE sla.clock_is_open(c.status)
+  AND (c.ticket_table = ANY ((SELECT sla.readable_tracked_tables())::regclass[])
+       OR (SELECT sla.reads_all_data())
+       OR (c.ticket_table <> ALL ((SELECT sla.tracked_table_list())::regclass[])
+           AND has_table_privilege(c.ticket_table, 'SELECT')));
+
+CREATE OR REPLACE FUNCTION sla.report(
+    from_ts timestamptz,
+    to_ts timestamptz,
+    group_by text[] DEFAULT '{}',
+    ticket_table regclass DEFAULT NULL
+) RETURNS TABLE (
+    policy text,
+    metric text,
+    group_values jsonb,
+    started bigint,
+    achieved bigint,
+    missed bigint,
+    cancelled bigint,
+    open bigint,
+    breached_now bigint,
+    compliance_pct numeric,
+    avg_time_to_stop interval,
+    median_time_to_stop interval,
+    p90_time_to_stop interval
+)
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    only_table regclass := report.ticket_table;
+    tracked record;
+    column_name text;
+    group_expr text;
+    sources text[] := '{}';
+BEGIN
+    IF from_ts IS NULL OR to_ts IS NULL THEN
+        RAISE EXCEPTION 'sla.report: % must not be NULL', CASE WHEN from_ts IS NULL THEN 'from_ts' ELSE 'to_ts' END
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF from_ts > to_ts THEN
+        RAISE EXCEPTION 'sla.report: from_ts (%) is after to_ts (%)', from_ts, to_ts
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    group_by := coalesce(group_by, '{}');
+    FOREACH column_name IN ARRAY group_by LOOP
+        IF column_name IS NULL OR column_name = '' THEN
+            RAISE EXCEPTION 'sla.report: group_by must name ticket columns, got %', group_by
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+    END LOOP;
+    IF only_table IS NOT NULL
+       AND NOT EXISTS (SELECT FROM sla.tracked_tables t WHERE t.ticket_table = only_table) THEN
+        RAISE EXCEPTION 'sla.report: table % is not tracked', only_table
+            USING ERRCODE = 'undefined_object';
+    END IF;
+
+    IF cardinality(group_by) = 0 THEN
+        -- No ticket columns: the clocks alone, whether or not still tracked.
+        sources := ARRAY[format(
+            'SELECT c.policy, c.metric, c.status, c.started_at, c.stopped_at, c.paused_time,
+                    c.breached_at, jsonb ''{}'' AS group_values
+             FROM sla.clocks c
+             WHERE c.started_at >= $1 AND c.started_at < $2 %s',
+            CASE WHEN only_table IS NULL THEN '' ELSE format('AND c.ticket_table = %s::oid', only_table::oid) END)];
+    ELSE
+        FOR tracked IN
+            SELECT t.ticket_table, t.id_column FROM sla.tracked_tables t
+            WHERE (only_table IS NULL OR t.ticket_table = only_table)
+              -- Clocks of other tables are hidden from this role anyway.
+              AND has_table_privilege(t.ticket_table, 'SELECT')
+            ORDER BY t.ticket_table::text
+        LOOP
+            group_expr := '';
+            FOREACH column_name IN ARRAY group_by LOOP
+                IF NOT EXISTS (SELECT FROM pg_attribute a
+                               WHERE a.attrelid = tracked.ticket_table AND a.attname = column_name
+                                 AND a.attnum > 0 AND NOT a.attisdropped) THEN
+                    RAISE EXCEPTION 'sla.report: group_by column "%" does not exist in tracked table %',
+                        column_name, tracked.ticket_table
+                        USING ERRCODE = 'undefined_column',
+                              HINT = 'Group by columns every tracked table has, or pass ticket_table to report on one table.';
+                END IF;
+                group_expr := group_expr || format(', %L, t.%I', column_name, column_name);
+            END LOOP;
+            sources := sources || format(
+                'SELECT c.policy, c.metric, c.status, c.started_at, c.stopped_at, c.paused_time,
+                        c.breached_at, jsonb_build_object(%s) AS group_values
+                 FROM sla.clocks c
+                 JOIN %s t ON (t.%I)::text COLLATE "C" = c.ticket_id
+                 WHERE c.ticket_table = %s::oid AND c.started_at >= $1 AND c.started_at < $2',
+                substr(group_expr, 3), tracked.ticket_table, tracked.id_column, tracked.ticket_table::oid);
+        END LOOP;
+        IF cardinality(sources) = 0 THEN
+            RETURN;
+        END IF;
+    END IF;
+
+    -- Time to stop is measured in the calendar of the clock's policy, pauses
+    -- left out; unknown when that policy no longer exists.
+    RETURN QUERY EXECUTE format(
+        'WITH clocks AS (%s),
+         measured AS (
+            SELECT c.*,
+                   CASE WHEN c.status IN (''achieved'', ''missed'') AND p.name IS NOT NULL
+                        THEN greatest(sla.clock_business_time(p.calendar, c.started_at, c.stopped_at)
+                                      - c.paused_time, interval ''0'')
+                   END AS time_to_stop,
+                   sla.clock_is_breached_open(c.status, c.breached_at) AS breached_open
+            FROM clocks c LEFT JOIN sla.policies p ON p.name = c.policy)
+         SELECT m.policy, m.metric::text, m.group_values,
+                count(*),
+                count(*) FILTER (WHERE m.status = ''achieved''),
+                count(*) FILTER (WHERE m.status = ''missed''),
+                count(*) FILTER (WHERE m.status = ''cancelled''),
+                count(*) FILTER (WHERE sla.clock_is_open(m.status)),
+                count(*) FILTER (WHERE m.breached_open),
+                round(100.0 * count(*) FILTER (WHERE m.status = ''achieved'')
+                      / nullif(count(*) FILTER (WHERE m.status IN (''achieved'', ''missed'') OR m.breached_open), 0), 1),
+                date_trunc(''second'', avg(m.time_to_stop)),
+                date_trunc(''second'', percentile_cont(0.5) WITHIN GROUP (ORDER BY m.time_to_stop)),
+                date_trunc(''second'', percentile_cont(0.9) WITHIN GROUP (ORDER BY m.time_to_stop))
+         FROM measured m
+         GROUP BY m.policy, m.metric, m.group_values
+         ORDER BY m.policy, m.metric, m.group_values::text',
+        array_to_string(sources, ' UNION ALL '))
+    USING from_ts, to_ts;
+END $$;

@@ -1,0 +1,154 @@
+//! Per-backend cache of pg_sla's configuration: the policies and the
+//! tracked tables (rows of `sla.policies` and `sla.tracked_tables`).
+//!
+//! Ticket triggers consult both for every row, so they are read once and kept
+//! until either table, a tracked table's definition or a schema name changes
+//! (see `invalidation`).
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::ops::Deref;
+use std::rc::Rc;
+
+use pgrx::prelude::*;
+use sla_core::policy::{Policy, PolicyOrder};
+use sla_core::{Calendar, Hours};
+
+use crate::calendar_cache;
+use crate::invalidation::{configuration_generation, watch, watch_ticket_tables, WatchedTable};
+use crate::store;
+use crate::store::tracked_tables::TicketTable;
+use crate::ticket_columns::Columns;
+
+/// A tracked ticket table: its mapping, and its columns' attribute numbers
+/// once resolved against its row type (`ticket_columns::columns_for`).
+pub struct TrackedTable {
+    pub table: TicketTable,
+    pub columns: RefCell<Option<Rc<Columns>>>,
+}
+
+impl Deref for TrackedTable {
+    type Target = TicketTable;
+
+    fn deref(&self) -> &TicketTable {
+        &self.table
+    }
+}
+
+/// The calendar a policy's clocks run on: its own, or 24/7 when it has none.
+pub fn policy_calendar(policy: &Policy) -> Option<Rc<Calendar>> {
+    policy.calendar.as_deref().map(calendar_cache::by_name)
+}
+
+/// Business time of an optional calendar.
+pub fn hours(calendar: &Option<Rc<Calendar>>) -> Hours<'_> {
+    match calendar {
+        Some(calendar) => Hours::Calendar(calendar),
+        None => Hours::AlwaysOpen,
+    }
+}
+
+pub struct Configuration {
+    generation: u64,
+    /// Enabled policies in the order they are tried.
+    pub policies: PolicyOrder<Rc<Policy>>,
+    /// Every policy, enabled or not: clocks keep the policy they started
+    /// under.
+    pub by_name: HashMap<String, Rc<Policy>>,
+    pub tracked: HashMap<pg_sys::Oid, Rc<TrackedTable>>,
+    /// Every column some policy's conditions read.
+    pub condition_columns: Vec<String>,
+}
+
+impl Configuration {
+    /// Whether both give every ticket the same policy and the same
+    /// deadlines: same enabled policies in the same order, with the same
+    /// conditions, calendars, targets and pause statuses.
+    pub fn same_matching_and_targets(&self, other: &Configuration) -> bool {
+        let (ours, theirs) = (self.policies.as_slice(), other.policies.as_slice());
+        ours.len() == theirs.len()
+            && ours.iter().zip(theirs).all(|(a, b)| {
+                a.name == b.name
+                    && a.calendar == b.calendar
+                    && a.conditions == b.conditions
+                    && a.targets == b.targets
+                    && a.pause_statuses == b.pause_statuses
+            })
+    }
+
+    pub fn tracked(&self, relid: pg_sys::Oid) -> Option<Rc<TrackedTable>> {
+        self.tracked.get(&relid).cloned()
+    }
+}
+
+thread_local! {
+    static CURRENT: RefCell<Option<Rc<Configuration>>> = const { RefCell::new(None) };
+}
+
+/// The configuration as of the latest commit (and this transaction's own
+/// edits).
+pub fn current() -> Rc<Configuration> {
+    let generation = configuration_generation();
+    let cached = CURRENT.with(|c| c.borrow().clone());
+    if let Some(configuration) = cached {
+        if configuration.generation == generation {
+            return configuration;
+        }
+    }
+    let configuration = Rc::new(load(generation));
+    CURRENT.with(|c| *c.borrow_mut() = Some(Rc::clone(&configuration)));
+    configuration
+}
+
+/// The cached configuration, if the cache is still current (no invalidation
+/// delivered since it was read).
+pub fn cached() -> Option<Rc<Configuration>> {
+    let generation = configuration_generation();
+    CURRENT
+        .with(|c| c.borrow().clone())
+        .filter(|configuration| configuration.generation == generation)
+}
+
+fn load(generation: u64) -> Configuration {
+    // Read the latest committed state, as catalog lookups do, so that the
+    // cache stays right until the next invalidation.
+    unsafe { pg_sys::PushActiveSnapshot(pg_sys::GetLatestSnapshot()) };
+    let (policies, policies_oid) = store::policies::read_all();
+    let (tracked, tracked_oid) = store::tracked_tables::read_all();
+    unsafe { pg_sys::PopActiveSnapshot() };
+    if let Some(oid) = policies_oid {
+        watch(WatchedTable::Policies, oid);
+    }
+    if let Some(oid) = tracked_oid {
+        watch(WatchedTable::TrackedTables, oid);
+    }
+
+    let mut condition_columns: Vec<String> = policies
+        .iter()
+        .flat_map(|p| p.conditions.iter().map(|c| c.column.clone()))
+        .collect();
+    condition_columns.sort();
+    condition_columns.dedup();
+    watch_ticket_tables(tracked.iter().map(|t| t.relid).collect());
+    let policies: Vec<Rc<Policy>> = policies.into_iter().map(Rc::new).collect();
+    Configuration {
+        generation,
+        by_name: policies
+            .iter()
+            .map(|p| (p.name.clone(), Rc::clone(p)))
+            .collect(),
+        policies: PolicyOrder::new(policies),
+        tracked: tracked
+            .into_iter()
+            .map(|table| {
+                (
+                    table.relid,
+                    Rc::new(TrackedTable {
+                        table,
+                        columns: RefCell::new(None),
+                    }),
+                )
+            })
+            .collect(),
+        condition_columns,
+    }
+}

@@ -1,0 +1,29 @@
+//! Pieces of SQL text that pg_sla builds: quoted names, and the core's
+//! vocabulary as SQL lists.
+use sla_core::ClockStatus;
+
+/// A name quoted for SQL, whatever it holds.
+pub fn quote_identifier(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// A list of SQL string literals: `'running', 'due_soon'`. Only for the
+/// core's fixed words, which hold no quote.
+pub fn literal_list<'a>(words: impl IntoIterator<Item = &'a str>) -> String {
+    words
+        .into_iter()
+        .map(|w| format!("'{w}'"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `status IN ('running', 'due_soon', 'breached', 'paused')` over the alias
+/// `c`: the open clocks, as SQL.
+pub fn open_status_list() -> String {
+    literal_list(ClockStatus::OPEN.iter().map(|s| s.as_str()))
+}
+
+/// The statuses of a breached clock that is still open, as SQL.
+pub fn breached_open_status_list() -> String {
+    literal_list(ClockStatus::BREACHED_OPEN.iter().map(|s| s.as_str()))
+}

@@ -1,0 +1,354 @@
+//! The row of `sla.clocks`, described once, in column order. The SELECT
+//! list, the row reader, the batched UPDATE and the bulk insert's slots are
+//! all derived from `CLOCK_ROW`; a `#[pg_test]` compares it with
+//! `pg_attribute`.
+use pgrx::datum::{DatumWithOid, Interval, TimestampWithTimeZone};
+use pgrx::spi::SpiHeapTupleData;
+use sla_core::{Clock, ClockStatus, Micros};
+
+use crate::convert::{duration, finite_instant, interval, timestamptz};
+
+/// A column of `sla.clocks`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClockColumn {
+    TicketTable,
+    TicketId,
+    Metric,
+    Cycle,
+    Policy,
+    Status,
+    StartedAt,
+    Target,
+    DueAt,
+    WarnAt,
+    ReleaseAt,
+    NextTransitionAt,
+    PausedSince,
+    PausedTime,
+    StoppedAt,
+    WarnedAt,
+    BreachedAt,
+    ReleasedAt,
+    RetryAt,
+}
+
+/// What a column holds, and so how it is read and written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Which ticket the clock belongs to: set by the table's key.
+    Ticket,
+    /// The clock's identity within its ticket (metric, cycle): never updated.
+    Key,
+    /// The clock's state, as the core's `Clock` holds it: updated in place.
+    State,
+    /// pg_sla's bookkeeping beside the clock (`retry_at`): neither read into
+    /// a `Clock` nor written with one.
+    Bookkeeping,
+}
+
+use ClockColumn::*;
+
+/// The columns in table order.
+pub const CLOCK_ROW: [ClockColumn; 19] = [
+    TicketTable,
+    TicketId,
+    Metric,
+    Cycle,
+    Policy,
+    Status,
+    StartedAt,
+    Target,
+    DueAt,
+    WarnAt,
+    ReleaseAt,
+    NextTransitionAt,
+    PausedSince,
+    PausedTime,
+    StoppedAt,
+    WarnedAt,
+    BreachedAt,
+    ReleasedAt,
+    RetryAt,
+];
+
+impl ClockColumn {
+    pub fn name(self) -> &'static str {
+        match self {
+            TicketTable => "ticket_table",
+            TicketId => "ticket_id",
+            Metric => "metric",
+            Cycle => "cycle",
+            Policy => "policy",
+            Status => "status",
+            StartedAt => "started_at",
+            Target => "target",
+            DueAt => "due_at",
+            WarnAt => "warn_at",
+            ReleaseAt => "release_at",
+            NextTransitionAt => "next_transition_at",
+            PausedSince => "paused_since",
+            PausedTime => "paused_time",
+            StoppedAt => "stopped_at",
+            WarnedAt => "warned_at",
+            BreachedAt => "breached_at",
+            ReleasedAt => "released_at",
+            RetryAt => "retry_at",
+        }
+    }
+
+    /// The column's type as `format_type` prints it.
+    pub fn sql_type(self) -> &'static str {
+        match self {
+            TicketTable => "regclass",
+            TicketId | Metric | Policy | Status => "text",
+            Cycle => "integer",
+            Target | PausedTime => "interval",
+            _ => "timestamp with time zone",
+        }
+    }
+
+    pub fn role(self) -> Role {
+        match self {
+            TicketTable | TicketId => Role::Ticket,
+            Metric | Cycle => Role::Key,
+            RetryAt => Role::Bookkeeping,
+            _ => Role::State,
+        }
+    }
+
+    /// An instant of the clock, for the timestamp columns.
+    fn instant(self, clock: &Clock) -> Option<Micros> {
+        match self {
+            StartedAt => Some(clock.started_at),
+            DueAt => clock.due_at,
+            WarnAt => clock.warn_at,
+            ReleaseAt => clock.release_at,
+            NextTransitionAt => clock.next_transition_at,
+            PausedSince => clock.paused_since,
+            StoppedAt => clock.stopped_at,
+            WarnedAt => clock.warned_at,
+            BreachedAt => clock.breached_at,
+            ReleasedAt => clock.released_at,
+            _ => None,
+        }
+    }
+
+    /// A clock's value of this column, for writing; `None` for the ticket
+    /// and bookkeeping columns, which a `Clock` does not hold.
+    pub fn value(self, clock: &Clock) -> Option<ClockValue<'_>> {
+        Some(match self {
+            Metric => ClockValue::Text(clock.metric.as_str()),
+            Cycle => ClockValue::Int(clock.cycle),
+            Policy => ClockValue::Text(&clock.policy),
+            Status => ClockValue::Text(clock.status.as_str()),
+            Target => ClockValue::Duration(clock.target),
+            PausedTime => ClockValue::Duration(clock.paused_time),
+            TicketTable | TicketId | RetryAt => return None,
+            instant => ClockValue::Instant(instant.instant(clock)),
+        })
+    }
+}
+
+/// A value of a clock column, as the core holds it.
+pub enum ClockValue<'a> {
+    Text(&'a str),
+    Int(i32),
+    Instant(Option<Micros>),
+    Duration(Micros),
+}
+
+/// The columns read into a `Clock`, in order.
+pub fn clock_columns() -> impl Iterator<Item = ClockColumn> {
+    CLOCK_ROW
+        .into_iter()
+        .filter(|c| matches!(c.role(), Role::Key | Role::State))
+}
+
+/// The select list over alias `c` that `read_clock` reads, for
+/// `SELECT c.ctid, c.ticket_id, <this>`.
+pub fn clock_select_list() -> String {
+    clock_columns()
+        .map(|c| format!("c.{}", c.name()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Reads a `Clock` from a row whose columns from `first` on are
+/// `clock_select_list()`.
+pub fn read_clock(row: &SpiHeapTupleData, first: usize) -> Result<Clock, pgrx::spi::Error> {
+    let mut clock = Clock {
+        metric: sla_core::Metric::FirstResponse,
+        cycle: 1,
+        policy: String::new(),
+        status: ClockStatus::Running,
+        started_at: 0,
+        target: 0,
+        due_at: None,
+        warn_at: None,
+        release_at: None,
+        next_transition_at: None,
+        paused_since: None,
+        paused_time: 0,
+        stopped_at: None,
+        warned_at: None,
+        breached_at: None,
+        released_at: None,
+    };
+    for (i, column) in clock_columns().enumerate() {
+        let i = first + i;
+        let text = || -> Result<String, pgrx::spi::Error> { Ok(row.get(i)?.unwrap_or_default()) };
+        let instant = || -> Result<Option<Micros>, pgrx::spi::Error> {
+            Ok(row
+                .get::<TimestampWithTimeZone>(i)?
+                .and_then(finite_instant))
+        };
+        let micros = || -> Result<Micros, pgrx::spi::Error> {
+            Ok(row
+                .get::<Interval>(i)?
+                .map_or(0, |v| duration(v, column.name())))
+        };
+        match column {
+            Metric => {
+                let metric = text()?;
+                clock.metric = sla_core::Metric::parse(&metric).unwrap_or_else(|| {
+                    corrupt(&format!("sla.clocks holds an unknown metric \"{metric}\""))
+                });
+            }
+            Cycle => clock.cycle = row.get(i)?.unwrap_or(1),
+            Policy => clock.policy = text()?,
+            Status => {
+                let status = text()?;
+                clock.status = ClockStatus::parse(&status).unwrap_or_else(|| {
+                    corrupt(&format!("sla.clocks holds an unknown status \"{status}\""))
+                });
+            }
+            StartedAt => clock.started_at = instant()?.unwrap_or_default(),
+            Target => clock.target = micros()?,
+            DueAt => clock.due_at = instant()?,
+            WarnAt => clock.warn_at = instant()?,
+            ReleaseAt => clock.release_at = instant()?,
+            NextTransitionAt => clock.next_transition_at = instant()?,
+            PausedSince => clock.paused_since = instant()?,
+            PausedTime => clock.paused_time = micros()?,
+            StoppedAt => clock.stopped_at = instant()?,
+            WarnedAt => clock.warned_at = instant()?,
+            BreachedAt => clock.breached_at = instant()?,
+            ReleasedAt => clock.released_at = instant()?,
+            TicketTable | TicketId | RetryAt => {}
+        }
+    }
+    Ok(clock)
+}
+
+fn corrupt(message: &str) -> ! {
+    pgrx::ereport!(
+        ERROR,
+        pgrx::PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
+        message.to_owned(),
+        "A value outside pg_sla's vocabulary was written to sla.clocks by hand."
+    );
+}
+
+/// The columns a changed clock updates in place, in order.
+pub fn updated_columns() -> impl Iterator<Item = ClockColumn> {
+    CLOCK_ROW.into_iter().filter(|c| c.role() == Role::State)
+}
+
+/// The batched UPDATE of changed clocks by row address: `$1` the
+/// addresses, then one array per updated column.
+pub fn update_statement() -> String {
+    let columns: Vec<ClockColumn> = updated_columns().collect();
+    let set = columns
+        .iter()
+        .map(|c| format!("{0} = u.{0}", c.name()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let arrays = columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| format!("${}::{}[]", i + 2, array_type(*c)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let names = columns
+        .iter()
+        .map(|c| c.name())
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "UPDATE sla.clocks c SET {set}
+           FROM unnest($1::tid[], {arrays}) AS u(ctid, {names})
+          WHERE c.ctid = u.ctid"
+    )
+}
+
+fn array_type(column: ClockColumn) -> &'static str {
+    match column.sql_type() {
+        "timestamp with time zone" => "timestamptz",
+        "integer" => "int",
+        other => other,
+    }
+}
+
+/// One column's values across a batch of changed clocks.
+pub enum ColumnArray {
+    Text(Vec<String>),
+    Int(Vec<i32>),
+    Instant(Vec<Option<TimestampWithTimeZone>>),
+    Duration(Vec<Interval>),
+}
+
+impl ColumnArray {
+    fn push(&mut self, value: ClockValue) {
+        match (self, value) {
+            (ColumnArray::Text(v), ClockValue::Text(t)) => v.push(t.to_owned()),
+            (ColumnArray::Int(v), ClockValue::Int(i)) => v.push(i),
+            (ColumnArray::Instant(v), ClockValue::Instant(t)) => v.push(t.map(timestamptz)),
+            (ColumnArray::Duration(v), ClockValue::Duration(d)) => v.push(interval(d)),
+            _ => unreachable!("a clock column's value has the column's type"),
+        }
+    }
+
+    pub fn into_arg(self) -> DatumWithOid<'static> {
+        match self {
+            ColumnArray::Text(v) => v.into(),
+            ColumnArray::Int(v) => v.into(),
+            ColumnArray::Instant(v) => v.into(),
+            ColumnArray::Duration(v) => v.into(),
+        }
+    }
+}
+
+/// The arrays of the batched UPDATE, one per updated column.
+pub struct UpdateArrays(Vec<(ClockColumn, ColumnArray)>);
+
+impl Default for UpdateArrays {
+    fn default() -> Self {
+        UpdateArrays(
+            updated_columns()
+                .map(|c| {
+                    let empty = match c.sql_type() {
+                        "text" => ColumnArray::Text(Vec::new()),
+                        "integer" => ColumnArray::Int(Vec::new()),
+                        "interval" => ColumnArray::Duration(Vec::new()),
+                        _ => ColumnArray::Instant(Vec::new()),
+                    };
+                    (c, empty)
+                })
+                .collect(),
+        )
+    }
+}
+
+impl UpdateArrays {
+    pub fn push(&mut self, clock: &Clock) {
+        for (column, array) in &mut self.0 {
+            if let Some(value) = column.value(clock) {
+                array.push(value);
+            }
+        }
+    }
+
+    pub fn into_args(self) -> impl Iterator<Item = DatumWithOid<'static>> {
+        self.0.into_iter().map(|(_, array)| array.into_arg())
+    }
+}

@@ -1,0 +1,345 @@
+//! Clock rows (`sla.clocks`), read and written as the owner of pg_sla's
+//! tables. The row layout is `clock_layout`'s.
+//!
+//! This module is the only code that knows where a table's clocks live and
+//! how a ticket id is stored in them: callers name the table
+//! (`&TicketTable`) and the tickets, so that the clock model written down in
+//! docs/development.md (a clock table per tracked table, keyed by the
+//! ticket's own key) changes this module and not its callers.
+use std::collections::HashMap;
+
+use pgrx::datum::{DatumWithOid, TimestampWithTimeZone};
+use pgrx::prelude::*;
+use sla_core::Clock;
+
+use super::clock_layout::{clock_select_list, read_clock, update_statement, UpdateArrays};
+use super::kept_plans::run_kept;
+use super::spi::{execute, text_column, text_column_fresh};
+use super::tracked_tables::TicketTable;
+use super::{bulk_insert, notifications::NotificationBatch};
+use crate::errors::SpiResultExt;
+use crate::identity::{as_sla_owner, clocks_relid};
+use crate::sql_text::{breached_open_status_list, open_status_list};
+
+/// A clock as read, with the row's address for updating it in place (it is
+/// locked, so the address holds until the transaction ends).
+pub struct StoredClock {
+    pub ctid: pg_sys::ItemPointerData,
+    pub clock: Clock,
+}
+
+/// The clocks of some tickets of one table, by ticket id, in key order,
+/// locked when `lock` is set.
+pub fn read(
+    table: &TicketTable,
+    ticket_ids: &[String],
+    lock: bool,
+) -> HashMap<String, Vec<StoredClock>> {
+    as_sla_owner(|| read_as_owner(table.relid, ticket_ids, lock))
+}
+
+fn read_as_owner(
+    relid: pg_sys::Oid,
+    ticket_ids: &[String],
+    lock: bool,
+) -> HashMap<String, Vec<StoredClock>> {
+    // The lateral join probes the primary key once per ticket: with a
+    // plain `= ANY` of thousands of ids the planner may scan the table.
+    let query = format!(
+        "SELECT c.ctid, c.ticket_id, {columns}
+           FROM unnest($2::text[]) AS u(id),
+                LATERAL (SELECT c.ctid, c.* FROM sla.clocks c
+                          WHERE c.ticket_table = $1::oid::regclass AND c.ticket_id = u.id
+                          OFFSET 0) AS c
+          ORDER BY c.ticket_id, c.metric, c.cycle{lock}",
+        columns = clock_select_list(),
+        lock = if lock { " FOR UPDATE OF c" } else { "" }
+    );
+    let mut by_ticket: HashMap<String, Vec<StoredClock>> = HashMap::new();
+    Spi::connect_mut(|client| {
+        let rows = run_kept(client, &query, &[relid.into(), ticket_ids.to_vec().into()])?;
+        for row in rows {
+            let Some(ctid) = row.get::<pg_sys::ItemPointerData>(1)? else {
+                continue;
+            };
+            let ticket_id: String = row.get(2)?.unwrap_or_default();
+            by_ticket.entry(ticket_id).or_default().push(StoredClock {
+                ctid,
+                clock: read_clock(&row, 3)?,
+            });
+        }
+        Ok(())
+    })
+    .or_raise("read sla.clocks");
+    by_ticket
+}
+
+/// One ticket's clocks, locked, after moving them to a new id when the
+/// ticket's key changed (`old_id`): one identity switch for both.
+pub fn rename_and_read(table: &TicketTable, old_id: &str, new_id: &str) -> Vec<StoredClock> {
+    let relid = table.relid;
+    as_sla_owner(|| {
+        if old_id != new_id {
+            execute(
+                "UPDATE sla.clocks SET ticket_id = $3
+                  WHERE ticket_table = $1::oid::regclass AND ticket_id = $2",
+                &[relid.into(), old_id.into(), new_id.into()],
+                "move clocks to a ticket's new id",
+            );
+        }
+        read_as_owner(relid, std::slice::from_ref(&new_id.to_owned()), true)
+            .remove(new_id)
+            .unwrap_or_default()
+    })
+}
+
+/// Clocks to write: changed ones, updated in place by address, and new
+/// ones, inserted in bulk.
+#[derive(Default)]
+pub struct ClockChanges {
+    ctid: Vec<pg_sys::ItemPointerData>,
+    updated: UpdateArrays,
+    inserts: Vec<(String, Clock)>,
+}
+
+impl ClockChanges {
+    /// Records what differs between a ticket's clocks as read (`stored`)
+    /// and as they are now (`clocks`: the same clocks in the same order,
+    /// then any new ones).
+    pub fn add_ticket(&mut self, ticket_id: &str, stored: &[StoredClock], clocks: &[Clock]) {
+        for (i, clock) in clocks.iter().enumerate() {
+            match stored.get(i) {
+                Some(before) if before.clock == *clock => {}
+                Some(before) => {
+                    self.ctid.push(before.ctid);
+                    self.updated.push(clock);
+                }
+                None => self.inserts.push((ticket_id.to_owned(), clock.clone())),
+            }
+        }
+    }
+
+    /// New clocks of tickets that had none.
+    pub fn insert(&mut self, ticket_id: &str, clock: Clock) {
+        self.inserts.push((ticket_id.to_owned(), clock));
+    }
+
+    pub fn inserts_len(&self) -> usize {
+        self.inserts.len()
+    }
+
+    /// Leaves out the new clocks of these tickets.
+    pub fn skip_inserts(&mut self, skip: impl Fn(&str) -> bool) {
+        self.inserts.retain(|(id, _)| !skip(id));
+    }
+
+    /// The ticket ids of the new clocks, once each.
+    pub fn inserted_tickets(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self.inserts.iter().map(|(id, _)| id.clone()).collect();
+        ids.sort();
+        ids.dedup();
+        ids
+    }
+
+    /// Writes the changes to the clocks of `table`.
+    pub fn write(self, table: &TicketTable) {
+        as_sla_owner(|| self.write_as_owner(table.relid));
+    }
+
+    /// Writes the changes and the notifications of due processing under
+    /// one identity switch.
+    pub fn write_with_notifications(
+        self,
+        table: &TicketTable,
+        notifications: NotificationBatch,
+        created_at: sla_core::Micros,
+    ) {
+        let relid = table.relid;
+        as_sla_owner(|| {
+            self.write_as_owner(relid);
+            notifications.write_as_owner(relid, created_at);
+        });
+    }
+
+    fn write_as_owner(self, relid: pg_sys::Oid) {
+        if !self.ctid.is_empty() {
+            let mut args: Vec<DatumWithOid> = vec![self.ctid.into()];
+            args.extend(self.updated.into_args());
+            Spi::connect_mut(|client| run_kept(client, &update_statement(), &args).map(|_| ()))
+                .or_raise("update sla.clocks");
+        }
+        bulk_insert::insert_clocks(clocks_relid(), relid, self.inserts);
+    }
+}
+
+/// Deletes the clocks of some tickets of a table.
+pub fn delete_tickets(table: &TicketTable, ticket_ids: Vec<String>) {
+    as_sla_owner(|| {
+        execute(
+            "DELETE FROM sla.clocks WHERE ticket_table = $1::oid::regclass AND ticket_id = ANY($2)",
+            &[table.relid.into(), ticket_ids.into()],
+            "delete clocks",
+        )
+    })
+}
+
+/// Deletes every clock of a table, tracked or not (it was truncated).
+pub fn delete_table(relid: pg_sys::Oid) {
+    as_sla_owner(|| {
+        execute(
+            "DELETE FROM sla.clocks WHERE ticket_table = $1::oid::regclass",
+            &[relid.into()],
+            "delete clocks",
+        )
+    })
+}
+
+/// Deletes the clocks of a table's tickets that are not in `ids` (left
+/// from an earlier tracking of tickets deleted meanwhile).
+pub fn delete_except(table: &TicketTable, ids: &[String]) {
+    as_sla_owner(|| {
+        execute(
+            "DELETE FROM sla.clocks WHERE ticket_table = $1::oid::regclass AND ticket_id <> ALL($2)",
+            &[table.relid.into(), ids.to_vec().into()],
+            "delete clocks of tickets that are gone",
+        )
+    })
+}
+
+/// Tickets with a transition due at `now`, earliest first, leaving out
+/// `skipped_tables` and the `held` tickets (table, id).
+pub fn due_tickets(
+    now: TimestampWithTimeZone,
+    limit: i32,
+    skipped_tables: &[pg_sys::Oid],
+    held: &[(pg_sys::Oid, String)],
+) -> Vec<(pg_sys::Oid, String)> {
+    let held_tables: Vec<pg_sys::Oid> = held.iter().map(|(relid, _)| *relid).collect();
+    let held_ids: Vec<String> = held.iter().map(|(_, id)| id.clone()).collect();
+    as_sla_owner(|| {
+        Spi::connect(|client| {
+            let rows = client.select(
+                "SELECT ticket_table::oid, ticket_id FROM sla.clocks
+                  WHERE next_transition_at <= $1
+                    AND (retry_at IS NULL OR retry_at <= pg_catalog.clock_timestamp())
+                    AND ticket_table::oid <> ALL ($3::oid[])
+                    AND (ticket_table::oid, ticket_id) NOT IN
+                        (SELECT h.relid, h.id FROM unnest($4::oid[], $5::text[]) AS h(relid, id))
+                  ORDER BY next_transition_at LIMIT $2",
+                None,
+                &[
+                    now.into(),
+                    limit.into(),
+                    skipped_tables.to_vec().into(),
+                    held_tables.into(),
+                    held_ids.into(),
+                ],
+            )?;
+            let mut due = Vec::new();
+            for row in rows {
+                due.push((
+                    row.get::<pg_sys::Oid>(1)?.unwrap_or(pg_sys::InvalidOid),
+                    row.get::<String>(2)?.unwrap_or_default(),
+                ));
+            }
+            Ok(due)
+        })
+        .or_raise("find due clocks")
+    })
+}
+
+/// Open clocks' tickets of one table, optionally only those whose policy
+/// runs on one of `calendars`.
+pub fn tickets_with_open_clocks(
+    table: &TicketTable,
+    calendars: Option<Vec<String>>,
+) -> Vec<String> {
+    let query = format!(
+        "SELECT DISTINCT ticket_id FROM sla.clocks
+          WHERE ticket_table = $1::oid::regclass
+            AND status IN ({open})
+            AND ($2::text[] IS NULL OR policy IN (
+                  SELECT name FROM sla.policies WHERE calendar = ANY($2)))",
+        open = open_status_list()
+    );
+    as_sla_owner(|| {
+        text_column(
+            &query,
+            &[table.relid.into(), calendars.into()],
+            "find open clocks",
+        )
+    })
+}
+
+/// Which of these tickets already have clocks.
+pub fn tickets_with_clocks(table: &TicketTable, ids: &[String]) -> Vec<String> {
+    as_sla_owner(|| {
+        text_column(
+            "SELECT u.id FROM unnest($2::text[]) AS u(id)
+              WHERE EXISTS (SELECT FROM sla.clocks c
+                             WHERE c.ticket_table = $1::oid::regclass AND c.ticket_id = u.id)",
+            &[table.relid.into(), ids.to_vec().into()],
+            "find tickets with clocks",
+        )
+    })
+}
+
+/// Tickets of a table with a breached clock still open (paused or not, so
+/// that a pause does not make an alert fire again when it ends).
+pub fn breached_open_tickets(table: &TicketTable) -> Vec<String> {
+    let query = format!(
+        "SELECT DISTINCT ticket_id FROM sla.clocks
+          WHERE ticket_table = $1::oid::regclass
+            AND breached_at IS NOT NULL AND status IN ({breached_open})",
+        breached_open = breached_open_status_list()
+    );
+    // A fresh snapshot: it sees the breaches this very call of process_due
+    // just wrote.
+    as_sla_owner(|| text_column_fresh(&query, &[table.relid.into()], "count breached tickets"))
+}
+
+/// Takes a table's clocks out of the due index: `only_if_untracked`
+/// checks again that the table is not tracked (the caller's view of the
+/// settings may be older).
+pub fn unschedule_table(relid: pg_sys::Oid, only_if_untracked: bool) {
+    let query = if only_if_untracked {
+        "UPDATE sla.clocks SET next_transition_at = NULL
+          WHERE ticket_table = $1::oid::regclass AND next_transition_at IS NOT NULL
+            AND NOT EXISTS (SELECT FROM sla.tracked_tables
+                             WHERE ticket_table = $1::oid::regclass)"
+    } else {
+        "UPDATE sla.clocks SET next_transition_at = NULL
+          WHERE ticket_table = $1::oid::regclass AND next_transition_at IS NOT NULL"
+    };
+    as_sla_owner(|| execute(query, &[relid.into()], "unschedule clocks"))
+}
+
+/// Leaves tickets that due processing failed on alone for a while, so
+/// that they do not hold places at the head of the due index.
+pub fn postpone_tickets(table: &TicketTable, ticket_ids: &[String], delay: &str) {
+    as_sla_owner(|| {
+        execute(
+            // SKIP LOCKED: due processing never waits for a lock.
+            "UPDATE sla.clocks SET retry_at = pg_catalog.clock_timestamp() + $3::interval
+              WHERE ctid = ANY (ARRAY(
+                    SELECT ctid FROM sla.clocks
+                     WHERE ticket_table = $1::oid::regclass AND ticket_id = ANY ($2::text[])
+                       AND next_transition_at IS NOT NULL
+                       FOR UPDATE SKIP LOCKED))",
+            &[table.relid.into(), ticket_ids.to_vec().into(), delay.into()],
+            "postpone due tickets",
+        )
+    })
+}
+
+/// The next time a clock has a transition due after `now`, for the worker
+/// to wake at.
+pub fn next_transition_after(now: TimestampWithTimeZone) -> Option<TimestampWithTimeZone> {
+    as_sla_owner(|| {
+        Spi::get_one_with_args(
+            "SELECT min(next_transition_at) FROM sla.clocks WHERE next_transition_at >= $1",
+            &[now.into()],
+        )
+        .or_raise("find the next due clock")
+    })
+}

@@ -1,0 +1,28 @@
+//! The store: every read and write of pg_sla's tables and of users' ticket
+//! tables goes through this module, one submodule per kind of data.
+//!
+//! The identity rule lives here and nowhere else. Callers never choose whose
+//! privileges a query runs with:
+//! - pg_sla's tables (`sla.clocks`, `sla.notifications`, `sla.alert_rules`,
+//!   `sla.policies`, `sla.tracked_tables`) are read and written as their
+//!   owner, whoever changed a ticket (`identity::as_sla_owner`);
+//! - a ticket table is read and written as that table's owner, never as a
+//!   superuser (`identity::run_as(table.owner)`);
+//! - `sla.calendars` is read as the caller: calendar functions are parallel
+//!   safe, and a parallel worker cannot switch identities; every role may
+//!   read calendars.
+//!
+//! Every statement qualifies what it calls (`pg_catalog.`, `OPERATOR(...)`)
+//! or runs under `identity`'s fixed `search_path`.
+pub mod alert_rules;
+pub mod bulk_insert;
+pub mod calendars;
+pub mod clock_layout;
+pub mod clocks;
+mod kept_plans;
+pub mod notifications;
+pub mod policies;
+mod spi;
+pub mod ticket_definitions;
+pub mod tickets;
+pub mod tracked_tables;

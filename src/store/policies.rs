@@ -1,0 +1,70 @@
+//! Policy rows (`sla.policies`), read as the owner of pg_sla's tables.
+use pgrx::datum::Interval;
+use pgrx::prelude::*;
+use sla_core::policy::{parse_conditions, Policy};
+use sla_core::{Micros, Targets};
+
+use crate::convert::duration;
+use crate::errors::SpiResultExt;
+use crate::identity::as_sla_owner;
+
+/// Every policy, parsed, with the OID of `sla.policies` (for cache
+/// invalidation) when there is a row.
+pub fn read_all() -> (Vec<Policy>, Option<pg_sys::Oid>) {
+    as_sla_owner(|| {
+        Spi::connect(|client| {
+            let rows = client.select(
+                "SELECT name, position, enabled, calendar, conditions::text, first_response,
+                        next_response, resolution, warn_at, release_ownership_at,
+                        feedback_message, pause_statuses, tableoid
+                   FROM sla.policies",
+                None,
+                &[],
+            )?;
+            let mut policies = Vec::new();
+            let mut table_oid = None;
+            for row in rows {
+                let name: String = row.get(1)?.unwrap_or_default();
+                let conditions_text: String = row.get(5)?.unwrap_or_else(|| "{}".into());
+                let conditions = serde_json::from_str(&conditions_text)
+                    .map_err(|e| e.to_string())
+                    .and_then(|value| parse_conditions(&value))
+                    .unwrap_or_else(|message| {
+                        ereport!(
+                            ERROR,
+                            pgrx::PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+                            format!("policy \"{name}\": {message}")
+                        );
+                    });
+                let target = |i: usize, field: &str| -> Result<Option<Micros>, pgrx::spi::Error> {
+                    Ok(row.get::<Interval>(i)?.map(|v| duration(v, field)))
+                };
+                let targets = Targets {
+                    first_response: target(6, "first_response")?,
+                    next_response: target(7, "next_response")?,
+                    resolution: target(8, "resolution")?,
+                    warn_fraction: row.get::<f64>(9)?,
+                    release_fraction: row.get::<f64>(10)?,
+                };
+                policies.push(Policy {
+                    name,
+                    position: row.get(2)?.unwrap_or(0),
+                    enabled: row.get(3)?.unwrap_or(false),
+                    calendar: row.get(4)?,
+                    conditions,
+                    targets,
+                    feedback_message: row.get(11)?,
+                    pause_statuses: row
+                        .get::<Vec<Option<String>>>(12)?
+                        .unwrap_or_default()
+                        .into_iter()
+                        .flatten()
+                        .collect(),
+                });
+                table_oid = row.get::<pg_sys::Oid>(13)?;
+            }
+            Ok((policies, table_oid))
+        })
+        .or_raise("read sla.policies")
+    })
+}

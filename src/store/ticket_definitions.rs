@@ -1,0 +1,181 @@
+//! The definition of users' ticket tables: what `sla.track` reads of them
+//! in the system catalogs (as the caller), the SLA columns it adds (as the
+//! caller, who owns the table) and pg_sla's triggers, created as the owner
+//! of pg_sla's tables, the only role that may execute their functions (so
+//! that nobody attaches them elsewhere) and dropped as the caller.
+use pgrx::pg_sys::errcodes::PgSqlErrorCode;
+use pgrx::prelude::*;
+
+use super::spi::execute;
+use crate::errors::SpiResultExt;
+use crate::identity::{as_sla_owner, current_user};
+
+/// The triggers `sla.track` installs (see `ticket_triggers`). The names sort
+/// after most user triggers, so the row trigger sees the row as other
+/// BEFORE triggers left it.
+pub const ROW_TRIGGER: &str = "zz_pg_sla_row";
+pub const INSERTED_TRIGGER: &str = "zz_pg_sla_inserted";
+pub const DELETED_TRIGGER: &str = "zz_pg_sla_deleted";
+pub const TRUNCATED_TRIGGER: &str = "zz_pg_sla_truncated";
+
+pub struct TableInfo {
+    /// The name as the caller would write it (for messages and the caller's
+    /// own DDL).
+    pub name: String,
+    /// Schema-qualified and quoted, for DDL run with pg_sla's search_path.
+    pub qualified: String,
+    pub relkind: String,
+    pub temporary: bool,
+    /// A partition, or a parent or child in table inheritance.
+    pub in_hierarchy: bool,
+    pub owned_by_caller: bool,
+}
+
+/// What `sla.track` needs to know of a table, read from the system catalogs
+/// as the caller.
+pub fn table_info(table: pg_sys::Oid) -> TableInfo {
+    Spi::connect(|client| {
+        let rows = client.select(
+            "SELECT c.oid::pg_catalog.regclass::text, c.relkind::text,
+                    pg_catalog.pg_has_role($2, c.relowner, 'USAGE'),
+                    c.relpersistence OPERATOR(pg_catalog.=) 't',
+                    c.relispartition OR EXISTS (
+                        SELECT FROM pg_catalog.pg_inherits i
+                         WHERE i.inhrelid OPERATOR(pg_catalog.=) c.oid
+                            OR i.inhparent OPERATOR(pg_catalog.=) c.oid),
+                    pg_catalog.quote_ident(n.nspname) OPERATOR(pg_catalog.||) '.'
+                        OPERATOR(pg_catalog.||) pg_catalog.quote_ident(c.relname)
+               FROM pg_catalog.pg_class c
+               JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+              WHERE c.oid OPERATOR(pg_catalog.=) $1",
+            Some(1),
+            &[table.into(), current_user().into()],
+        )?;
+        if rows.is_empty() {
+            ereport!(
+                ERROR,
+                PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
+                format!("table with OID {} does not exist", table.to_u32())
+            );
+        }
+        let row = rows.first();
+        Ok::<_, pgrx::spi::Error>(TableInfo {
+            name: row.get(1)?.unwrap_or_default(),
+            relkind: row.get(2)?.unwrap_or_default(),
+            owned_by_caller: row.get(3)?.unwrap_or(false),
+            temporary: row.get(4)?.unwrap_or(false),
+            in_hierarchy: row.get(5)?.unwrap_or(false),
+            qualified: row.get(6)?.unwrap_or_default(),
+        })
+    })
+    .or_raise("read the table's definition")
+}
+
+/// Whether a single-column unique index without predicate covers `column`.
+pub fn has_unique_key(table: pg_sys::Oid, column: &str) -> bool {
+    Spi::get_one_with_args::<bool>(
+        "SELECT EXISTS (
+             SELECT FROM pg_catalog.pg_index i
+               JOIN pg_catalog.pg_attribute a
+                 ON a.attrelid OPERATOR(pg_catalog.=) i.indrelid
+                AND a.attnum OPERATOR(pg_catalog.=) i.indkey[0]
+              WHERE i.indrelid OPERATOR(pg_catalog.=) $1 AND i.indisunique AND i.indisvalid
+                AND i.indnkeyatts OPERATOR(pg_catalog.=) 1
+                AND i.indpred IS NULL AND i.indexprs IS NULL
+                AND a.attname OPERATOR(pg_catalog.=) $2::name)",
+        &[table.into(), column.into()],
+    )
+    .or_raise("read the table's indexes")
+    .unwrap_or(false)
+}
+
+/// A column's type as SQL and its catalog facts, or `None` when absent.
+pub struct ColumnType {
+    pub type_name: String,
+    pub type_oid: pg_sys::Oid,
+    pub is_enum: bool,
+    pub not_null: bool,
+}
+
+pub fn column_type(table: pg_sys::Oid, column: &str) -> Option<ColumnType> {
+    Spi::connect(|client| {
+        let rows = client.select(
+            "SELECT pg_catalog.format_type(a.atttypid, a.atttypmod), a.atttypid,
+                    t.typtype OPERATOR(pg_catalog.=) 'e', a.attnotnull
+               FROM pg_catalog.pg_attribute a
+               JOIN pg_catalog.pg_type t ON t.oid OPERATOR(pg_catalog.=) a.atttypid
+              WHERE a.attrelid OPERATOR(pg_catalog.=) $1
+                AND a.attname OPERATOR(pg_catalog.=) $2::name
+                AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped",
+            Some(1),
+            &[table.into(), column.into()],
+        )?;
+        if rows.is_empty() {
+            return Ok::<_, pgrx::spi::Error>(None);
+        }
+        let row = rows.first();
+        Ok(Some(ColumnType {
+            type_name: row.get(1)?.unwrap_or_default(),
+            type_oid: row.get(2)?.unwrap_or(pg_sys::InvalidOid),
+            is_enum: row.get(3)?.unwrap_or(false),
+            not_null: row.get(4)?.unwrap_or(false),
+        }))
+    })
+    .or_raise("read the table's columns")
+}
+
+/// Adds columns (`ADD COLUMN name type` clauses) to a table, as the caller.
+pub fn add_columns(table_name: &str, additions: &[String]) {
+    execute(
+        &format!("ALTER TABLE {table_name} {}", additions.join(", ")),
+        &[],
+        "add the SLA columns",
+    );
+}
+
+/// Installs pg_sla's triggers on a table (`qualified`: schema-qualified and
+/// quoted).
+pub fn create_triggers(qualified: &str) {
+    let name = qualified;
+    let ddl = [
+        format!(
+            "CREATE TRIGGER {ROW_TRIGGER} BEFORE INSERT OR UPDATE ON {name}
+               FOR EACH ROW EXECUTE FUNCTION sla.ticket_row_changed()"
+        ),
+        format!(
+            "CREATE TRIGGER {INSERTED_TRIGGER} AFTER INSERT ON {name}
+               REFERENCING NEW TABLE AS pg_sla_new_tickets
+               FOR EACH STATEMENT EXECUTE FUNCTION sla.tickets_inserted()"
+        ),
+        format!(
+            "CREATE TRIGGER {DELETED_TRIGGER} AFTER DELETE ON {name}
+               REFERENCING OLD TABLE AS pg_sla_old_tickets
+               FOR EACH STATEMENT EXECUTE FUNCTION sla.tickets_deleted()"
+        ),
+        format!(
+            "CREATE TRIGGER {TRUNCATED_TRIGGER} AFTER TRUNCATE ON {name}
+               FOR EACH STATEMENT EXECUTE FUNCTION sla.tickets_truncated()"
+        ),
+    ];
+    as_sla_owner(|| {
+        for statement in &ddl {
+            execute(statement, &[], "create pg_sla's triggers");
+        }
+    });
+}
+
+/// Drops pg_sla's triggers from a table, as the caller.
+pub fn drop_triggers(table_name: &str) {
+    for trigger in [
+        ROW_TRIGGER,
+        INSERTED_TRIGGER,
+        DELETED_TRIGGER,
+        TRUNCATED_TRIGGER,
+    ] {
+        execute(
+            &format!("DROP TRIGGER IF EXISTS {trigger} ON {table_name}"),
+            &[],
+            "drop pg_sla's triggers",
+        );
+    }
+}

@@ -1,0 +1,259 @@
+//! Users' ticket tables, read and written as each table's owner (never as
+//! a superuser, never as whoever changed a ticket).
+use std::collections::HashMap;
+
+use pgrx::datum::{DatumWithOid, TimestampWithTimeZone};
+use pgrx::prelude::*;
+use sla_core::{ClockStatus, Micros, Summary};
+
+use super::spi::text_column;
+use super::tracked_tables::TicketTable;
+use crate::convert::{finite_instant, timestamptz};
+use crate::errors::SpiResultExt;
+use crate::identity::run_as;
+use crate::sql_text::quote_identifier;
+
+/// Locks the tickets with these ids that nobody else has locked, and
+/// returns their addresses and ids. Never waits: a ticket an application is
+/// changing now is left for the next round.
+pub fn lock_free(table: &TicketTable, ids: Vec<String>) -> Vec<(pg_sys::ItemPointerData, String)> {
+    let query = format!(
+        "SELECT t.ctid, t.{id}::text
+           FROM unnest($1::text[]) AS u(id),
+                LATERAL (SELECT t.ctid, t.{id} FROM ONLY {table} t WHERE t.{id} = u.id::{ty} OFFSET 0) AS t
+          FOR NO KEY UPDATE OF t SKIP LOCKED",
+        id = quote_identifier(&table.id_column),
+        table = table.name,
+        ty = table.id_type,
+    );
+    run_as(table.owner, || {
+        Spi::connect_mut(|client| {
+            let rows = client.update(&query, None, &[ids.into()])?;
+            let mut locked = Vec::new();
+            for row in rows {
+                if let Some(ctid) = row.get::<pg_sys::ItemPointerData>(1)? {
+                    locked.push((ctid, row.get::<String>(2)?.unwrap_or_default()));
+                }
+            }
+            Ok(locked)
+        })
+        .or_raise("lock tickets")
+    })
+}
+
+/// Tickets whose status is not closed (a policy edit may concern any).
+pub fn open_ids(table: &TicketTable) -> Vec<String> {
+    let query = format!(
+        "SELECT t.{id}::text FROM ONLY {name} t
+          WHERE t.{status} IS NULL OR NOT (t.{status}::text = ANY($1))",
+        id = quote_identifier(&table.id_column),
+        status = quote_identifier(&table.status_column),
+        name = table.name,
+    );
+    run_as(table.owner, || {
+        text_column(
+            &query,
+            &[table.closed_statuses.clone().into()],
+            "find open tickets",
+        )
+    })
+}
+
+/// Which of these ticket ids no longer exist in the table.
+pub fn missing(table: &TicketTable, ids: &[String]) -> Vec<String> {
+    let query = format!(
+        "SELECT u.id FROM unnest($1::text[]) AS u(id)
+          WHERE NOT EXISTS (SELECT FROM ONLY {name} t WHERE t.{id} = u.id::{ty})",
+        id = quote_identifier(&table.id_column),
+        name = table.name,
+        ty = table.id_type,
+    );
+    run_as(table.owner, || {
+        text_column(&query, &[ids.to_vec().into()], "find deleted tickets")
+    })
+}
+
+/// Every ticket id of a table.
+pub fn all_ids(table: &TicketTable) -> Vec<String> {
+    let query = format!(
+        "SELECT t.{id}::text FROM ONLY {name} t",
+        id = quote_identifier(&table.id_column),
+        name = table.name,
+    );
+    run_as(table.owner, || text_column(&query, &[], "list tickets"))
+}
+
+/// How many of these tickets each of `recipients` is assigned, by the
+/// table's assignee column. Run as the table's owner.
+pub fn count_by_assignee(
+    table: &TicketTable,
+    assignee_column: &str,
+    ids: &[String],
+    recipients: &[String],
+) -> HashMap<String, i64> {
+    let query = format!(
+        "SELECT t.{assignee}::text, count(*) FROM unnest($1::text[]) AS u(id)
+           JOIN ONLY {name} t ON t.{id} = u.id::{ty}
+          WHERE t.{assignee}::text = ANY($2::text[])
+          GROUP BY 1",
+        assignee = quote_identifier(assignee_column),
+        name = table.name,
+        id = quote_identifier(&table.id_column),
+        ty = table.id_type,
+    );
+    // Read-write SPI for a fresh snapshot, as in
+    // `clocks::breached_open_tickets`.
+    run_as(table.owner, || {
+        Spi::connect_mut(|client| {
+            let rows = client.update(
+                &query,
+                None,
+                &[ids.to_vec().into(), recipients.to_vec().into()],
+            )?;
+            let mut counts = HashMap::new();
+            for row in rows {
+                if let (Some(recipient), Some(count)) = (row.get::<String>(1)?, row.get::<i64>(2)?)
+                {
+                    counts.insert(recipient, count);
+                }
+            }
+            Ok(counts)
+        })
+        .or_raise("count tickets by assignee")
+    })
+}
+
+/// New SLA columns for tickets, and whether to release their assignee.
+#[derive(Default)]
+pub struct TicketUpdates {
+    ctid: Vec<pg_sys::ItemPointerData>,
+    policy: Vec<Option<String>>,
+    status: Vec<Option<&'static str>>,
+    due_at: Vec<Option<TimestampWithTimeZone>>,
+    breached_at: Vec<Option<TimestampWithTimeZone>>,
+    release: Vec<bool>,
+}
+
+impl TicketUpdates {
+    /// `ctid` is the address of the ticket's row, which the caller holds
+    /// locked.
+    pub fn push(
+        &mut self,
+        ctid: pg_sys::ItemPointerData,
+        policy: Option<&str>,
+        summary: &Summary,
+        release: bool,
+    ) {
+        self.ctid.push(ctid);
+        self.policy.push(policy.map(str::to_owned));
+        self.status.push(summary.status.map(ClockStatus::as_str));
+        self.due_at.push(summary.due_at.map(timestamptz));
+        self.breached_at.push(summary.breached_at.map(timestamptz));
+        self.release.push(release);
+    }
+
+    /// Writes the SLA columns (and `sla_policy` when `set_policy`).
+    pub fn write(self, table: &TicketTable, set_policy: bool) {
+        if self.ctid.is_empty() {
+            return;
+        }
+        let release = match &table.assignee_column {
+            Some(column) if self.release.iter().any(|r| *r) => format!(
+                ", {c} = CASE WHEN u.release THEN NULL ELSE t.{c} END",
+                c = quote_identifier(column)
+            ),
+            _ => String::new(),
+        };
+        let policy = if set_policy {
+            ", sla_policy = u.policy"
+        } else {
+            ""
+        };
+        // The ANY() lets the planner fetch the rows by address rather than
+        // hash the whole table for a join with the array.
+        let query = format!(
+            "UPDATE ONLY {table} t SET sla_status = u.status, sla_due_at = u.due_at,
+                    sla_breached_at = u.breached_at{policy}{release}
+               FROM unnest($1::tid[], $2::text[], $3::text[], $4::timestamptz[],
+                           $5::timestamptz[], $6::bool[]) AS u(ctid, policy, status, due_at,
+                                                             breached_at, release)
+              WHERE t.ctid = u.ctid AND t.ctid = ANY($1)",
+            table = table.name,
+        );
+        let status: Vec<Option<String>> = self
+            .status
+            .into_iter()
+            .map(|s| s.map(str::to_owned))
+            .collect();
+        let args: Vec<DatumWithOid> = vec![
+            self.ctid.into(),
+            self.policy.into(),
+            status.into(),
+            self.due_at.into(),
+            self.breached_at.into(),
+            self.release.into(),
+        ];
+        run_as(table.owner, || {
+            Spi::connect_mut(|client| client.update(&query, None, &args).map(|_| ()))
+                .or_raise("write the SLA columns of tickets")
+        });
+    }
+}
+
+/// A value read from a ticket row by a query: printed as text, or an
+/// instant (±infinity reads as NULL).
+pub enum RowValue {
+    Text(Option<String>),
+    Instant(Option<Micros>),
+}
+
+/// What a query read of one ticket: values by attribute number and whether
+/// read as text (a timestamp column used in a condition is read both ways).
+pub type RowValues = HashMap<(i32, bool), RowValue>;
+
+/// Locks some tickets in id order (waiting for them) and reads them with
+/// `select_list` (over alias `t`), whose items are described by `layout`
+/// (attribute number, read as text). Tickets that do not exist are left out.
+pub fn lock_and_read(
+    table: &TicketTable,
+    ids: &[String],
+    select_list: &str,
+    layout: &[(i32, bool)],
+) -> Vec<(pg_sys::ItemPointerData, RowValues)> {
+    // One primary-key probe per ticket (the lateral join).
+    let query = format!(
+        "SELECT t.ctid, {select_list}
+           FROM unnest($1::text[]) AS u(id),
+                LATERAL (SELECT t.ctid, t.* FROM ONLY {name} t WHERE t.{id} = u.id::{ty} OFFSET 0) AS t
+          ORDER BY u.id FOR NO KEY UPDATE OF t",
+        id = quote_identifier(&table.id_column),
+        name = table.name,
+        ty = table.id_type,
+    );
+    run_as(table.owner, || {
+        Spi::connect_mut(|client| {
+            let result = client.update(&query, None, &[ids.to_vec().into()])?;
+            let mut rows = Vec::new();
+            for row in result {
+                let Some(ctid) = row.get::<pg_sys::ItemPointerData>(1)? else {
+                    continue;
+                };
+                let mut values = HashMap::new();
+                for (i, (attnum, is_text)) in layout.iter().enumerate() {
+                    let value = if *is_text {
+                        RowValue::Text(row.get::<String>(i + 2)?)
+                    } else {
+                        RowValue::Instant(
+                            row.get::<TimestampWithTimeZone>(i + 2)?
+                                .and_then(finite_instant),
+                        )
+                    };
+                    values.insert((*attnum, *is_text), value);
+                }
+                rows.push((ctid, values));
+            }
+            Ok(rows)
+        })
+        .or_raise("read tickets")
+    })
+}

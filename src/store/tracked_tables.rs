@@ -1,0 +1,125 @@
+//! Tracked ticket tables (`sla.tracked_tables`) and how their columns map,
+//! read and written as the owner of pg_sla's tables.
+use pgrx::prelude::*;
+
+use super::spi::execute;
+use crate::errors::SpiResultExt;
+use crate::identity::as_sla_owner;
+
+/// A tracked ticket table and how its columns map.
+pub struct TicketTable {
+    pub relid: pg_sys::Oid,
+    /// The table's name, qualified and quoted, for dynamic SQL.
+    pub name: String,
+    pub owner: pg_sys::Oid,
+    pub id_column: String,
+    /// The id column's type as SQL, to cast text ids back for index lookups.
+    pub id_type: String,
+    pub created_at_column: String,
+    pub status_column: String,
+    pub closed_statuses: Vec<String>,
+    pub customer_message_at_column: String,
+    pub agent_reply_at_column: String,
+    pub assignee_column: Option<String>,
+}
+
+impl TicketTable {
+    pub fn is_closed(&self, status: Option<&str>) -> bool {
+        status.is_some_and(|s| self.closed_statuses.iter().any(|c| c == s))
+    }
+}
+
+/// Every tracked table, with the OID of `sla.tracked_tables` (for cache
+/// invalidation) when there is a row.
+pub fn read_all() -> (Vec<TicketTable>, Option<pg_sys::Oid>) {
+    as_sla_owner(|| {
+        Spi::connect(|client| {
+            let rows = client.select(
+                "SELECT t.ticket_table::oid, t.ticket_table::text, c.relowner,
+                        t.id_column::text, pg_catalog.format_type(a.atttypid, a.atttypmod),
+                        t.created_at_column::text, t.status_column::text, t.closed_statuses,
+                        t.customer_message_at_column::text, t.agent_reply_at_column::text,
+                        t.assignee_column::text, t.tableoid
+                   FROM sla.tracked_tables t
+                   JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) t.ticket_table
+                   LEFT JOIN pg_catalog.pg_attribute a
+                          ON a.attrelid OPERATOR(pg_catalog.=) t.ticket_table
+                         AND a.attname OPERATOR(pg_catalog.=) t.id_column
+                         AND NOT a.attisdropped",
+                None,
+                &[],
+            )?;
+            let mut tables = Vec::new();
+            let mut table_oid = None;
+            for row in rows {
+                let text = |i: usize| -> Result<String, pgrx::spi::Error> {
+                    Ok(row.get::<String>(i)?.unwrap_or_default())
+                };
+                tables.push(TicketTable {
+                    relid: row.get(1)?.unwrap_or(pg_sys::InvalidOid),
+                    name: text(2)?,
+                    owner: row.get(3)?.unwrap_or(pg_sys::InvalidOid),
+                    id_column: text(4)?,
+                    id_type: text(5)?,
+                    created_at_column: text(6)?,
+                    status_column: text(7)?,
+                    closed_statuses: row
+                        .get::<Vec<Option<String>>>(8)?
+                        .unwrap_or_default()
+                        .into_iter()
+                        .flatten()
+                        .collect(),
+                    customer_message_at_column: text(9)?,
+                    agent_reply_at_column: text(10)?,
+                    assignee_column: row.get(11)?,
+                });
+                table_oid = row.get::<pg_sys::Oid>(12)?;
+            }
+            Ok((tables, table_oid))
+        })
+        .or_raise("read sla.tracked_tables")
+    })
+}
+
+/// A table's mapping as `sla.track` records it.
+pub struct Mapping<'a> {
+    pub id_column: &'a str,
+    pub created_at_column: &'a str,
+    pub status_column: &'a str,
+    pub closed_statuses: Vec<String>,
+    pub customer_message_at_column: &'a str,
+    pub agent_reply_at_column: &'a str,
+    pub assignee_column: Option<&'a str>,
+}
+
+pub fn insert(relid: pg_sys::Oid, mapping: Mapping) {
+    as_sla_owner(|| {
+        execute(
+            "INSERT INTO sla.tracked_tables (ticket_table, id_column, created_at_column,
+                 status_column, closed_statuses, customer_message_at_column,
+                 agent_reply_at_column, assignee_column)
+             VALUES ($1::oid::regclass, $2, $3, $4, $5, $6, $7, $8)",
+            &[
+                relid.into(),
+                mapping.id_column.into(),
+                mapping.created_at_column.into(),
+                mapping.status_column.into(),
+                mapping.closed_statuses.into(),
+                mapping.customer_message_at_column.into(),
+                mapping.agent_reply_at_column.into(),
+                mapping.assignee_column.into(),
+            ],
+            "record the tracked table",
+        )
+    })
+}
+
+pub fn delete(relid: pg_sys::Oid) {
+    as_sla_owner(|| {
+        execute(
+            "DELETE FROM sla.tracked_tables WHERE ticket_table = $1::oid::regclass",
+            &[relid.into()],
+            "forget the tracked table",
+        )
+    })
+}

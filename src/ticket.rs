@@ -1,0 +1,173 @@
+//! A ticket as pg_sla reads it: its mapped columns from a heap tuple, a
+//! transition table's slot or a query, the policy that applies to it, its
+//! facts, and bringing its clocks in line with them.
+use std::collections::HashMap;
+use std::ffi::CStr;
+use std::rc::Rc;
+
+use pgrx::pg_sys::errcodes::PgSqlErrorCode;
+use pgrx::prelude::*;
+use sla_core::policy::{ColumnValue, Policy};
+use sla_core::{reconcile, summarize, Clock, Micros, Summary, TicketFacts};
+
+use crate::configuration::{hours, policy_calendar, Configuration};
+use crate::convert::{or_raise, PG_EPOCH_OFFSET};
+use crate::store::tickets::{RowValue, RowValues};
+use crate::store::tracked_tables::TicketTable;
+use crate::ticket_columns::{Column, Columns};
+
+/// Where a ticket row's values come from.
+pub enum Row {
+    Heap(pg_sys::HeapTuple, pg_sys::TupleDesc),
+    Slot(*mut pg_sys::TupleTableSlot),
+    /// Values read by a query (see `Columns::select_list`).
+    Values(RowValues),
+}
+
+impl Row {
+    fn datum(&self, column: &Column) -> Option<pg_sys::Datum> {
+        let mut is_null = false;
+        let datum = unsafe {
+            match self {
+                Row::Heap(tuple, tupdesc) => {
+                    pg_sys::heap_getattr(*tuple, column.attnum, *tupdesc, &mut is_null)
+                }
+                Row::Slot(slot) => pg_sys::slot_getattr(*slot, column.attnum, &mut is_null),
+                Row::Values(_) => unreachable!("read through text() and instant()"),
+            }
+        };
+        (!is_null).then_some(datum)
+    }
+
+    /// The column as PostgreSQL prints it.
+    pub fn text(&self, column: &Column) -> Option<String> {
+        if let Row::Values(values) = self {
+            return match values.get(&(column.attnum, true)) {
+                Some(RowValue::Text(text)) => text.clone(),
+                _ => None,
+            };
+        }
+        let datum = self.datum(column)?;
+        let printed = unsafe { pg_sys::OidOutputFunctionCall(column.output_function, datum) };
+        let text = unsafe { CStr::from_ptr(printed) }
+            .to_string_lossy()
+            .into_owned();
+        unsafe { pg_sys::pfree(printed.cast()) };
+        Some(text)
+    }
+
+    /// A timestamptz column as core microseconds; ±infinity reads as NULL.
+    pub fn instant(&self, column: &Column) -> Option<Micros> {
+        if let Row::Values(values) = self {
+            return match values.get(&(column.attnum, false)) {
+                Some(RowValue::Instant(t)) => *t,
+                _ => None,
+            };
+        }
+        let raw = self.datum(column)?.value() as i64;
+        if raw == i64::MIN || raw == i64::MAX {
+            return None;
+        }
+        Some(raw + PG_EPOCH_OFFSET)
+    }
+}
+
+/// A ticket row with its table's columns.
+pub struct Ticket<'a> {
+    pub table: &'a TicketTable,
+    pub columns: &'a Columns,
+    pub row: Row,
+}
+
+impl Ticket<'_> {
+    pub fn id(&self) -> String {
+        self.row.text(&self.columns.id).unwrap_or_else(|| {
+            ereport!(
+                ERROR,
+                PgSqlErrorCode::ERRCODE_NOT_NULL_VIOLATION,
+                format!(
+                    "ticket id column \"{}\" of tracked table {} must not be NULL",
+                    self.columns.id.name, self.table.name
+                )
+            );
+        })
+    }
+
+    pub fn status(&self) -> Option<String> {
+        self.row.text(&self.columns.status)
+    }
+
+    pub fn sla_policy(&self) -> Option<String> {
+        self.row.text(&self.columns.sla_policy)
+    }
+
+    /// Whether the row's SLA columns already say `policy` and `summary`.
+    pub fn shows(&self, policy: Option<&str>, summary: &sla_core::Summary) -> bool {
+        self.sla_policy().as_deref() == policy
+            && self.row.text(&self.columns.sla_status).as_deref()
+                == summary.status.map(sla_core::ClockStatus::as_str)
+            && self.row.instant(&self.columns.sla_due_at) == summary.due_at
+            && self.row.instant(&self.columns.sla_breached_at) == summary.breached_at
+    }
+
+    /// The policy that applies to this ticket (`PolicyOrder::choose`). A
+    /// column is printed once however many policies read it.
+    pub fn matching_policy<'c>(&self, configuration: &'c Configuration) -> Option<&'c Rc<Policy>> {
+        let mut printed: HashMap<String, Option<String>> = HashMap::new();
+        configuration.policies.choose(|name| {
+            let Some(column) = self.columns.conditions.get(name) else {
+                return ColumnValue::Absent;
+            };
+            let value = printed
+                .entry(name.to_owned())
+                .or_insert_with(|| self.row.text(column));
+            match value {
+                Some(text) => ColumnValue::Text(text.clone().into()),
+                None => ColumnValue::Null,
+            }
+        })
+    }
+
+    /// The ticket's facts under `policy` (which decides what pauses it).
+    /// A missing creation time reads as `now`.
+    pub fn facts(&self, policy: Option<&Policy>, now: Micros) -> TicketFacts {
+        let status = self.status();
+        let closed = self.table.is_closed(status.as_deref());
+        let paused = !closed
+            && policy.is_some_and(|p| {
+                status
+                    .as_deref()
+                    .is_some_and(|s| p.pause_statuses.iter().any(|ps| ps == s))
+            });
+        TicketFacts {
+            created_at: self.row.instant(&self.columns.created_at).unwrap_or(now),
+            closed,
+            paused,
+            last_customer_message_at: self.row.instant(&self.columns.customer_message_at),
+            last_agent_reply_at: self.row.instant(&self.columns.agent_reply_at),
+        }
+    }
+}
+
+/// Brings one ticket's clocks in line with its row and the policy that
+/// matches it; returns the ticket's summary.
+pub fn reconcile_ticket(
+    ticket: &Ticket,
+    policy: Option<&Rc<Policy>>,
+    clocks: &mut Vec<Clock>,
+    now: Micros,
+) -> Summary {
+    let facts = ticket.facts(policy.map(|p| &**p), now);
+    let calendar = policy.and_then(|p| policy_calendar(p));
+    let releasable = ticket.table.assignee_column.is_some();
+    let result = reconcile(
+        clocks,
+        &facts,
+        policy.map(|p| (p.name.as_str(), &p.targets)),
+        hours(&calendar),
+        now,
+        releasable,
+    );
+    or_raise(result, policy.and_then(|p| p.calendar.as_deref()));
+    summarize(clocks)
+}

@@ -1,0 +1,73 @@
+//! Helpers every pg_sla trigger function uses: checking how it was fired,
+//! and reading transition tables.
+use pgrx::pg_sys::errcodes::PgSqlErrorCode;
+use pgrx::prelude::*;
+use pgrx::trigger_support::PgTriggerError;
+use pgrx::{AllocatedByPostgres, PgTrigger};
+
+use crate::ticket::Row;
+
+pub type TriggerResult<'a> = Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, PgTriggerError>;
+
+/// Refuses to run a trigger function fired in a way it was not written for
+/// (someone attaching it to another table or event by hand).
+pub fn require_firing(trigger: &PgTrigger, expected: bool, what: &str) {
+    if !expected {
+        let name = trigger.name().unwrap_or("?");
+        ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED,
+            format!("trigger \"{name}\": this pg_sla function must be fired {what}"),
+            "pg_sla installs its triggers itself (sla.track); do not attach its functions by hand."
+        );
+    }
+}
+
+/// Whether the trigger's table is `sla.<name>`.
+pub fn fired_on_sla_table(data: &pg_sys::TriggerData, name: &str) -> bool {
+    unsafe {
+        let rel = (*data.tg_relation).rd_rel;
+        let relname = std::ffi::CStr::from_ptr((*rel).relname.data.as_ptr());
+        let namespace = pg_sys::get_namespace_name((*rel).relnamespace);
+        !namespace.is_null()
+            && std::ffi::CStr::from_ptr(namespace).to_bytes() == b"sla"
+            && relname.to_bytes() == name.as_bytes()
+    }
+}
+
+/// The text values of column `attnum` in a trigger's transition table.
+pub fn transition_texts(
+    store: *mut pg_sys::Tuplestorestate,
+    tupdesc: pg_sys::TupleDesc,
+    attnum: i32,
+) -> Vec<String> {
+    let mut texts = Vec::new();
+    for_each_transition_row(store, tupdesc, |row| {
+        let Row::Slot(slot) = row else { return };
+        let mut is_null = false;
+        let datum = unsafe { pg_sys::slot_getattr(slot, attnum, &mut is_null) };
+        if let Some(text) = unsafe { String::from_datum(datum, is_null) } {
+            texts.push(text);
+        }
+    });
+    texts
+}
+
+/// Calls `each` for every row of a trigger's transition table.
+pub fn for_each_transition_row(
+    store: *mut pg_sys::Tuplestorestate,
+    tupdesc: pg_sys::TupleDesc,
+    mut each: impl FnMut(Row),
+) {
+    if store.is_null() {
+        return;
+    }
+    unsafe {
+        let slot = pg_sys::MakeSingleTupleTableSlot(tupdesc, &pg_sys::TTSOpsMinimalTuple);
+        pg_sys::tuplestore_rescan(store);
+        while pg_sys::tuplestore_gettupleslot(store, true, false, slot) {
+            each(Row::Slot(slot));
+        }
+        pg_sys::ExecDropSingleTupleTableSlot(slot);
+    }
+}
