@@ -1,6 +1,5 @@
 -- Reporting: who may read which clocks, the SLA report, open clocks and a
--- ticket's timeline. Everything here is plain SQL over sla.clocks, readable
--- from any client.
+-- ticket's timeline: SQL over sla.clocks, readable from any client.
 
 -- sla.clock_business_time (business time from from_ts to to_ts in a
 -- calendar, wall-clock time when calendar is NULL, zero when to_ts is not

@@ -45,9 +45,15 @@ pub fn spi_error_code(error: &SpiError) -> PgSqlErrorCode {
 /// before `_PG_init`) with one that records and prints nothing. pgrx then
 /// raises PostgreSQL errors and pg_sla's own with their SQLSTATE, message,
 /// detail and hint only; the one thing lost is the source location of a
-/// plain Rust panic, which pg_sla's code does not rely on.
+/// plain Rust panic, which pg_sla's code does not rely on. With pgrx 0.18 a
+/// PostgreSQL error re-raised from SPI also loses its CONTEXT lines and
+/// constraint and column names (pgrx 0.19.2 re-throws it whole).
 pub fn silence_panic_reports() {
     std::panic::set_hook(Box::new(|_| {}));
+    // A pgrx extension loaded after pg_sla installs its own hook again,
+    // into its own copy of the standard library: with backtraces turned off
+    // for the process (PostgreSQL runs no threads), it records none either.
+    std::env::set_var("RUST_LIB_BACKTRACE", "0");
 }
 
 /// Raises an SPI failure, saying what pg_sla was doing.

@@ -362,8 +362,9 @@ mod tests {
         assert!(spelled_again.is_empty(), "{spelled_again:?}");
     }
 
-    /// The policy CHECK runs the core's validation (a rule only the core
-    /// has: a day counts as 24 hours when a target is compared with zero).
+    /// The policy CHECK runs the core's validation: a day counts as 24 hours
+    /// when a target is compared with zero, and a fraction prints as
+    /// PostgreSQL prints it.
     #[pg_test(
         error = "policy \"p\": warn_at must be a fraction between 0 and 1 (exclusive), got 1e+20"
     )]

@@ -29,15 +29,24 @@ fn printed(value: Interval) -> String {
 #[allow(clippy::too_many_arguments)]
 #[pg_extern(immutable, parallel_safe)]
 fn validate_policy(
-    name: &str,
+    name: Option<&str>,
     first_response: Option<Interval>,
     next_response: Option<Interval>,
     resolution: Option<Interval>,
     warn_at: Option<f64>,
     release_ownership_at: Option<f64>,
-    conditions: JsonbArg,
-    pause_statuses: Vec<Option<String>>,
+    conditions: Option<JsonbArg>,
+    pause_statuses: Option<Vec<Option<String>>>,
 ) -> bool {
+    // The table's columns are NOT NULL; a direct call may pass NULL.
+    let (Some(name), Some(conditions), Some(pause_statuses)) = (name, conditions, pause_statuses)
+    else {
+        ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
+            "name, conditions and pause_statuses must not be NULL"
+        );
+    };
     let texts = [first_response, next_response, resolution].map(|t| t.map(printed));
     fn part(value: Option<Interval>, text: &Option<String>) -> Option<IntervalValue<'_>> {
         value.map(|v| IntervalValue {

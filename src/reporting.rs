@@ -26,8 +26,13 @@ fn clock_business_time(
     to_ts: Option<TimestampWithTimeZone>,
     fcinfo: pg_sys::FunctionCallInfo,
 ) -> Option<Interval> {
-    let from = required_instant(from_ts?, "from_ts");
-    let to = required_instant(to_ts?, "to_ts");
+    let (from_ts, to_ts) = (from_ts?, to_ts?);
+    if to_ts <= from_ts {
+        // Nothing counted, whatever the calendar and the bounds.
+        return Some(interval(0));
+    }
+    let from = required_instant(from_ts, "from_ts");
+    let to = required_instant(to_ts, "to_ts");
     let found = calendar.map(|name| calendar_cache::by_name_for_call(name, fcinfo));
     Some(interval(or_raise(
         hours(&found).between(from, to),

@@ -17,8 +17,7 @@ pub fn literal_list<'a>(words: impl IntoIterator<Item = &'a str>) -> String {
         .join(", ")
 }
 
-/// `status IN ('running', 'due_soon', 'breached', 'paused')` over the alias
-/// `c`: the open clocks, as SQL.
+/// The open clock statuses as a list of SQL literals, for `status IN (…)`.
 pub fn open_status_list() -> String {
     literal_list(ClockStatus::OPEN.iter().map(|s| s.as_str()))
 }

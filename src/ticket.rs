@@ -113,13 +113,13 @@ impl Ticket<'_> {
     /// The policy that applies to this ticket (`PolicyOrder::choose`). A
     /// column is printed once however many policies read it.
     pub fn matching_policy<'c>(&self, configuration: &'c Configuration) -> Option<&'c Rc<Policy>> {
-        let mut printed: HashMap<String, Option<String>> = HashMap::new();
+        let mut printed: HashMap<i32, Option<String>> = HashMap::new();
         configuration.policies.choose(|name| {
             let Some(column) = self.columns.conditions.get(name) else {
                 return ColumnValue::Absent;
             };
             let value = printed
-                .entry(name.to_owned())
+                .entry(column.attnum)
                 .or_insert_with(|| self.row.text(column));
             match value {
                 Some(text) => ColumnValue::Text(text.clone().into()),

@@ -61,6 +61,15 @@ pub const SLA_TEXT_TYPES: Accepted = Accepted {
     expected: "text",
 };
 
+/// The SLA columns `sla.track` adds, the types they may have, and the type
+/// it adds them with.
+pub const SLA_COLUMNS: [(&str, &Accepted, &str); 4] = [
+    (SLA_POLICY, &SLA_TEXT_TYPES, "text"),
+    (SLA_STATUS, &SLA_TEXT_TYPES, "text"),
+    (SLA_DUE_AT, &TIME_TYPES, "timestamptz"),
+    (SLA_BREACHED_AT, &TIME_TYPES, "timestamptz"),
+];
+
 #[derive(Clone)]
 pub struct Column {
     pub name: String,

@@ -10,10 +10,7 @@ use crate::store::ticket_definitions::{
 };
 use crate::store::tracked_tables::{self, Mapping};
 use crate::store::{clocks, tickets};
-use crate::ticket_columns::{
-    Accepted, ID_TYPES, SLA_BREACHED_AT, SLA_DUE_AT, SLA_POLICY, SLA_STATUS, STATUS_TYPES,
-    TIME_TYPES,
-};
+use crate::ticket_columns::{Accepted, ID_TYPES, SLA_COLUMNS, STATUS_TYPES, TIME_TYPES};
 
 fn require_owner(info: &TableInfo, action: &str) {
     if !info.owned_by_caller {
@@ -164,17 +161,10 @@ fn track(
         }
     }
     // The SLA columns, added when absent; existing ones must fit.
-    use pg_sys::BuiltinOid::{TEXTOID, TIMESTAMPTZOID};
-    let sla_columns = [
-        (SLA_POLICY, TEXTOID.value(), "text"),
-        (SLA_STATUS, TEXTOID.value(), "text"),
-        (SLA_DUE_AT, TIMESTAMPTZOID.value(), "timestamptz"),
-        (SLA_BREACHED_AT, TIMESTAMPTZOID.value(), "timestamptz"),
-    ];
     let mut additions = Vec::new();
-    for (column, type_oid, type_sql) in sla_columns {
+    for (column, accepted, type_sql) in SLA_COLUMNS {
         match column_type(ticket_table, column) {
-            Some(found) if found.type_oid != type_oid => {
+            Some(found) if !accepted.accepts(found.type_oid, found.is_enum) => {
                 ereport!(
                     ERROR,
                     PgSqlErrorCode::ERRCODE_DATATYPE_MISMATCH,

@@ -171,7 +171,10 @@ impl Hours<'_> {
         }
         match self {
             Hours::Calendar(calendar) => calendar.between(from, to),
-            Hours::AlwaysOpen => Ok(to - from),
+            Hours::AlwaysOpen => to.checked_sub(from).ok_or_else(|| Error::OutOfRange {
+                what: "duration from",
+                value: format!("{} to {}", format_instant(from), format_instant(to)),
+            }),
         }
     }
 }

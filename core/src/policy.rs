@@ -27,21 +27,21 @@ pub struct Policy {
 }
 
 /// The enabled policies in the order they are tried: by position, then by
-/// name in byte order (the same order whatever the database's collation).
+/// name. Names compare in the database's collation, which only the database
+/// knows: `new` takes the policies in name order (the store reads them so)
+/// and sorts them, stably, by position.
 pub struct PolicyOrder<P> {
     ordered: Vec<P>,
 }
 
 impl<P: Borrow<Policy>> PolicyOrder<P> {
-    pub fn new(policies: impl IntoIterator<Item = P>) -> Self {
-        let mut ordered: Vec<P> = policies
+    /// `by_name`: every policy, in the order of their names.
+    pub fn new(by_name: impl IntoIterator<Item = P>) -> Self {
+        let mut ordered: Vec<P> = by_name
             .into_iter()
             .filter(|p| Borrow::<Policy>::borrow(p).enabled)
             .collect();
-        ordered.sort_by(|a, b| {
-            let (a, b): (&Policy, &Policy) = (a.borrow(), b.borrow());
-            (a.position, a.name.as_bytes()).cmp(&(b.position, b.name.as_bytes()))
-        });
+        ordered.sort_by_key(|p| Borrow::<Policy>::borrow(p).position);
         PolicyOrder { ordered }
     }
 
@@ -91,8 +91,8 @@ pub struct PolicyError {
     pub hint: Option<&'static str>,
 }
 
-/// Checks a policy row: what the `sla.policies` CHECK constraint calls, and
-/// what every policy read into a cache has passed.
+/// Checks a policy row: what the `sla.policies` CHECK constraint calls, so
+/// every row the caches read has passed it.
 pub fn validate(draft: &PolicyDraft) -> Result<(), PolicyError> {
     let name = draft.name;
     let refuse = |message: String| PolicyError {
@@ -151,13 +151,18 @@ fn print_float(value: f64) -> String {
     } else if value.is_infinite() {
         if value > 0.0 { "Infinity" } else { "-Infinity" }.to_owned()
     } else if value != 0.0 && !(1e-4..1e15).contains(&value.abs()) {
-        // PostgreSQL switches to an exponent outside this range: 1e+20.
+        // PostgreSQL switches to an exponent outside this range, signed and
+        // of two digits at least: 1e+20, 1e-05.
         let printed = format!("{value:e}");
         match printed.split_once('e') {
-            Some((mantissa, exponent)) if !exponent.starts_with('-') => {
-                format!("{mantissa}e+{exponent}")
+            Some((mantissa, exponent)) => {
+                let (sign, digits) = match exponent.strip_prefix('-') {
+                    Some(digits) => ('-', digits),
+                    None => ('+', exponent),
+                };
+                format!("{mantissa}e{sign}{digits:0>2}")
             }
-            _ => printed,
+            None => printed,
         }
     } else {
         format!("{value}")

@@ -37,17 +37,16 @@ fn row<'a>(values: &'a [(&'a str, Option<&'a str>)]) -> impl FnMut(&str) -> Colu
 
 #[test]
 fn the_first_enabled_match_by_position_then_name_applies() {
+    // In name order, as the store reads them.
     let order = PolicyOrder::new(vec![
-        policy("zeta", 1, true, json!({})),
-        policy("beta", 2, true, json!({"priority": "urgent"})),
         policy("alpha", 2, true, json!({"priority": "urgent"})),
+        policy("beta", 2, true, json!({"priority": "urgent"})),
         policy("first", 0, false, json!({})),
-        policy("Urgent", 2, true, json!({"priority": "urgent"})),
+        policy("zeta", 1, true, json!({})),
     ]);
     let names: Vec<&str> = order.as_slice().iter().map(|p| p.name.as_str()).collect();
-    // Disabled ones are left out; equal positions go by name in byte order
-    // (upper case first), whatever the database's collation.
-    assert_eq!(names, ["zeta", "Urgent", "alpha", "beta"]);
+    // Disabled ones are left out; equal positions keep the name order.
+    assert_eq!(names, ["zeta", "alpha", "beta"]);
     let chosen = order.choose(row(&[("priority", Some("urgent"))])).unwrap();
     assert_eq!(chosen.name, "zeta");
     let order = PolicyOrder::new(vec![
@@ -138,6 +137,13 @@ fn validation_names_the_policy_the_field_and_the_value() {
                 ..ok.clone()
             },
             "policy \"p\": release_ownership_at must be a fraction between 0 and 1 (exclusive), got 1e+20",
+        ),
+        (
+            PolicyDraft {
+                warn_at: Some(-1e-5),
+                ..ok.clone()
+            },
+            "policy \"p\": warn_at must be a fraction between 0 and 1 (exclusive), got -1e-05",
         ),
         (
             PolicyDraft {
@@ -233,9 +239,9 @@ fn any_ticket() -> impl Strategy<Value = Vec<(&'static str, Option<Option<&'stat
 }
 
 proptest! {
-    /// The chosen policy is the minimum, by (position, name bytes), of the
-    /// enabled policies whose every condition holds, checked column by
-    /// column here without the matcher.
+    /// The chosen policy is the minimum, by (position, place in name
+    /// order), of the enabled policies whose every condition holds, checked
+    /// column by column here without the matcher.
     #[test]
     fn choose_agrees_with_a_brute_force_model(policies in any_policies(), ticket in any_ticket()) {
         let holds = |condition: &Condition| match ticket.iter().find(|(c, _)| *c == condition.column) {
@@ -244,9 +250,10 @@ proptest! {
         };
         let expected = policies
             .iter()
-            .filter(|p| p.enabled && p.conditions.iter().all(holds))
-            .min_by(|a, b| (a.position, a.name.as_bytes()).cmp(&(b.position, b.name.as_bytes())))
-            .map(|p| p.name.clone());
+            .enumerate()
+            .filter(|(_, p)| p.enabled && p.conditions.iter().all(holds))
+            .min_by_key(|(place, p)| (p.position, *place))
+            .map(|(_, p)| p.name.clone());
         let order = PolicyOrder::new(policies.iter());
         let chosen = order
             .choose(|column| match ticket.iter().find(|(c, _)| *c == column) {

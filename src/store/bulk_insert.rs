@@ -8,8 +8,9 @@
 //! primary key and evaluates the partial index's predicate).
 //!
 //! The rows are built by pg_sla and satisfy the table's CHECK and NOT NULL
-//! constraints by construction; `sla.clocks` has no triggers, foreign keys or
-//! row security for this path to honour.
+//! constraints by construction; `sla.clocks` has no triggers or foreign keys
+//! for this path to honour, and its row security governs what roles read,
+//! not what pg_sla writes (the access method checks no privileges).
 use pgrx::prelude::*;
 use pgrx::{PgBox, PgMemoryContexts};
 use sla_core::{Clock, Micros};

@@ -1,7 +1,9 @@
 //! The row of `sla.clocks`, described once, in column order. The SELECT
 //! list, the row reader, the batched UPDATE and the bulk insert's slots are
-//! all derived from `CLOCK_ROW`; a `#[pg_test]` compares it with
-//! `pg_attribute`.
+//! all derived from `CLOCK_ROW` (the statements once per backend); a
+//! `#[pg_test]` compares it with `pg_attribute`.
+use std::sync::OnceLock;
+
 use pgrx::datum::{DatumWithOid, Interval, TimestampWithTimeZone};
 use pgrx::spi::SpiHeapTupleData;
 use sla_core::{Clock, ClockStatus, Micros};
@@ -37,8 +39,9 @@ pub enum ClockColumn {
 pub enum Role {
     /// Which ticket the clock belongs to: set by the table's key.
     Ticket,
-    /// The clock's identity within its ticket (metric, cycle): never updated.
-    Key,
+    /// Set when the clock starts and never updated: its identity within
+    /// its ticket (metric, cycle) and its start.
+    Fixed,
     /// The clock's state, as the core's `Clock` holds it: updated in place.
     State,
     /// pg_sla's bookkeeping beside the clock (`retry_at`): neither read into
@@ -110,7 +113,7 @@ impl ClockColumn {
     pub fn role(self) -> Role {
         match self {
             TicketTable | TicketId => Role::Ticket,
-            Metric | Cycle => Role::Key,
+            Metric | Cycle | StartedAt => Role::Fixed,
             RetryAt => Role::Bookkeeping,
             _ => Role::State,
         }
@@ -161,16 +164,19 @@ pub enum ClockValue<'a> {
 pub fn clock_columns() -> impl Iterator<Item = ClockColumn> {
     CLOCK_ROW
         .into_iter()
-        .filter(|c| matches!(c.role(), Role::Key | Role::State))
+        .filter(|c| matches!(c.role(), Role::Fixed | Role::State))
 }
 
 /// The select list over alias `c` that `read_clock` reads, for
 /// `SELECT c.ctid, c.ticket_id, <this>`.
-pub fn clock_select_list() -> String {
-    clock_columns()
-        .map(|c| format!("c.{}", c.name()))
-        .collect::<Vec<_>>()
-        .join(", ")
+pub fn clock_select_list() -> &'static str {
+    static LIST: OnceLock<String> = OnceLock::new();
+    LIST.get_or_init(|| {
+        clock_columns()
+            .map(|c| format!("c.{}", c.name()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    })
 }
 
 /// Reads a `Clock` from a row whose columns from `first` on are
@@ -256,7 +262,12 @@ pub fn updated_columns() -> impl Iterator<Item = ClockColumn> {
 
 /// The batched UPDATE of changed clocks by row address: `$1` the
 /// addresses, then one array per updated column.
-pub fn update_statement() -> String {
+pub fn update_statement() -> &'static str {
+    static STATEMENT: OnceLock<String> = OnceLock::new();
+    STATEMENT.get_or_init(build_update_statement)
+}
+
+fn build_update_statement() -> String {
     let columns: Vec<ClockColumn> = updated_columns().collect();
     let set = columns
         .iter()

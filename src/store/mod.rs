@@ -10,10 +10,16 @@
 //!   superuser (`identity::run_as(table.owner)`);
 //! - `sla.calendars` is read as the caller: calendar functions are parallel
 //!   safe, and a parallel worker cannot switch identities; every role may
-//!   read calendars.
+//!   read calendars;
+//! - `sla.track` reads the system catalogs and adds the SLA columns as the
+//!   caller, who owns the table, and `sla.untrack` drops pg_sla's triggers
+//!   as the caller; the triggers are created as the owner of pg_sla's tables
+//!   (`ticket_definitions`).
 //!
-//! Every statement qualifies what it calls (`pg_catalog.`, `OPERATOR(...)`)
-//! or runs under `identity`'s fixed `search_path`.
+//! Statements under a switched identity run with `search_path = pg_catalog,
+//! pg_temp`; those run as the caller qualify their functions and operators
+//! (`pg_catalog.`, `OPERATOR(pg_catalog.=)`). Casts do not depend on the
+//! search path.
 pub mod alert_rules;
 pub mod bulk_insert;
 pub mod calendars;

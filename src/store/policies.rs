@@ -1,4 +1,6 @@
-//! Policy rows (`sla.policies`), read as the owner of pg_sla's tables.
+//! Policy rows (`sla.policies`), read as the owner of pg_sla's tables, in
+//! the order of their names (the database's collation decides it; see
+//! `sla_core::policy::PolicyOrder`).
 use pgrx::datum::Interval;
 use pgrx::prelude::*;
 use sla_core::policy::{parse_conditions, Policy};
@@ -8,8 +10,8 @@ use crate::convert::duration;
 use crate::errors::SpiResultExt;
 use crate::identity::as_sla_owner;
 
-/// Every policy, parsed, with the OID of `sla.policies` (for cache
-/// invalidation) when there is a row.
+/// Every policy, parsed, in name order, with the OID of `sla.policies` (for
+/// cache invalidation) when there is a row.
 pub fn read_all() -> (Vec<Policy>, Option<pg_sys::Oid>) {
     as_sla_owner(|| {
         Spi::connect(|client| {
@@ -17,7 +19,7 @@ pub fn read_all() -> (Vec<Policy>, Option<pg_sys::Oid>) {
                 "SELECT name, position, enabled, calendar, conditions::text, first_response,
                         next_response, resolution, warn_at, release_ownership_at,
                         feedback_message, pause_statuses, tableoid
-                   FROM sla.policies",
+                   FROM sla.policies ORDER BY name",
                 None,
                 &[],
             )?;

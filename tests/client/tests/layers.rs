@@ -188,3 +188,29 @@ fn the_reader_sees_imports_in_every_form() {
     let found: Vec<String> = crate_references(source).into_iter().collect();
     assert_eq!(found, ["convert", "due", "gucs", "identity", "store"]);
 }
+
+/// The identity rule lives in the store: no module outside `src/store/`
+/// (and `identity`, which implements the switch) chooses whose privileges a
+/// query runs with.
+#[test]
+fn only_the_store_switches_identities() {
+    let mut files = Vec::new();
+    rust_files(&repo().join("src"), &mut files);
+    let store = repo().join("src/store");
+    let identity = repo().join("src/identity.rs");
+    for file in files {
+        if file.starts_with(&store) || file == identity {
+            continue;
+        }
+        let source = std::fs::read_to_string(&file).unwrap();
+        for (number, line) in source.lines().enumerate() {
+            let code = line.split("//").next().unwrap_or("");
+            assert!(
+                !code.contains("run_as") && !code.contains("as_sla_owner"),
+                "{}:{}: identities are switched by the store only: {line}",
+                file.display(),
+                number + 1
+            );
+        }
+    }
+}

@@ -161,6 +161,24 @@ fn updating_from_0_1_0_through_0_2_0_keeps_data_and_behaviour_and_matches_a_fres
     );
     assert!(updated.len() > 150, "the comparison covers the schema");
 
+    // A database created at 0.2.0 (its frozen install script) and updated
+    // ends with the same schema too.
+    admin.batch_execute("CREATE DATABASE from_020").unwrap();
+    let mut from_020 = connect(&cluster, "from_020");
+    from_020
+        .batch_execute("CREATE EXTENSION pg_sla VERSION '0.2.0'; ALTER EXTENSION pg_sla UPDATE")
+        .unwrap();
+    let updated_020 = schema(&mut from_020);
+    let differ: Vec<_> = updated_020
+        .iter()
+        .filter(|l| !installed.contains(l))
+        .chain(installed.iter().filter(|l| !updated_020.contains(l)))
+        .collect();
+    assert!(
+        differ.is_empty(),
+        "0.2.0 updated differs from a fresh install: {differ:#?}"
+    );
+
     // Behaviour: triggers, due processing, alerts and the new reporting.
     old.batch_execute(
         "SET pg_sla.event_time = '2026-11-24 08:00Z';
