@@ -237,9 +237,19 @@ impl Calendar {
             self.check_progress(t, chunk_start(k), true)?;
             let summary = self.summary(k);
             if summary.total > 0 {
+                self.check_gap(t, summary.first_start, true)?;
                 return Ok(summary.first_start);
             }
         }
+    }
+
+    /// The horizon holds between business times, not chunk boundaries: a
+    /// chunk that starts within it may open only after it.
+    fn check_gap(&self, from: Micros, opening: Micros, forward: bool) -> Result<()> {
+        if (opening - from).abs() > SEARCH_HORIZON {
+            return Err(Error::NoBusinessTime { from, forward });
+        }
+        Ok(())
     }
 
     fn check_progress(&self, from: Micros, reached: Micros, forward: bool) -> Result<()> {
@@ -323,6 +333,9 @@ impl Calendar {
             k += 1;
             self.check_progress(last_open, chunk_start(k), true)?;
             let summary = self.summary(k);
+            if summary.total > 0 {
+                self.check_gap(last_open, summary.first_start, true)?;
+            }
             if remaining <= summary.total {
                 return Ok(self.chunk(k).earliest_reaching(remaining));
             }
@@ -354,6 +367,9 @@ impl Calendar {
             self.check_progress(last_open, chunk_start(k), false)?;
             k -= 1;
             let summary = self.summary(k);
+            if summary.total > 0 {
+                self.check_gap(last_open, summary.last_end, false)?;
+            }
             if remaining < summary.total {
                 return Ok(self.chunk(k).latest_reaching(summary.total - remaining));
             }

@@ -500,6 +500,59 @@ fn no_business_time_within_the_horizon_is_an_error() {
     assert_eq!(c.between(from, utc("2030-01-01 00:00")).unwrap(), 0);
 }
 
+/// Mondays 09:00-17:00 in UTC, with every Monday from 2026-01-05 until
+/// `until` a holiday.
+fn mondays_closed_until(until: chrono::NaiveDate) -> Calendar {
+    let mut holidays = Vec::new();
+    let mut day = chrono::NaiveDate::from_ymd_opt(2026, 1, 5).unwrap();
+    while day < until {
+        holidays.push(format!("\"{day}\""));
+        day += chrono::Duration::days(7);
+    }
+    cal(&format!(
+        r#"{{"timezone":"UTC","hours":{{"mon":["09:00-17:00"]}},"holidays":[{}]}}"#,
+        holidays.join(",")
+    ))
+}
+
+#[test]
+fn the_horizon_bounds_the_gap_between_business_times_not_chunks() {
+    // The horizon is 3,660 days: from 2026-01-01 it ends on 2036-01-09.
+    let from = utc("2026-01-01 00:00");
+    let date = |y, m, d| chrono::NaiveDate::from_ymd_opt(y, m, d).unwrap();
+    // First opening Monday 2035-12-31, within the horizon: found.
+    let c = mondays_closed_until(date(2035, 12, 25));
+    assert_eq!(c.next_open(from).unwrap(), utc("2035-12-31 09:00"));
+    assert_eq!(c.add(from, hours(1)).unwrap(), utc("2035-12-31 10:00"));
+    // First opening Monday 2036-03-03, two months past it: none, although
+    // the chunk holding it starts within the horizon.
+    let c = mondays_closed_until(date(2036, 3, 1));
+    assert!(matches!(
+        c.next_open(from),
+        Err(Error::NoBusinessTime { forward: true, .. })
+    ));
+    assert!(matches!(
+        c.add(from, hours(1)),
+        Err(Error::NoBusinessTime { forward: true, .. })
+    ));
+    // Backwards: from 2046-06-01, the last opening (Monday 2036-03-03,
+    // Mondays being closed after it) lies 3,742 days back.
+    let mut holidays = Vec::new();
+    let mut day = date(2036, 3, 10);
+    while day < date(2046, 6, 1) {
+        holidays.push(format!("\"{day}\""));
+        day += chrono::Duration::days(7);
+    }
+    let c = cal(&format!(
+        r#"{{"timezone":"UTC","hours":{{"mon":["09:00-17:00"]}},"holidays":[{}]}}"#,
+        holidays.join(",")
+    ));
+    assert!(matches!(
+        c.add(utc("2046-06-01 00:00"), hours(-1)),
+        Err(Error::NoBusinessTime { forward: false, .. })
+    ));
+}
+
 #[test]
 fn instants_outside_years_1_to_9999_are_refused() {
     let c = weekdays("UTC", "");
