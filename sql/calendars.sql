@@ -9,7 +9,7 @@ COMMENT ON TABLE sla.calendars IS
     'pg_sla business-hours calendars: {"timezone", "hours", "holidays"} definitions, edited with INSERT/UPDATE/DELETE';
 
 CREATE FUNCTION sla.calendars_touch() RETURNS trigger
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     NEW.updated_at := now();
     RETURN NEW;

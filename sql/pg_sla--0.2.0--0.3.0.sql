@@ -215,3 +215,29 @@ BEGIN
         array_to_string(sources, ' UNION ALL '))
     USING from_ts, to_ts;
 END $$;
+
+-- Security and reliability ---------------------------------------------------
+
+-- Every function sets its search_path or qualifies what it calls.
+CREATE OR REPLACE FUNCTION sla.calendars_touch() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    NEW.updated_at := now();
+    RETURN NEW;
+END $$;
+
+-- What due processing would do at any time, for any role, writing nothing.
+CREATE FUNCTION sla."preview_due"(
+	"at" timestamp with time zone DEFAULT now(),
+	"max_rows" INT DEFAULT 1000
+) RETURNS TABLE (
+	"ticket_table" regclass,
+	"ticket_id" TEXT,
+	"metric" TEXT,
+	"cycle" INT,
+	"transition" TEXT,
+	"transition_at" timestamp with time zone
+)
+STRICT STABLE PARALLEL UNSAFE
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'preview_due_wrapper';

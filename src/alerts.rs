@@ -6,6 +6,7 @@ use pgrx::prelude::*;
 use sla_core::{alert_step, AlertStep, Micros};
 
 use crate::configuration::{Configuration, TrackedTable};
+use crate::identity::has_privileges_of;
 use crate::store::alert_rules::{self, AlertRule};
 use crate::store::{clocks, tickets};
 use crate::subxact::{attempt, Failure};
@@ -28,9 +29,17 @@ impl TableCount {
     }
 }
 
-/// Evaluates every enabled alert rule. Returns how many alerts it sent.
-pub fn evaluate(configuration: &Configuration, at: Micros) -> i32 {
-    let rules = alert_rules::enabled();
+/// Evaluates every enabled alert rule, or with `owned_by` only the rules
+/// about one table that role owns. Returns how many alerts it sent.
+pub fn evaluate(configuration: &Configuration, at: Micros, owned_by: Option<pg_sys::Oid>) -> i32 {
+    let mut rules = alert_rules::enabled();
+    if let Some(role) = owned_by {
+        rules.retain(|rule| {
+            rule.table
+                .and_then(|relid| configuration.tracked(relid))
+                .is_some_and(|table| has_privileges_of(role, table.owner))
+        });
+    }
     if rules.is_empty() {
         return 0;
     }

@@ -11,7 +11,10 @@ use sla_core::{apply_due, summarize, Clock, Metric, Micros, NotificationKind, Tr
 
 use crate::alerts;
 use crate::configuration::{self, Configuration, TrackedTable};
-use crate::convert::required_instant;
+use crate::convert::{required_instant, timestamptz, PG_EPOCH_OFFSET};
+use crate::gucs;
+use crate::identity::{acts_for_everyone, current_user};
+use crate::regclass::RegClass;
 use crate::store::clocks::{self, ClockChanges};
 use crate::store::notifications::NotificationBatch;
 use crate::store::tickets::{self, TicketUpdates};
@@ -41,6 +44,23 @@ fn process_due(
             format!("max_rows must be at least 1, got {max_rows}")
         );
     }
+    // Any other role acts at the present and on its own tables only: a role
+    // granted due processing must not record breaches in the future, or
+    // for tables it cannot read.
+    let caller = current_user();
+    let owned_by = (!acts_for_everyone(caller)).then_some(caller);
+    if owned_by.is_some() {
+        let present = unsafe { pg_sys::GetCurrentTimestamp() } + PG_EPOCH_OFFSET;
+        let window = i64::try_from(gucs::worker_naptime().as_micros()).unwrap_or(i64::MAX);
+        if at.abs_diff(present) > window.unsigned_abs() {
+            ereport!(
+                ERROR,
+                PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+                format!("sla.process_due: only superusers and the owner of pg_sla's tables may process another time than the present, got now => {now}"),
+                "Other roles call it with now within pg_sla.naptime of clock_timestamp() (the default, now(), in a short transaction); sla.preview_due(at) shows what would fall due at any time and writes nothing."
+            );
+        }
+    }
     let configuration = configuration::current();
     let held = held_tickets();
     // Tables locked whole by someone else, skipped for the rest of the call.
@@ -49,7 +69,7 @@ fn process_due(
     let mut taken = 0;
     let mut applied = 0;
     loop {
-        let due = clocks::due_tickets(now, max_rows - taken, &skipped_tables, &held);
+        let due = clocks::due_tickets(now, max_rows - taken, &skipped_tables, &held, owned_by);
         let mut by_table: BTreeMap<u32, Vec<String>> = BTreeMap::new();
         let mut clocks_by_table: HashMap<u32, i32> = HashMap::new();
         let mut seen = HashSet::new();
@@ -92,13 +112,62 @@ fn process_due(
         }
     }
     if applied > 0 || alerts_evaluated_long_ago() {
-        if let Err(Failure { message, .. }) = attempt(|| alerts::evaluate(&configuration, at)) {
+        if let Err(Failure { message, .. }) =
+            attempt(|| alerts::evaluate(&configuration, at, owned_by))
+        {
             let message = format!("pg_sla: breach alerts failed: {message}");
             pgrx::warning!("{message}");
             record_failure(message);
         }
     }
     applied
+}
+
+/// What due processing would do at `at`, without doing it: each transition
+/// that would be applied to a clock of a table the caller may read, with
+/// the time it belongs to. Writes nothing; any role may call it.
+#[pg_extern(stable, parallel_unsafe)]
+fn preview_due(
+    at: default!(TimestampWithTimeZone, "now()"),
+    max_rows: default!(i32, 1000),
+) -> TableIterator<
+    'static,
+    (
+        name!(ticket_table, RegClass),
+        name!(ticket_id, String),
+        name!(metric, String),
+        name!(cycle, i32),
+        name!(transition, String),
+        name!(transition_at, TimestampWithTimeZone),
+    ),
+> {
+    let when = required_instant(at, "at");
+    if max_rows < 1 {
+        ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("max_rows must be at least 1, got {max_rows}")
+        );
+    }
+    let mut rows = Vec::new();
+    for (relid, id, mut clock) in clocks::due_clocks_readable_by(at, max_rows, current_user()) {
+        for transition in apply_due(&mut clock, when) {
+            let time = match transition {
+                Transition::DueSoon => clock.warned_at,
+                Transition::Breached => clock.breached_at,
+                Transition::OwnershipReleased => clock.released_at,
+            };
+            rows.push((
+                RegClass(relid),
+                id.clone(),
+                clock.metric.as_str().to_owned(),
+                clock.cycle,
+                NotificationKind::from(transition).as_str().to_owned(),
+                timestamptz(time.unwrap_or(when)),
+            ));
+        }
+    }
+    TableIterator::new(rows)
 }
 
 /// How long a ticket locked by someone else is left out of this session's

@@ -14,14 +14,21 @@ use sla_core::Micros;
 static EVENT_TIME: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 
 pub fn register() {
-    GucRegistry::define_string_guc(
-        c"pg_sla.event_time",
-        c"Time at which ticket changes take effect in SLA clocks (empty: now()).",
-        c"Set it to replay or import ticket history; ticket triggers then record replies, pauses and closes at this time.",
-        &EVENT_TIME,
-        GucContext::Userset,
-        GucFlags::default(),
-    );
+    // Checked when set, so that a value the triggers cannot use is refused
+    // there, naming the setting, rather than failing the next ticket write.
+    unsafe {
+        GucRegistry::define_string_guc_with_hooks(
+            c"pg_sla.event_time",
+            c"Time at which ticket changes take effect in SLA clocks (empty: now()).",
+            c"Set it to replay or import ticket history; ticket triggers then record replies, pauses and closes at this time.",
+            &EVENT_TIME,
+            GucContext::Userset,
+            GucFlags::default(),
+            Some(check_event_time),
+            None,
+            None,
+        )
+    };
     register_worker_settings();
     GucRegistry::define_enum_guc(
         c"pg_sla.notify_payload",
@@ -42,6 +49,92 @@ pub fn register() {
     unsafe {
         pg_sys::EmitWarningsOnPlaceholders(c"pg_sla".as_ptr())
     };
+}
+
+/// Accepts an empty value or a finite timestamp with time zone, read as
+/// `timestamptz` reads it, without raising (a check hook must not).
+#[pg_guard]
+unsafe extern "C-unwind" fn check_event_time(
+    newval: *mut *mut std::ffi::c_char,
+    _extra: *mut *mut std::ffi::c_void,
+    _source: pg_sys::GucSource::Type,
+) -> bool {
+    let value = unsafe { *newval };
+    if value.is_null() {
+        return true;
+    }
+    let text = unsafe { CStr::from_ptr(value) };
+    if text.to_bytes().iter().all(u8::is_ascii_whitespace) || parses_as_finite_timestamptz(text) {
+        return true;
+    }
+    unsafe {
+        pg_sys::GUC_check_errdetail_string = pg_sys::pstrdup(
+            c"pg_sla.event_time must be empty (the transaction's time) or a finite timestamp with time zone, such as '2026-11-23 09:00+01'.".as_ptr(),
+        );
+    }
+    false
+}
+
+/// Whether `timestamptz_in` would read `text` as a finite instant: its
+/// parsing steps, which report errors as codes rather than raising them.
+fn parses_as_finite_timestamptz(text: &CStr) -> bool {
+    const FIELDS: usize = pg_sys::MAXDATEFIELDS as usize;
+    let mut workbuf = [0 as std::ffi::c_char; pg_sys::MAXDATELEN as usize + FIELDS];
+    let mut field = [std::ptr::null_mut::<std::ffi::c_char>(); FIELDS];
+    let mut ftype = [0 as std::ffi::c_int; FIELDS];
+    let mut fields = 0;
+    let mut dtype = 0;
+    let mut tm: pg_sys::pg_tm = unsafe { std::mem::zeroed() };
+    let mut fsec: pg_sys::fsec_t = 0;
+    let mut tz = 0;
+    unsafe {
+        if pg_sys::ParseDateTime(
+            text.as_ptr(),
+            workbuf.as_mut_ptr(),
+            workbuf.len(),
+            field.as_mut_ptr(),
+            ftype.as_mut_ptr(),
+            FIELDS as std::ffi::c_int,
+            &mut fields,
+        ) != 0
+        {
+            return false;
+        }
+        #[cfg(any(feature = "pg13", feature = "pg14", feature = "pg15"))]
+        let decoded = pg_sys::DecodeDateTime(
+            field.as_mut_ptr(),
+            ftype.as_mut_ptr(),
+            fields,
+            &mut dtype,
+            &mut tm,
+            &mut fsec,
+            &mut tz,
+        );
+        #[cfg(any(feature = "pg16", feature = "pg17"))]
+        let decoded = {
+            let mut extra: pg_sys::DateTimeErrorExtra = std::mem::zeroed();
+            pg_sys::DecodeDateTime(
+                field.as_mut_ptr(),
+                ftype.as_mut_ptr(),
+                fields,
+                &mut dtype,
+                &mut tm,
+                &mut fsec,
+                &mut tz,
+                &mut extra,
+            )
+        };
+        if decoded != 0 {
+            return false;
+        }
+        // 'infinity', '-infinity' and 'epoch' are other kinds; only a date
+        // and time is finite (epoch too, but nobody replays 1970).
+        if dtype != pg_sys::DTK_DATE as std::ffi::c_int {
+            return dtype == pg_sys::DTK_EPOCH as std::ffi::c_int;
+        }
+        let mut result: pg_sys::Timestamp = 0;
+        pg_sys::tm2timestamp(&mut tm, fsec, &mut tz, &mut result) == 0
+    }
 }
 
 /// The instant ticket changes take effect: `pg_sla.event_time` if set, else

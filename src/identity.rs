@@ -113,3 +113,14 @@ fn sla_tables() -> (pg_sys::Oid, pg_sys::Oid) {
 pub fn current_user() -> pg_sys::Oid {
     unsafe { pg_sys::GetUserId() }
 }
+
+/// Whether `role` may act on every tracked table: a superuser, or a role
+/// with the privileges of the owner of pg_sla's tables.
+pub fn acts_for_everyone(role: pg_sys::Oid) -> bool {
+    unsafe { pg_sys::superuser_arg(role) || pg_sys::has_privs_of_role(role, sla_owner()) }
+}
+
+/// Whether `role` has the privileges of `owner` (is it, or a member).
+pub fn has_privileges_of(role: pg_sys::Oid, owner: pg_sys::Oid) -> bool {
+    unsafe { pg_sys::has_privs_of_role(role, owner) }
+}

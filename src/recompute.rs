@@ -11,7 +11,7 @@ use crate::gucs::event_time;
 use crate::store::clocks::{self, ClockChanges};
 use crate::store::tickets::{self, TicketUpdates};
 use crate::subxact::{attempt, Failure};
-use crate::ticket::{reconcile_ticket, Row, Ticket};
+use crate::ticket::{reconcile_ticket_or_raise, Row, Ticket};
 use crate::ticket_columns::columns_for;
 use crate::trigger_support::{fired_on_sla_table, require_firing, transition_texts, TriggerResult};
 
@@ -143,7 +143,7 @@ pub fn resync_tickets(table: &TrackedTable, ids: &[String]) -> i64 {
         let policy = ticket.matching_policy(&configuration);
         let stored_clocks = stored.get(id).map_or(&[][..], Vec::as_slice);
         let mut clocks: Vec<Clock> = stored_clocks.iter().map(|s| s.clock.clone()).collect();
-        let summary = reconcile_ticket(ticket, policy, &mut clocks, now);
+        let summary = reconcile_ticket_or_raise(ticket, policy, &mut clocks, now);
         changes.add_ticket(id, stored_clocks, &clocks);
         let policy = policy.map(|p| p.name.as_str());
         if !ticket.shows(policy, &summary) {

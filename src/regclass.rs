@@ -1,6 +1,6 @@
 //! A `regclass` argument: a table named the way SQL users name tables
 //! (`'tickets'`, `'app."Tickets"'`), resolved and checked by PostgreSQL.
-use pgrx::datum::FromDatum;
+use pgrx::datum::{FromDatum, IntoDatum};
 use pgrx::pg_sys;
 use pgrx::pgrx_sql_entity_graph::metadata::{
     ArgumentError, ReturnsError, ReturnsRef, SqlMappingRef, SqlTranslatable, TypeOrigin,
@@ -33,5 +33,24 @@ unsafe impl<'fcx> pgrx::callconv::ArgAbi<'fcx> for RegClass {
         let index = arg.index();
         unsafe { arg.unbox_arg_using_from_datum::<RegClass>() }
             .unwrap_or_else(|| panic!("argument {index} must not be null"))
+    }
+}
+
+impl IntoDatum for RegClass {
+    fn into_datum(self) -> Option<pg_sys::Datum> {
+        Some(pg_sys::Datum::from(self.0))
+    }
+
+    fn type_oid() -> pg_sys::Oid {
+        pg_sys::REGCLASSOID
+    }
+}
+
+unsafe impl pgrx::callconv::BoxRet for RegClass {
+    unsafe fn box_into<'fcx>(
+        self,
+        fcinfo: &mut pgrx::callconv::FcInfo<'fcx>,
+    ) -> pgrx::datum::Datum<'fcx> {
+        unsafe { fcinfo.return_raw_datum(pg_sys::Datum::from(self.0)) }
     }
 }

@@ -150,16 +150,21 @@ impl Ticket<'_> {
 }
 
 /// Brings one ticket's clocks in line with its row and the policy that
-/// matches it; returns the ticket's summary.
+/// matches it; returns the ticket's summary. When a deadline cannot be
+/// computed (a calendar with no business time left before it, a ticket
+/// created near the end of time), the clocks are left as they were and the
+/// error is returned, for the caller to decide whether it fails its
+/// statement.
 pub fn reconcile_ticket(
     ticket: &Ticket,
     policy: Option<&Rc<Policy>>,
     clocks: &mut Vec<Clock>,
     now: Micros,
-) -> Summary {
+) -> Result<Summary, sla_core::Error> {
     let facts = ticket.facts(policy.map(|p| &**p), now);
     let calendar = policy.and_then(|p| policy_calendar(p));
     let releasable = ticket.table.assignee_column.is_some();
+    let before = clocks.clone();
     let result = reconcile(
         clocks,
         &facts,
@@ -168,6 +173,41 @@ pub fn reconcile_ticket(
         now,
         releasable,
     );
-    or_raise(result, policy.and_then(|p| p.calendar.as_deref()));
-    summarize(clocks)
+    match result {
+        Ok(()) => Ok(summarize(clocks)),
+        Err(error) => {
+            *clocks = before;
+            Err(error)
+        }
+    }
+}
+
+/// An application's write never fails because of pg_sla's bookkeeping: a
+/// ticket whose deadlines cannot be computed keeps its clocks as they were,
+/// with a warning that says why.
+pub fn warn_deadline_unavailable(
+    ticket: &Ticket,
+    policy: Option<&Policy>,
+    error: &sla_core::Error,
+) {
+    let id = ticket.row.text(&ticket.columns.id).unwrap_or_default();
+    let policy = policy.map_or("none", |p| p.name.as_str());
+    pgrx::warning!(
+        "pg_sla: the SLA deadlines of ticket {id} of table {} under policy \"{policy}\" cannot be computed, its clocks are left as they were: {error}",
+        ticket.table.name
+    );
+}
+
+/// The same, raising the error: for edits of policies and calendars, and
+/// `sla.track`, which must not commit clocks that do not follow them.
+pub fn reconcile_ticket_or_raise(
+    ticket: &Ticket,
+    policy: Option<&Rc<Policy>>,
+    clocks: &mut Vec<Clock>,
+    now: Micros,
+) -> Summary {
+    match reconcile_ticket(ticket, policy, clocks, now) {
+        Ok(summary) => summary,
+        Err(error) => or_raise(Err(error), policy.and_then(|p| p.calendar.as_deref())),
+    }
 }

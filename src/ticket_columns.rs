@@ -75,6 +75,8 @@ pub struct Column {
     pub name: String,
     pub attnum: i32,
     pub(crate) type_oid: pg_sys::Oid,
+    /// A generated column, computed after the BEFORE triggers read it.
+    generated: bool,
     type_modifier: i32,
     pub(crate) output_function: pg_sys::Oid,
 }
@@ -112,6 +114,7 @@ fn find_column(tupdesc: pg_sys::TupleDesc, name: &str) -> Option<Column> {
         unsafe { pg_sys::getTypeOutputInfo(attr.atttypid, &mut output_function, &mut is_varlena) };
         Some(Column {
             name: name.to_owned(),
+            generated: attr.attgenerated != 0,
             attnum: i + 1,
             type_oid: attr.atttypid,
             type_modifier: attr.atttypmod,
@@ -127,6 +130,7 @@ fn column_still_there(tupdesc: pg_sys::TupleDesc, column: &Column) -> bool {
         && attname.to_bytes() == column.name.as_bytes()
         && attr.atttypid == column.type_oid
         && attr.atttypmod == column.type_modifier
+        && (attr.attgenerated != 0) == column.generated
 }
 
 impl Columns {
@@ -150,6 +154,17 @@ impl Columns {
         };
         let typed = |name: &str, role: &str, accepted: &Accepted| {
             let column = required(name, role);
+            if column.generated {
+                ereport!(
+                    ERROR,
+                    PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+                    format!(
+                        "column \"{name}\" ({role}) of tracked table {} is a generated column; pg_sla reads it before PostgreSQL computes it",
+                        table.name
+                    ),
+                    "Drop the generation expression, or call sla.untrack() and sla.track() with another mapping."
+                );
+            }
             let is_enum =
                 unsafe { pg_sys::get_typtype(column.type_oid) } == b'e' as std::ffi::c_char;
             if !accepted.accepts(column.type_oid, is_enum) {

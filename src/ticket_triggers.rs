@@ -33,9 +33,11 @@ use crate::gucs::event_time;
 use crate::invalidation::transactions_ended;
 use crate::store::clocks::{self, ClockChanges};
 use crate::store::tickets;
-use crate::ticket::{reconcile_ticket, Row, Ticket};
+use crate::ticket::{reconcile_ticket, warn_deadline_unavailable, Row, Ticket};
 use crate::ticket_columns::{columns_for, Columns};
-use crate::trigger_support::{for_each_transition_row, require_firing, TriggerResult};
+use crate::trigger_support::{
+    for_each_transition_row, refuse_untracked, require_firing, TriggerResult,
+};
 
 /// The row with its SLA columns replaced.
 unsafe fn with_sla_columns(
@@ -111,7 +113,7 @@ fn ticket_row_changed<'a>(trigger: &'a PgTrigger<'a>) -> TriggerResult<'a> {
     }
     let configuration = configuration::current();
     let Some(table) = configuration.tracked(trigger.relid()?) else {
-        return Ok(trigger.new());
+        refuse_untracked(trigger);
     };
     let tupdesc = unsafe { (*data.tg_relation).rd_att };
     let columns = table_columns(&table, tupdesc, &configuration);
@@ -153,7 +155,13 @@ fn ticket_row_changed<'a>(trigger: &'a PgTrigger<'a>) -> TriggerResult<'a> {
         if stored.is_empty() {
             note_nested_change();
         }
-        let summary = reconcile_ticket(&new, policy, &mut clocks, now);
+        let summary = match reconcile_ticket(&new, policy, &mut clocks, now) {
+            Ok(summary) => summary,
+            Err(error) => {
+                warn_deadline_unavailable(&new, policy.map(|p| &**p), &error);
+                return Ok(trigger.new());
+            }
+        };
         let mut changes = ClockChanges::default();
         changes.add_ticket(&new_id, &stored, &clocks);
         changes.write(&table);
@@ -161,10 +169,22 @@ fn ticket_row_changed<'a>(trigger: &'a PgTrigger<'a>) -> TriggerResult<'a> {
             new_tuple, tupdesc, &columns, policy, &summary,
         )));
     }
-    let summary = reconcile_ticket(&new, policy, &mut clocks, now);
-    Ok(Some(modified(
-        new_tuple, tupdesc, &columns, policy, &summary,
-    )))
+    match reconcile_ticket(&new, policy, &mut clocks, now) {
+        Ok(summary) => Ok(Some(modified(
+            new_tuple, tupdesc, &columns, policy, &summary,
+        ))),
+        Err(error) => {
+            // No policy in the row: the statement trigger creates no clocks.
+            warn_deadline_unavailable(&new, policy.map(|p| &**p), &error);
+            Ok(Some(modified(
+                new_tuple,
+                tupdesc,
+                &columns,
+                None,
+                &Summary::default(),
+            )))
+        }
+    }
 }
 
 fn modified<'a>(
@@ -230,18 +250,17 @@ fn insert_new_clocks(table: &TrackedTable, mut new_clocks: ClockChanges) {
 /// A tracked table as a statement trigger sees it: mapping, columns, row type.
 type StatementTable = (Rc<TrackedTable>, Rc<Columns>, pg_sys::TupleDesc);
 
-/// The tracked table a statement trigger fired on; `None` when the table is
-/// not tracked.
+/// The tracked table a statement trigger fired on.
 fn statement_table(
     trigger: &PgTrigger,
     configuration: &Configuration,
-) -> Result<Option<StatementTable>, PgTriggerError> {
+) -> Result<StatementTable, PgTriggerError> {
     let Some(table) = configuration.tracked(trigger.relid()?) else {
-        return Ok(None);
+        refuse_untracked(trigger);
     };
     let tupdesc = unsafe { (*trigger.trigger_data().tg_relation).rd_att };
     let columns = table_columns(&table, tupdesc, configuration);
-    Ok(Some((table, columns, tupdesc)))
+    Ok((table, columns, tupdesc))
 }
 
 #[pg_trigger]
@@ -257,9 +276,7 @@ fn tickets_inserted<'a>(trigger: &'a PgTrigger<'a>) -> TriggerResult<'a> {
         "AFTER INSERT, FOR EACH STATEMENT, with a NEW TABLE",
     );
     let configuration = configuration::current();
-    let Some((table, columns, tupdesc)) = statement_table(trigger, &configuration)? else {
-        return Ok(None);
-    };
+    let (table, columns, tupdesc) = statement_table(trigger, &configuration)?;
     let now = event_time();
     let mut new_clocks = ClockChanges::default();
     let mut clocks = Vec::new();
@@ -277,7 +294,11 @@ fn tickets_inserted<'a>(trigger: &'a PgTrigger<'a>) -> TriggerResult<'a> {
             return;
         };
         clocks.clear();
-        reconcile_ticket(&ticket, Some(policy), &mut clocks, now);
+        if reconcile_ticket(&ticket, Some(policy), &mut clocks, now).is_err() {
+            // The row trigger computed these deadlines a moment ago; should
+            // they fail now, the ticket gets no clocks, as it would have.
+            return;
+        }
         let id = ticket.id();
         for clock in clocks.drain(..) {
             new_clocks.insert(&id, clock);
@@ -303,9 +324,7 @@ fn tickets_deleted<'a>(trigger: &'a PgTrigger<'a>) -> TriggerResult<'a> {
         "AFTER DELETE, FOR EACH STATEMENT, with an OLD TABLE",
     );
     let configuration = configuration::current();
-    let Some((table, columns, tupdesc)) = statement_table(trigger, &configuration)? else {
-        return Ok(None);
-    };
+    let (table, columns, tupdesc) = statement_table(trigger, &configuration)?;
     let mut ids = Vec::new();
     for_each_transition_row(data.tg_oldtable, tupdesc, |row| {
         let ticket = Ticket {
@@ -333,6 +352,9 @@ fn tickets_truncated<'a>(trigger: &'a PgTrigger<'a>) -> TriggerResult<'a> {
         "AFTER TRUNCATE, FOR EACH STATEMENT",
     );
     let relid = trigger.relid()?;
+    if configuration::current().tracked(relid).is_none() {
+        refuse_untracked(trigger);
+    }
     clocks::delete_table(relid);
     Ok(None)
 }

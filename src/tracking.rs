@@ -41,6 +41,14 @@ fn check_column(
     column: &str,
     accepted: Option<&Accepted>,
 ) -> ColumnType {
+    if SLA_COLUMNS.iter().any(|(name, _, _)| *name == column) {
+        ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("{argument} \"{column}\" is one of the columns pg_sla writes itself"),
+            format!("Pass {argument} => the application's own column.")
+        );
+    }
     let Some(found) = column_type(table, column) else {
         ereport!(
             ERROR,
@@ -49,6 +57,14 @@ fn check_column(
             format!("Add the column, or pass {argument} => the column that holds it.")
         );
     };
+    if found.generated {
+        ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+            format!("{argument} \"{column}\" of table {table_name} is a generated column"),
+            "PostgreSQL computes generated columns after the BEFORE triggers that pg_sla reads tickets in, so pg_sla would read the value before the change. Map the column the generated one is computed from."
+        );
+    }
     if let Some(accepted) = accepted {
         if !accepted.accepts(found.type_oid, found.is_enum) {
             ereport!(
@@ -182,7 +198,7 @@ fn track(
                 );
             }
             Some(_) => {}
-            None => additions.push(format!("ADD COLUMN {column} {type_sql}")),
+            None => additions.push(format!("ADD COLUMN {column} pg_catalog.{type_sql}")),
         }
     }
 
@@ -241,7 +257,7 @@ fn untrack(ticket_table: Option<RegClass>) {
             format!("table {} is not tracked", info.name)
         );
     }
-    ticket_definitions::drop_triggers(&info.name);
+    ticket_definitions::drop_triggers(&info.qualified);
     tracked_tables::delete(ticket_table);
     // Nothing will process them: keep them out of the due index.
     clocks::unschedule_table(ticket_table, false);

@@ -23,6 +23,19 @@ pub fn require_firing(trigger: &PgTrigger, expected: bool, what: &str) {
     }
 }
 
+/// Refuses to run on a table pg_sla does not track: a trigger function of
+/// pg_sla attached there by hand (a superuser may).
+pub fn refuse_untracked(trigger: &PgTrigger) -> ! {
+    let name = trigger.name().unwrap_or("?");
+    let table = trigger.table_name().unwrap_or_default();
+    ereport!(
+        ERROR,
+        PgSqlErrorCode::ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED,
+        format!("trigger \"{name}\": table {table} is not tracked by pg_sla"),
+        "pg_sla installs its triggers itself (sla.track); do not attach its functions by hand."
+    );
+}
+
 /// Whether the trigger's table is `sla.<name>`.
 pub fn fired_on_sla_table(data: &pg_sys::TriggerData, name: &str) -> bool {
     unsafe {

@@ -644,7 +644,7 @@ pub fn apply_due(clock: &mut Clock, now: Micros) -> Vec<Transition> {
 }
 
 /// What a ticket shows of its clocks.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Summary {
     /// The worst open clock's status (a paused clock that breached counts
     /// as breached); once none is open, `missed` if any clock was missed,

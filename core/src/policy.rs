@@ -10,7 +10,12 @@ use std::borrow::{Borrow, Cow};
 use serde_json::Value;
 
 use crate::clock::Targets;
-use crate::MICROS_PER_DAY;
+use crate::{Micros, MICROS_PER_DAY, MICROS_PER_HOUR, SEARCH_HORIZON};
+
+/// The longest target a policy may have: the business time the engine
+/// searches a calendar over. A longer one gives deadlines that cannot be
+/// represented, and would fail the application's writes.
+pub const MAX_TARGET: Micros = SEARCH_HORIZON;
 
 /// A row of `sla.policies`, parsed.
 #[derive(Debug, Clone, PartialEq)]
@@ -106,9 +111,9 @@ pub fn validate(draft: &PolicyDraft) -> Result<(), PolicyError> {
     ] {
         let Some(target) = target else { continue };
         // PostgreSQL compares intervals with a day as 24 hours.
-        let positive =
-            i128::from(target.days) * i128::from(MICROS_PER_DAY) + i128::from(target.micros) > 0;
-        if target.months != 0 || !positive {
+        let total =
+            i128::from(target.days) * i128::from(MICROS_PER_DAY) + i128::from(target.micros);
+        if target.months != 0 || total <= 0 {
             return Err(PolicyError {
                 hint: Some("Use hours, minutes or days, e.g. '30 minutes' or '3 days'."),
                 ..refuse(format!(
@@ -116,6 +121,13 @@ pub fn validate(draft: &PolicyDraft) -> Result<(), PolicyError> {
                     target.printed
                 ))
             });
+        }
+        if total > i128::from(MAX_TARGET) {
+            return Err(refuse(format!(
+                "{field} must be at most {} hours (ten years of business time), got {}",
+                MAX_TARGET / MICROS_PER_HOUR,
+                target.printed
+            )));
         }
     }
     for (field, fraction) in [

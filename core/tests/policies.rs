@@ -119,6 +119,16 @@ fn validation_names_the_policy_the_field_and_the_value() {
         ),
         (
             PolicyDraft {
+                first_response: Some(IntervalValue {
+                    printed: "100000000:00:00",
+                    ..interval(0, 0, 100_000_000 * MICROS_PER_HOUR)
+                }),
+                ..ok.clone()
+            },
+            "policy \"p\": first_response must be at most 87840 hours (ten years of business time), got 100000000:00:00",
+        ),
+        (
+            PolicyDraft {
                 warn_at: Some(1.5),
                 ..ok.clone()
             },
@@ -268,7 +278,7 @@ proptest! {
     /// Validation accepts exactly the rows the documented rules allow.
     #[test]
     fn validate_accepts_exactly_the_documented_rows(
-        target in prop::option::of((-2..3i32, -2..3i32, -3..4i64)),
+        target in prop::option::of((-2..3i32, prop::sample::select(vec![-2, -1, 0, 1, 3659, 3660, 3661]), -3..4i64)),
         warn_at in prop::option::of(prop::sample::select(vec![-1.0, 0.0, 0.25, 0.999, 1.0, 2.0, f64::NAN])),
         release in prop::option::of(prop::sample::select(vec![0.0, 0.5, 1.0])),
         null_pause in any::<bool>(),
@@ -281,7 +291,10 @@ proptest! {
             ..draft(&conditions, &pauses)
         };
         let fraction_ok = |f: Option<f64>| f.is_none_or(|f| f > 0.0 && f < 1.0);
-        let target_ok = target.is_none_or(|(months, days, hours)| months == 0 && days as i64 * 24 + hours > 0);
+        let target_ok = target.is_none_or(|(months, days, hours)| {
+            let hours = days as i64 * 24 + hours;
+            months == 0 && hours > 0 && hours <= 87_840
+        });
         let expected = target_ok
             && fraction_ok(warn_at)
             && fraction_ok(release)

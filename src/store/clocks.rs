@@ -217,12 +217,14 @@ pub fn delete_except(table: &TicketTable, ids: &[String]) {
 }
 
 /// Tickets with a transition due at `now`, earliest first, leaving out
-/// `skipped_tables` and the `held` tickets (table, id).
+/// `skipped_tables`, the `held` tickets (table, id) and, with `owned_by`,
+/// the tables that role does not own.
 pub fn due_tickets(
     now: TimestampWithTimeZone,
     limit: i32,
     skipped_tables: &[pg_sys::Oid],
     held: &[(pg_sys::Oid, String)],
+    owned_by: Option<pg_sys::Oid>,
 ) -> Vec<(pg_sys::Oid, String)> {
     let held_tables: Vec<pg_sys::Oid> = held.iter().map(|(relid, _)| *relid).collect();
     let held_ids: Vec<String> = held.iter().map(|(_, id)| id.clone()).collect();
@@ -235,6 +237,10 @@ pub fn due_tickets(
                     AND ticket_table::oid <> ALL ($3::oid[])
                     AND (ticket_table::oid, ticket_id) NOT IN
                         (SELECT h.relid, h.id FROM unnest($4::oid[], $5::text[]) AS h(relid, id))
+                    AND ($6::oid IS NULL OR EXISTS (
+                         SELECT FROM pg_catalog.pg_class t
+                          WHERE t.oid = ticket_table::oid
+                            AND pg_catalog.pg_has_role($6::oid, t.relowner, 'USAGE')))
                   ORDER BY next_transition_at LIMIT $2",
                 None,
                 &[
@@ -243,6 +249,7 @@ pub fn due_tickets(
                     skipped_tables.to_vec().into(),
                     held_tables.into(),
                     held_ids.into(),
+                    owned_by.into(),
                 ],
             )?;
             let mut due = Vec::new();
@@ -250,6 +257,36 @@ pub fn due_tickets(
                 due.push((
                     row.get::<pg_sys::Oid>(1)?.unwrap_or(pg_sys::InvalidOid),
                     row.get::<String>(2)?.unwrap_or_default(),
+                ));
+            }
+            Ok(due)
+        })
+        .or_raise("find due clocks")
+    })
+}
+
+/// Clocks with a transition due at `at`, earliest first, of the tables
+/// `reader` may SELECT from: (table, ticket id, clock).
+pub fn due_clocks_readable_by(
+    at: TimestampWithTimeZone,
+    limit: i32,
+    reader: pg_sys::Oid,
+) -> Vec<(pg_sys::Oid, String, Clock)> {
+    let query = format!(
+        "SELECT c.ticket_table::oid, c.ticket_id, {columns} FROM sla.clocks c
+          WHERE c.next_transition_at <= $1
+            AND pg_catalog.has_table_privilege($3::oid, c.ticket_table::oid, 'SELECT')
+          ORDER BY c.next_transition_at, c.ticket_table, c.ticket_id LIMIT $2",
+        columns = clock_select_list()
+    );
+    as_sla_owner(|| {
+        Spi::connect(|client| {
+            let mut due = Vec::new();
+            for row in client.select(&query, None, &[at.into(), limit.into(), reader.into()])? {
+                due.push((
+                    row.get::<pg_sys::Oid>(1)?.unwrap_or(pg_sys::InvalidOid),
+                    row.get::<String>(2)?.unwrap_or_default(),
+                    read_clock(&row, 3)?,
                 ));
             }
             Ok(due)

@@ -95,13 +95,16 @@ pub struct ColumnType {
     pub type_oid: pg_sys::Oid,
     pub is_enum: bool,
     pub not_null: bool,
+    /// A generated column (`GENERATED ALWAYS AS … STORED`).
+    pub generated: bool,
 }
 
 pub fn column_type(table: pg_sys::Oid, column: &str) -> Option<ColumnType> {
     Spi::connect(|client| {
         let rows = client.select(
             "SELECT pg_catalog.format_type(a.atttypid, a.atttypmod), a.atttypid,
-                    t.typtype OPERATOR(pg_catalog.=) 'e', a.attnotnull
+                    t.typtype OPERATOR(pg_catalog.=) 'e', a.attnotnull,
+                    a.attgenerated OPERATOR(pg_catalog.<>) ''
                FROM pg_catalog.pg_attribute a
                JOIN pg_catalog.pg_type t ON t.oid OPERATOR(pg_catalog.=) a.atttypid
               WHERE a.attrelid OPERATOR(pg_catalog.=) $1
@@ -119,6 +122,7 @@ pub fn column_type(table: pg_sys::Oid, column: &str) -> Option<ColumnType> {
             type_oid: row.get(2)?.unwrap_or(pg_sys::InvalidOid),
             is_enum: row.get(3)?.unwrap_or(false),
             not_null: row.get(4)?.unwrap_or(false),
+            generated: row.get(5)?.unwrap_or(false),
         }))
     })
     .or_raise("read the table's columns")

@@ -345,6 +345,29 @@ fn pg_slas_trigger_functions_cannot_be_attached_elsewhere() {
     assert_eq!(code, "39P01", "{message}");
     let (code, message) = sql_error(db.batch_execute("UPDATE tickets SET status = status"));
     assert_eq!(code, "39P01", "{message}");
+    // Fired as pg_sla fires them, on a table it does not track: refused
+    // too, not a silent no-op.
+    db.batch_execute(
+        "DROP TRIGGER r ON tickets;
+         CREATE TABLE untracked (LIKE tickets INCLUDING ALL);
+         CREATE TRIGGER zz_row BEFORE INSERT OR UPDATE ON untracked FOR EACH ROW
+           EXECUTE FUNCTION sla.ticket_row_changed();
+         CREATE TABLE untracked2 (LIKE tickets INCLUDING ALL);
+         CREATE TRIGGER zz_inserted AFTER INSERT ON untracked2 REFERENCING NEW TABLE AS n
+           FOR EACH STATEMENT EXECUTE FUNCTION sla.tickets_inserted();
+         CREATE TRIGGER zz_truncated AFTER TRUNCATE ON untracked2
+           FOR EACH STATEMENT EXECUTE FUNCTION sla.tickets_truncated();",
+    )
+    .unwrap();
+    for statement in [
+        "INSERT INTO untracked (id) VALUES (1)",
+        "INSERT INTO untracked2 (id) VALUES (1)",
+        "TRUNCATE untracked2",
+    ] {
+        let (code, message) = sql_error(db.batch_execute(statement));
+        assert_eq!(code, "39P01", "{statement}: {message}");
+        assert!(message.contains("is not tracked"), "{message}");
+    }
     assert_eq!(int(&mut db, "SELECT 1"), 1, "the session survived");
 }
 

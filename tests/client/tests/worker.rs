@@ -217,11 +217,18 @@ fn the_listen_example_prints_each_notification() {
         lines.next().unwrap().unwrap(),
         "listening on channel pg_sla"
     );
+    // Anyone may NOTIFY pg_sla: the client acts only on rows pg_sla wrote.
+    db.batch_execute(
+        r#"NOTIFY pg_sla, '{"id" : 999999, "kind" : "breached", "ticket_id" : "forged"}';
+           NOTIFY pg_sla, 'not json';"#,
+    )
+    .unwrap();
     db.batch_execute("INSERT INTO tickets (id) VALUES (1), (2)")
         .unwrap();
     let printed: Vec<String> = lines.map(|line| line.unwrap()).collect();
     assert!(child.wait().unwrap().success());
     assert_eq!(printed.len(), 2, "{printed:?}");
+    assert!(!printed.iter().any(|l| l.contains("forged")), "{printed:?}");
     assert!(
         printed
             .iter()
