@@ -19,8 +19,8 @@ step() { printf '\n=== %s\n' "$*"; }
 # and the next layer still runs.
 failed_steps=()
 run() {
-  "$@" 2>&1 | tee -a "$log"
-  local status=${PIPESTATUS[0]}
+  local status=0
+  "$@" 2>&1 | tee -a "$log" || status=${PIPESTATUS[0]}
   if ((status != 0)); then failed_steps+=("$*"); fi
   return 0
 }

@@ -19,6 +19,7 @@ use crate::store::clocks::{self, ClockChanges};
 use crate::store::notifications::NotificationBatch;
 use crate::store::tickets::{self, TicketUpdates};
 use crate::subxact::{attempt, Failure};
+use crate::time_budget;
 
 /// Applies every SLA transition due at `now` (warnings, breaches, ownership
 /// releases), writes their notifications once, and returns how many it
@@ -50,14 +51,18 @@ fn process_due(
     let caller = current_user();
     let owned_by = (!acts_for_everyone(caller)).then_some(caller);
     if owned_by.is_some() {
-        let present = unsafe { pg_sys::GetCurrentTimestamp() } + PG_EPOCH_OFFSET;
-        let window = i64::try_from(gucs::worker_naptime().as_micros()).unwrap_or(i64::MAX);
-        if at.abs_diff(present) > window.unsigned_abs() {
+        // The present: from the transaction's start (`now()`) to the clock,
+        // give or take a nap (a second at least, a minute at most).
+        let started = unsafe { pg_sys::GetCurrentTransactionStartTimestamp() } + PG_EPOCH_OFFSET;
+        let clock = unsafe { pg_sys::GetCurrentTimestamp() } + PG_EPOCH_OFFSET;
+        let slack = gucs::worker_naptime().clamp(PRESENT_SLACK_MIN, PRESENT_SLACK_MAX);
+        let slack = i64::try_from(slack.as_micros()).unwrap_or(i64::MAX);
+        if at < started.saturating_sub(slack) || at > clock.saturating_add(slack) {
             ereport!(
                 ERROR,
                 PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
                 format!("sla.process_due: only superusers and the owner of pg_sla's tables may process another time than the present, got now => {now}"),
-                "Other roles call it with now within pg_sla.naptime of clock_timestamp() (the default, now(), in a short transaction); sla.preview_due(at) shows what would fall due at any time and writes nothing."
+                "Other roles call it with now between the transaction's start and clock_timestamp(), give or take pg_sla.naptime (1 s to 1 min), which the default, now(), is; sla.preview_due(at) shows what would fall due at any time and writes nothing."
             );
         }
     }
@@ -65,6 +70,8 @@ fn process_due(
     let held = held_tickets();
     // Tables locked whole by someone else, skipped for the rest of the call.
     let mut skipped_tables: Vec<pg_sys::Oid> = Vec::new();
+    // Tables whose due processing ran out of its time budget lately.
+    skipped_tables.extend(slow_tables());
     // Due clocks of tables not skipped: what `max_rows` bounds.
     let mut taken = 0;
     let mut applied = 0;
@@ -104,7 +111,16 @@ fn process_due(
             // Statements over a thousand keys at most, so that the planner
             // reaches rows through their keys and addresses.
             for chunk in ids.chunks(DUE_CHUNK) {
-                applied += process_due_isolated(&configuration, table, chunk, at);
+                let outcome = process_due_isolated(&configuration, table, chunk, at);
+                applied += outcome.applied;
+                if outcome.slow {
+                    // Left alone for a while, its tickets staying due: a
+                    // table whose triggers hang costs the others one budget
+                    // a while, however many of its tickets fall due.
+                    remember_slow(relid);
+                    skipped_tables.push(relid);
+                    break;
+                }
             }
         }
         if !skipped_a_table || taken >= max_rows {
@@ -170,6 +186,11 @@ fn preview_due(
     TableIterator::new(rows)
 }
 
+/// How far from the present a role that is not a superuser or the owner of
+/// pg_sla's tables may process: `pg_sla.naptime`, within these bounds.
+const PRESENT_SLACK_MIN: std::time::Duration = std::time::Duration::from_secs(1);
+const PRESENT_SLACK_MAX: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// How long a ticket locked by someone else is left out of this session's
 /// due processing, so that such tickets cannot hold the head of the due
 /// queue. Nothing is written for them: their clocks are not locked.
@@ -189,6 +210,44 @@ thread_local! {
     /// When this backend last evaluated the alert rules.
     static ALERTS_EVALUATED: std::cell::Cell<Option<std::time::Instant>> =
         const { std::cell::Cell::new(None) };
+    /// The time budget of each attempt at a table's due tickets, which the
+    /// worker sets: none for other callers.
+    static TABLE_BUDGET: std::cell::Cell<Option<std::time::Duration>> =
+        const { std::cell::Cell::new(None) };
+    /// Tables whose due processing ran out of its budget lately, until
+    /// when the worker leaves them alone.
+    static SLOW: RefCell<HashMap<u32, std::time::Instant>> = RefCell::new(HashMap::new());
+}
+
+/// Gives each attempt at a table's due tickets a time budget (the worker
+/// does), or none.
+pub fn set_table_budget(budget: Option<std::time::Duration>) {
+    TABLE_BUDGET.with(|b| b.set(budget));
+}
+
+fn table_budget() -> Option<std::time::Duration> {
+    TABLE_BUDGET.with(std::cell::Cell::get)
+}
+
+/// How long a table that ran out of its budget is left alone, as a failed
+/// ticket is.
+const SLOW_FOR: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The tables left alone, for having run out of their time budget.
+fn slow_tables() -> Vec<pg_sys::Oid> {
+    let now = std::time::Instant::now();
+    SLOW.with(|slow| {
+        let mut slow = slow.borrow_mut();
+        slow.retain(|_, until| *until > now);
+        slow.keys().map(|relid| pg_sys::Oid::from(*relid)).collect()
+    })
+}
+
+fn remember_slow(relid: pg_sys::Oid) {
+    SLOW.with(|slow| {
+        slow.borrow_mut()
+            .insert(relid.to_u32(), std::time::Instant::now() + SLOW_FOR)
+    });
 }
 
 /// The tickets still left alone after being found held, as (table, id).
@@ -246,33 +305,82 @@ fn alerts_evaluated_long_ago() -> bool {
     due
 }
 
+/// What became of some due tickets of one table.
+#[derive(Default)]
+struct Outcome {
+    applied: i32,
+    /// An attempt ran out of its time budget: the table's triggers are too
+    /// slow (or hang), and the table is left alone for a while.
+    slow: bool,
+}
+
+/// Time a batch is allowed per ticket on top of the table budget, so that
+/// a large healthy batch is not cut (a ticket takes well under it).
+const BUDGET_PER_TICKET: std::time::Duration = std::time::Duration::from_millis(2);
+
+/// Runs one attempt at `tickets` tickets under the table budget, when the
+/// worker set one: the budget, plus `BUDGET_PER_TICKET` a ticket.
+fn attempt_within_budget<R>(tickets: usize, f: impl FnOnce() -> R) -> Result<R, Failure> {
+    let _budget = table_budget().map(|budget| {
+        let per_ticket =
+            BUDGET_PER_TICKET.saturating_mul(u32::try_from(tickets).unwrap_or(u32::MAX));
+        time_budget::arm(budget.saturating_add(per_ticket))
+    });
+    attempt(f)
+}
+
 /// Processes some tickets in a subtransaction. When that fails (a trigger
 /// of the ticket table raised, say), retries them one by one, so that one
-/// failing ticket is reported and stays due while the others move on.
+/// failing ticket is reported and stays due while the others move on. When
+/// one ticket runs out of its time budget, the table is left alone instead.
 fn process_due_isolated(
     configuration: &Configuration,
     table: &TrackedTable,
     ids: &[String],
     at: Micros,
-) -> i32 {
-    let one =
-        |id: &String| attempt(|| process_due_tickets(configuration, table, vec![id.clone()], at));
-    match attempt(|| process_due_tickets(configuration, table, ids.to_vec(), at)) {
-        Ok(applied) => applied,
+) -> Outcome {
+    let one = |id: &String| {
+        attempt_within_budget(1, || {
+            process_due_tickets(configuration, table, vec![id.clone()], at)
+        })
+    };
+    let whole = attempt_within_budget(ids.len(), || {
+        process_due_tickets(configuration, table, ids.to_vec(), at)
+    });
+    match whole {
+        Ok(applied) => Outcome {
+            applied,
+            slow: false,
+        },
+        // A single ticket over its budget: the table's triggers hang, or
+        // take longer than a ticket ever should. Several tickets over
+        // theirs may just be many: they are tried one by one below.
+        Err(failure) if failure.budget_ran_out && ids.len() == 1 => {
+            report_slow_table(table, ids.len());
+            Outcome {
+                applied: 0,
+                slow: true,
+            }
+        }
         Err(failure) if ids.len() == 1 => {
             report_failed_ticket(table, &ids[0], &failure);
-            0
+            Outcome::default()
         }
         Err(_) => {
-            let mut applied = 0;
+            let mut outcome = Outcome::default();
             // Consecutive failures with one SQLSTATE: the table's problem
             // (a full tablespace, say) rather than each ticket's.
             let mut streak: Option<(i32, usize)> = None;
             for (i, id) in ids.iter().enumerate() {
                 match one(id) {
                     Ok(n) => {
-                        applied += n;
+                        outcome.applied += n;
                         streak = None;
+                    }
+                    Err(failure) if failure.budget_ran_out => {
+                        report_slow_table(table, ids.len() - i);
+                        outcome.slow = true;
+                        break;
                     }
                     Err(failure) => {
                         report_failed_ticket(table, id, &failure);
@@ -298,9 +406,22 @@ fn process_due_isolated(
                     }
                 }
             }
-            applied
+            outcome
         }
     }
+}
+
+/// Reports a table whose due processing ran out of its time budget; the
+/// worker leaves it alone for `SLOW_FOR`.
+fn report_slow_table(table: &TrackedTable, due: usize) {
+    let budget = table_budget().unwrap_or_default().as_millis();
+    let message = format!(
+        "pg_sla: due processing of table {} ran out of its time budget of {budget} ms (its triggers are slow or hang); its {due} due tickets and the rest of the table are left for {} s while the other tables go on",
+        table.name,
+        SLOW_FOR.as_secs()
+    );
+    pgrx::warning!("{message}");
+    record_failure(message);
 }
 
 /// Consecutive same-SQLSTATE failures after which the rest of a batch is

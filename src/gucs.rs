@@ -16,6 +16,9 @@ static EVENT_TIME: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::
 pub fn register() {
     // Checked when set, so that a value the triggers cannot use is refused
     // there, naming the setting, rather than failing the next ticket write.
+    // Not while registering: a value set before the library was loaded
+    // would be dropped with a mere warning; the triggers refuse it instead.
+    REGISTERING.with(|r| r.set(true));
     unsafe {
         GucRegistry::define_string_guc_with_hooks(
             c"pg_sla.event_time",
@@ -29,6 +32,7 @@ pub fn register() {
             None,
         )
     };
+    REGISTERING.with(|r| r.set(false));
     register_worker_settings();
     GucRegistry::define_enum_guc(
         c"pg_sla.notify_payload",
@@ -60,7 +64,7 @@ unsafe extern "C-unwind" fn check_event_time(
     _source: pg_sys::GucSource::Type,
 ) -> bool {
     let value = unsafe { *newval };
-    if value.is_null() {
+    if value.is_null() || REGISTERING.with(std::cell::Cell::get) {
         return true;
     }
     let text = unsafe { CStr::from_ptr(value) };
@@ -75,9 +79,26 @@ unsafe extern "C-unwind" fn check_event_time(
     false
 }
 
-/// Whether `timestamptz_in` would read `text` as a finite instant: its
-/// parsing steps, which report errors as codes rather than raising them.
+thread_local! {
+    static REGISTERING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether `timestamptz_in` would read `text` as an instant pg_sla accepts
+/// (finite, years 1 to 9999). Its parsing steps report most errors as codes;
+/// before PostgreSQL 16 an unknown time zone name raises, which pgrx turns
+/// into a Rust panic after flushing the error: caught here, it is a no.
 fn parses_as_finite_timestamptz(text: &CStr) -> bool {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| parse_timestamptz(text)))
+        .ok()
+        .flatten()
+        .is_some_and(|t| {
+            (sla_core::MIN_INSTANT..=sla_core::MAX_INSTANT)
+                .contains(&(t + crate::convert::PG_EPOCH_OFFSET))
+        })
+}
+
+/// The instant `text` reads as, or `None`.
+fn parse_timestamptz(text: &CStr) -> Option<pg_sys::Timestamp> {
     const FIELDS: usize = pg_sys::MAXDATEFIELDS as usize;
     let mut workbuf = [0 as std::ffi::c_char; pg_sys::MAXDATELEN as usize + FIELDS];
     let mut field = [std::ptr::null_mut::<std::ffi::c_char>(); FIELDS];
@@ -98,7 +119,7 @@ fn parses_as_finite_timestamptz(text: &CStr) -> bool {
             &mut fields,
         ) != 0
         {
-            return false;
+            return None;
         }
         #[cfg(any(feature = "pg13", feature = "pg14", feature = "pg15"))]
         let decoded = pg_sys::DecodeDateTime(
@@ -125,15 +146,18 @@ fn parses_as_finite_timestamptz(text: &CStr) -> bool {
             )
         };
         if decoded != 0 {
-            return false;
+            return None;
         }
-        // 'infinity', '-infinity' and 'epoch' are other kinds; only a date
-        // and time is finite (epoch too, but nobody replays 1970).
+        // 'infinity' and '-infinity' are other kinds, not instants; 'epoch'
+        // is 1970-01-01.
+        if dtype == pg_sys::DTK_EPOCH as std::ffi::c_int {
+            return Some(-crate::convert::PG_EPOCH_OFFSET);
+        }
         if dtype != pg_sys::DTK_DATE as std::ffi::c_int {
-            return dtype == pg_sys::DTK_EPOCH as std::ffi::c_int;
+            return None;
         }
         let mut result: pg_sys::Timestamp = 0;
-        pg_sys::tm2timestamp(&mut tm, fsec, &mut tz, &mut result) == 0
+        (pg_sys::tm2timestamp(&mut tm, fsec, &mut tz, &mut result) == 0).then_some(result)
     }
 }
 

@@ -15,6 +15,7 @@ mod jsonb_arg;
 mod regclass;
 mod sql_text;
 mod subxact;
+mod time_budget;
 // Every read and write of pg_sla's tables and of ticket tables:
 mod store;
 // Caches:

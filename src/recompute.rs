@@ -7,11 +7,12 @@ use pgrx::prelude::*;
 use sla_core::Clock;
 
 use crate::configuration::{self, TrackedTable};
+use crate::convert::raise;
 use crate::gucs::event_time;
 use crate::store::clocks::{self, ClockChanges};
 use crate::store::tickets::{self, TicketUpdates};
 use crate::subxact::{attempt, Failure};
-use crate::ticket::{reconcile_ticket_or_raise, Row, Ticket};
+use crate::ticket::{reconcile_ticket, warn_deadline_unavailable, Row, Ticket};
 use crate::ticket_columns::columns_for;
 use crate::trigger_support::{fired_on_sla_table, require_firing, transition_texts, TriggerResult};
 
@@ -48,7 +49,7 @@ fn resync_open_tickets(calendars: Option<Vec<String>>) {
                 resync_tickets(&table, chunk);
             }
         });
-        if let Err(Failure { code, message }) = result {
+        if let Err(Failure { code, message, .. }) = result {
             // The edit must not commit with clocks that do not follow it.
             ereport!(
                 ERROR,
@@ -143,7 +144,18 @@ pub fn resync_tickets(table: &TrackedTable, ids: &[String]) -> i64 {
         let policy = ticket.matching_policy(&configuration);
         let stored_clocks = stored.get(id).map_or(&[][..], Vec::as_slice);
         let mut clocks: Vec<Clock> = stored_clocks.iter().map(|s| s.clock.clone()).collect();
-        let summary = reconcile_ticket_or_raise(ticket, policy, &mut clocks, now);
+        let summary = match reconcile_ticket(ticket, policy, &mut clocks, now) {
+            Ok(summary) => summary,
+            // A ticket whose deadlines lie beyond year 9999 (its own dates
+            // do): it keeps its clocks, as its own writes do, and does not
+            // hold the edit up. Other errors are the edit's (a calendar left
+            // without business time): they refuse it.
+            Err(error @ sla_core::Error::OutOfRange { .. }) => {
+                warn_deadline_unavailable(ticket, policy.map(|p| &**p), &error);
+                continue;
+            }
+            Err(error) => raise(error, policy.and_then(|p| p.calendar.as_deref())),
+        };
         changes.add_ticket(id, stored_clocks, &clocks);
         let policy = policy.map(|p| p.name.as_str());
         if !ticket.shows(policy, &summary) {

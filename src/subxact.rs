@@ -8,11 +8,15 @@ use pgrx::pg_sys::panic::CaughtError;
 use pgrx::prelude::*;
 use pgrx::PgTryBuilder;
 
+use crate::time_budget;
+
 /// An error caught by `attempt`.
 pub struct Failure {
     pub code: PgSqlErrorCode,
     /// The message, with its SQLSTATE.
     pub message: String,
+    /// A `time_budget` ran out (the cancel was pg_sla's own).
+    pub budget_ran_out: bool,
 }
 
 /// Runs `f` in a subtransaction. On an error, rolls the subtransaction back
@@ -62,6 +66,7 @@ fn report_of(error: &CaughtError) -> &pgrx::pg_sys::panic::ErrorReportWithLevel 
 pub fn describe(error: &CaughtError) -> Failure {
     let report = report_of(error);
     Failure {
+        budget_ran_out: time_budget::ran_out(report.sql_error_code(), report.message()),
         code: report.sql_error_code(),
         message: format!(
             "{} (SQLSTATE {})",
@@ -72,8 +77,8 @@ pub fn describe(error: &CaughtError) -> Failure {
 }
 
 /// Errors that are about the session, not the ticket: a real cancel or
-/// shutdown, raised by `ProcessInterrupts`, and the server running out of
-/// memory. User code raising the same SQLSTATEs (a trigger's `RAISE`)
+/// shutdown, raised by `ProcessInterrupts` (not a `time_budget` running
+/// out), and the server running out of memory. User code raising the same SQLSTATEs (a trigger's `RAISE`)
 /// cannot make itself uncatchable. Other resource errors (a full disk under
 /// one table's tablespace, an index row too large, a recursion too deep)
 /// belong to a ticket: it is reported and retried later while the others
@@ -82,7 +87,9 @@ fn must_propagate(report: &pgrx::pg_sys::panic::ErrorReportWithLevel) -> bool {
     let code = sqlstate(report.sql_error_code());
     let function = report.function_name();
     let interrupt = matches!(code.as_str(), "57014" | "57P01" | "57P02" | "57P03")
-        && function == Some("ProcessInterrupts");
+        && function == Some("ProcessInterrupts")
+        // A time budget of pg_sla's own running out is the work's failure.
+        && !time_budget::ran_out(report.sql_error_code(), report.message());
     let out_of_memory = code == "53200" && function != Some("exec_stmt_raise");
     interrupt || out_of_memory
 }

@@ -11,7 +11,7 @@ use sla_core::policy::{ColumnValue, Policy};
 use sla_core::{reconcile, summarize, Clock, Micros, Summary, TicketFacts};
 
 use crate::configuration::{hours, policy_calendar, Configuration};
-use crate::convert::{or_raise, PG_EPOCH_OFFSET};
+use crate::convert::PG_EPOCH_OFFSET;
 use crate::store::tickets::{RowValue, RowValues};
 use crate::store::tracked_tables::TicketTable;
 use crate::ticket_columns::{Column, Columns};
@@ -196,18 +196,4 @@ pub fn warn_deadline_unavailable(
         "pg_sla: the SLA deadlines of ticket {id} of table {} under policy \"{policy}\" cannot be computed, its clocks are left as they were: {error}",
         ticket.table.name
     );
-}
-
-/// The same, raising the error: for edits of policies and calendars, and
-/// `sla.track`, which must not commit clocks that do not follow them.
-pub fn reconcile_ticket_or_raise(
-    ticket: &Ticket,
-    policy: Option<&Rc<Policy>>,
-    clocks: &mut Vec<Clock>,
-    now: Micros,
-) -> Summary {
-    match reconcile_ticket(ticket, policy, clocks, now) {
-        Ok(summary) => summary,
-        Err(error) => or_raise(Err(error), policy.and_then(|p| p.calendar.as_deref())),
-    }
 }

@@ -35,9 +35,7 @@ use crate::store::clocks::{self, ClockChanges};
 use crate::store::tickets;
 use crate::ticket::{reconcile_ticket, warn_deadline_unavailable, Row, Ticket};
 use crate::ticket_columns::{columns_for, Columns};
-use crate::trigger_support::{
-    for_each_transition_row, refuse_untracked, require_firing, TriggerResult,
-};
+use crate::trigger_support::{for_each_transition_row, require_firing, untracked, TriggerResult};
 
 /// The row with its SLA columns replaced.
 unsafe fn with_sla_columns(
@@ -113,7 +111,8 @@ fn ticket_row_changed<'a>(trigger: &'a PgTrigger<'a>) -> TriggerResult<'a> {
     }
     let configuration = configuration::current();
     let Some(table) = configuration.tracked(trigger.relid()?) else {
-        refuse_untracked(trigger);
+        untracked(trigger);
+        return Ok(trigger.new());
     };
     let tupdesc = unsafe { (*data.tg_relation).rd_att };
     let columns = table_columns(&table, tupdesc, &configuration);
@@ -250,17 +249,19 @@ fn insert_new_clocks(table: &TrackedTable, mut new_clocks: ClockChanges) {
 /// A tracked table as a statement trigger sees it: mapping, columns, row type.
 type StatementTable = (Rc<TrackedTable>, Rc<Columns>, pg_sys::TupleDesc);
 
-/// The tracked table a statement trigger fired on.
+/// The tracked table a statement trigger fired on; `None` on a table not
+/// tracked (see `trigger_support::untracked`).
 fn statement_table(
     trigger: &PgTrigger,
     configuration: &Configuration,
-) -> Result<StatementTable, PgTriggerError> {
+) -> Result<Option<StatementTable>, PgTriggerError> {
     let Some(table) = configuration.tracked(trigger.relid()?) else {
-        refuse_untracked(trigger);
+        untracked(trigger);
+        return Ok(None);
     };
     let tupdesc = unsafe { (*trigger.trigger_data().tg_relation).rd_att };
     let columns = table_columns(&table, tupdesc, configuration);
-    Ok((table, columns, tupdesc))
+    Ok(Some((table, columns, tupdesc)))
 }
 
 #[pg_trigger]
@@ -276,7 +277,9 @@ fn tickets_inserted<'a>(trigger: &'a PgTrigger<'a>) -> TriggerResult<'a> {
         "AFTER INSERT, FOR EACH STATEMENT, with a NEW TABLE",
     );
     let configuration = configuration::current();
-    let (table, columns, tupdesc) = statement_table(trigger, &configuration)?;
+    let Some((table, columns, tupdesc)) = statement_table(trigger, &configuration)? else {
+        return Ok(None);
+    };
     let now = event_time();
     let mut new_clocks = ClockChanges::default();
     let mut clocks = Vec::new();
@@ -324,7 +327,9 @@ fn tickets_deleted<'a>(trigger: &'a PgTrigger<'a>) -> TriggerResult<'a> {
         "AFTER DELETE, FOR EACH STATEMENT, with an OLD TABLE",
     );
     let configuration = configuration::current();
-    let (table, columns, tupdesc) = statement_table(trigger, &configuration)?;
+    let Some((table, columns, tupdesc)) = statement_table(trigger, &configuration)? else {
+        return Ok(None);
+    };
     let mut ids = Vec::new();
     for_each_transition_row(data.tg_oldtable, tupdesc, |row| {
         let ticket = Ticket {
@@ -353,7 +358,7 @@ fn tickets_truncated<'a>(trigger: &'a PgTrigger<'a>) -> TriggerResult<'a> {
     );
     let relid = trigger.relid()?;
     if configuration::current().tracked(relid).is_none() {
-        refuse_untracked(trigger);
+        untracked(trigger);
     }
     clocks::delete_table(relid);
     Ok(None)

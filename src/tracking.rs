@@ -180,6 +180,13 @@ fn track(
     let mut additions = Vec::new();
     for (column, accepted, type_sql) in SLA_COLUMNS {
         match column_type(ticket_table, column) {
+            Some(found) if found.generated => {
+                ereport!(
+                    ERROR,
+                    PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+                    format!("column \"{column}\" of table {name} is a generated column; pg_sla writes it")
+                );
+            }
             Some(found) if !accepted.accepts(found.type_oid, found.is_enum) => {
                 ereport!(
                     ERROR,
@@ -206,6 +213,9 @@ fn track(
     if !additions.is_empty() {
         ticket_definitions::add_columns(name, &additions);
     }
+    // pg_sla's triggers left from a copy of the table without its tracking
+    // (pg_dump -t, a restore of some tables) make way for new ones.
+    ticket_definitions::drop_triggers(ticket_table, &info.qualified);
     ticket_definitions::create_triggers(&info.qualified);
     tracked_tables::insert(
         ticket_table,
@@ -257,7 +267,7 @@ fn untrack(ticket_table: Option<RegClass>) {
             format!("table {} is not tracked", info.name)
         );
     }
-    ticket_definitions::drop_triggers(&info.qualified);
+    ticket_definitions::drop_triggers(ticket_table, &info.qualified);
     tracked_tables::delete(ticket_table);
     // Nothing will process them: keep them out of the due index.
     clocks::unschedule_table(ticket_table, false);

@@ -5,6 +5,7 @@ use pgrx::prelude::*;
 use pgrx::trigger_support::PgTriggerError;
 use pgrx::{AllocatedByPostgres, PgTrigger};
 
+use crate::store::ticket_definitions;
 use crate::ticket::Row;
 
 pub type TriggerResult<'a> = Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, PgTriggerError>;
@@ -23,10 +24,15 @@ pub fn require_firing(trigger: &PgTrigger, expected: bool, what: &str) {
     }
 }
 
-/// Refuses to run on a table pg_sla does not track: a trigger function of
-/// pg_sla attached there by hand (a superuser may).
-pub fn refuse_untracked(trigger: &PgTrigger) -> ! {
+/// On a table pg_sla does not track: a trigger pg_sla installed (by its
+/// name) is left over from a copy of the table without its tracking (a
+/// restore of some tables, `pg_dump -t`), and does nothing, as before; one
+/// attached by hand under another name (a superuser may) is refused.
+pub fn untracked(trigger: &PgTrigger) {
     let name = trigger.name().unwrap_or("?");
+    if ticket_definitions::TRIGGERS.contains(&name) {
+        return;
+    }
     let table = trigger.table_name().unwrap_or_default();
     ereport!(
         ERROR,

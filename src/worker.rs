@@ -15,11 +15,14 @@ use pgrx::datum::TimestampWithTimeZone;
 use pgrx::prelude::*;
 use pgrx::{pg_shmem_init, PGRXSharedMemory, PgLwLock, PgTryBuilder};
 
-use crate::due::take_failures;
+use crate::due::{self, take_failures};
 use crate::errors::SpiResultExt;
 use crate::gucs;
 use crate::store::clocks;
 use crate::subxact::describe;
+
+/// The least time budget of an attempt at a table's due tickets.
+const MIN_TABLE_BUDGET: Duration = Duration::from_millis(250);
 
 /// Seconds the postmaster waits before starting the worker again after it
 /// exited with an error (a crash makes the postmaster restart it at once,
@@ -252,6 +255,10 @@ enum Step {
 fn tick(database: &str, extension_found: &mut Option<bool>) -> Duration {
     let naptime = gucs::worker_naptime();
     let batch = gucs::worker_batch_size();
+    // Each attempt at a table's due tickets gets half a nap: a table whose
+    // triggers hang costs the others at most that, once per tick. At least
+    // MIN_TABLE_BUDGET, so that a short nap does not cut healthy work.
+    due::set_table_budget(Some((naptime / 2).max(MIN_TABLE_BUDGET)));
     let started = Instant::now();
     let started_at = now();
     let mut transitions = 0i64;

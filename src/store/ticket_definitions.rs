@@ -17,6 +17,12 @@ pub const ROW_TRIGGER: &str = "zz_pg_sla_row";
 pub const INSERTED_TRIGGER: &str = "zz_pg_sla_inserted";
 pub const DELETED_TRIGGER: &str = "zz_pg_sla_deleted";
 pub const TRUNCATED_TRIGGER: &str = "zz_pg_sla_truncated";
+pub const TRIGGERS: [&str; 4] = [
+    ROW_TRIGGER,
+    INSERTED_TRIGGER,
+    DELETED_TRIGGER,
+    TRUNCATED_TRIGGER,
+];
 
 pub struct TableInfo {
     /// The name as the caller would write it (for messages and the caller's
@@ -168,16 +174,27 @@ pub fn create_triggers(qualified: &str) {
     });
 }
 
-/// Drops pg_sla's triggers from a table, as the caller.
-pub fn drop_triggers(table_name: &str) {
-    for trigger in [
-        ROW_TRIGGER,
-        INSERTED_TRIGGER,
-        DELETED_TRIGGER,
-        TRUNCATED_TRIGGER,
-    ] {
+/// Drops the triggers of pg_sla's that a table has, as the caller.
+pub fn drop_triggers(table: pg_sys::Oid, table_name: &str) {
+    let existing = Spi::connect(|client| {
+        let mut names = Vec::new();
+        for row in client.select(
+            "SELECT tgname::text FROM pg_catalog.pg_trigger
+              WHERE tgrelid OPERATOR(pg_catalog.=) $1
+                AND tgname OPERATOR(pg_catalog.=) ANY ($2::pg_catalog.name[])",
+            None,
+            &[table.into(), TRIGGERS.map(str::to_owned).to_vec().into()],
+        )? {
+            if let Some(name) = row.get::<String>(1)? {
+                names.push(name);
+            }
+        }
+        Ok(names)
+    })
+    .or_raise("read the table's triggers");
+    for trigger in existing {
         execute(
-            &format!("DROP TRIGGER IF EXISTS {trigger} ON {table_name}"),
+            &format!("DROP TRIGGER {trigger} ON {table_name}"),
             &[],
             "drop pg_sla's triggers",
         );

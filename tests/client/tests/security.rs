@@ -236,6 +236,13 @@ fn a_role_granted_due_processing_acts_at_the_present_on_its_own_tables() {
          GRANT EXECUTE ON FUNCTION sla.process_due(timestamptz, int) TO app;",
     )
     .unwrap();
+    // A rule over every table, and one over the superuser's table.
+    db.batch_execute(
+        "INSERT INTO sla.alert_rules (recipient, min_breached) VALUES ('everyone', 1);
+         INSERT INTO sla.alert_rules (recipient, min_breached, ticket_table, every_assignee)
+           VALUES ('admin', 1, 'tickets', true);",
+    )
+    .unwrap();
     let mut app = cluster.connect_as("app");
     app.batch_execute(
         "SET search_path = app;
@@ -285,12 +292,21 @@ fn a_role_granted_due_processing_acts_at_the_present_on_its_own_tables() {
             &mut db,
             "SELECT ticket_table::text || ' ' || kind FROM sla.notifications ORDER BY id"
         ),
-        ["app.own breached"]
+        ["app.own breached"],
+        "and no alert of a rule about other tables"
     );
     assert_eq!(
         int(&mut db, "SELECT sla.process_due()"),
         1,
         "the other table's breach is left for a privileged caller"
+    );
+    assert_eq!(
+        int(
+            &mut db,
+            "SELECT count(*) FROM sla.notifications WHERE kind = 'breach_alert'"
+        ),
+        2,
+        "a privileged caller evaluates every rule"
     );
 }
 
@@ -334,6 +350,21 @@ fn mapped_columns_pg_sla_cannot_read_in_time_are_refused() {
     let (code, message) = sql_error(db.batch_execute("INSERT INTO tickets (id) VALUES (9)"));
     assert_eq!(code, "0A000", "{message}");
     assert!(message.contains("\"status\""), "{message}");
+    // A mapped column renamed: writes fail naming it, until renamed back.
+    db.batch_execute(
+        "ALTER TABLE tickets DROP COLUMN status;
+         ALTER TABLE tickets ADD COLUMN status text NOT NULL DEFAULT 'open';
+         ALTER TABLE tickets RENAME COLUMN last_agent_reply_at TO replied_at;",
+    )
+    .unwrap();
+    let (code, message) = sql_error(db.batch_execute("INSERT INTO tickets (id) VALUES (9)"));
+    assert_eq!(code, "42703", "{message}");
+    assert!(message.contains("\"last_agent_reply_at\""), "{message}");
+    db.batch_execute(
+        "ALTER TABLE tickets RENAME COLUMN replied_at TO last_agent_reply_at;
+         INSERT INTO tickets (id) VALUES (9);",
+    )
+    .unwrap();
 }
 
 #[test]
@@ -372,6 +403,9 @@ fn deadlines_that_cannot_be_represented_never_fail_an_applications_write() {
         "UPDATE tickets SET last_customer_message_at = '9999-12-31 23:30Z' WHERE id = 10",
     )
     .unwrap();
+    // Nor does it hold up an edit of the policies.
+    db.batch_execute("UPDATE sla.policies SET warn_at = 0.6")
+        .unwrap();
     // The other tickets still get theirs.
     db.batch_execute("INSERT INTO tickets (id) VALUES (11)")
         .unwrap();
@@ -398,9 +432,9 @@ fn a_bad_event_time_is_refused_when_set() {
     // A good value and the empty one are accepted, and ticket writes work.
     db.batch_execute(
         "SET pg_sla.event_time = '2026-11-23 09:00+01';
-         INSERT INTO tickets (id) VALUES (20);
+         INSERT INTO tickets (id, created_at) VALUES (20, '2026-11-23 08:00Z');
          SET pg_sla.event_time = '';
-         INSERT INTO tickets (id) VALUES (21);
+         INSERT INTO tickets (id, created_at) VALUES (21, '2026-11-23 08:00Z');
          RESET pg_sla.event_time;",
     )
     .unwrap();

@@ -368,6 +368,26 @@ fn pg_slas_trigger_functions_cannot_be_attached_elsewhere() {
         assert_eq!(code, "39P01", "{statement}: {message}");
         assert!(message.contains("is not tracked"), "{message}");
     }
+    // pg_sla's own triggers on a copy of a table without its tracking (a
+    // restore of some tables, pg_dump -t) do nothing, and sla.track
+    // replaces them.
+    db.batch_execute(
+        "CREATE TABLE copied (LIKE tickets INCLUDING ALL);
+         CREATE TRIGGER zz_pg_sla_row BEFORE INSERT OR UPDATE ON copied FOR EACH ROW
+           EXECUTE FUNCTION sla.ticket_row_changed();
+         CREATE TRIGGER zz_pg_sla_inserted AFTER INSERT ON copied REFERENCING NEW TABLE AS n
+           FOR EACH STATEMENT EXECUTE FUNCTION sla.tickets_inserted();
+         INSERT INTO copied (id) VALUES (1);",
+    )
+    .unwrap();
+    assert_eq!(int(&mut db, "SELECT sla.track('copied')"), 1);
+    assert_eq!(
+        int(
+            &mut db,
+            "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'copied'::regclass AND tgname LIKE 'zz_pg_sla_%'"
+        ),
+        4
+    );
     assert_eq!(int(&mut db, "SELECT 1"), 1, "the session survived");
 }
 

@@ -4,13 +4,15 @@
 //! ```text
 //! cargo run -p pg_sla_client_tests --bin pg_sla_listen -- "host=/var/run/postgresql dbname=postgres" [COUNT [SECONDS]]
 //! ```
-//! Each line is one notification's JSON payload. With COUNT, it exits after
-//! that many; with SECONDS too, it fails if they have not come by then.
+//! Each line is one notification: its row of `sla.notifications` as JSON.
+//! With COUNT, it exits after that many; with SECONDS too, it fails if they
+//! have not come by then.
 //!
 //! Any role that can connect may `NOTIFY pg_sla` with a payload of its own,
-//! so a payload is only a hint: the client acts on a notification once it
-//! has found its row in `sla.notifications` (which only pg_sla writes), and
-//! ignores, on standard error, payloads without one.
+//! so a payload is only a hint: the client reads the row the payload names
+//! (only pg_sla writes `sla.notifications`) and prints the row, never the
+//! payload; a payload without a row, or naming a row already handled, is
+//! ignored on standard error.
 use std::io::Write;
 use std::time::{Duration, Instant};
 
@@ -33,6 +35,7 @@ fn main() -> Result<(), postgres::Error> {
     std::io::stdout().flush().ok();
 
     let mut seen = 0;
+    let mut handled = std::collections::HashSet::new();
     while count != Some(seen) {
         let next = {
             let mut notifications = client.notifications();
@@ -50,27 +53,34 @@ fn main() -> Result<(), postgres::Error> {
         };
         // {"id" : 42, "kind" : "breached", "ticket_table" : "public.tickets", "ticket_id" : "1017", ...}
         let payload = notification.payload();
-        if !written_by_pg_sla(&mut client, payload) {
+        let Some((id, row)) = row_named_by(&mut client, payload) else {
             eprintln!("pg_sla_listen: ignored, not in sla.notifications: {payload}");
             continue;
+        };
+        if !handled.insert(id) {
+            eprintln!("pg_sla_listen: ignored, already handled: {payload}");
+            continue;
         }
-        println!("{payload}");
+        println!("{row}");
         std::io::stdout().flush().ok();
         seen += 1;
     }
     Ok(())
 }
 
-/// Whether `sla.notifications` has the row this payload names, of the kind
-/// it says: a payload that does not parse, or names no such row, was not
-/// sent by pg_sla.
-fn written_by_pg_sla(client: &mut Client, payload: &str) -> bool {
+/// The id and the row (as JSON) of the notification this payload names, if
+/// `sla.notifications` has it with the kind the payload says: a payload
+/// that does not parse, or names no such row, was not sent by pg_sla.
+fn row_named_by(client: &mut Client, payload: &str) -> Option<(i64, String)> {
     client
         .query_opt(
-            "SELECT FROM sla.notifications n, (SELECT ($1::text)::jsonb AS p) AS sent
+            "SELECT n.id, pg_catalog.row_to_json(n)::text
+               FROM sla.notifications n, (SELECT ($1::text)::jsonb AS p) AS sent
               WHERE n.id OPERATOR(pg_catalog.=) (sent.p OPERATOR(pg_catalog.->>) 'id')::bigint
                 AND n.kind OPERATOR(pg_catalog.=) (sent.p OPERATOR(pg_catalog.->>) 'kind')",
             &[&payload],
         )
-        .is_ok_and(|row| row.is_some())
+        .ok()
+        .flatten()
+        .map(|row| (row.get(0), row.get(1)))
 }
