@@ -306,22 +306,9 @@ mod tests {
             assert_eq!(open, status.is_open(), "sla.clock_is_open('{name}')");
             for breached in [false, true] {
                 let clock = sla_core::Clock {
-                    metric: Metric::Resolution,
-                    cycle: 1,
-                    policy: String::new(),
                     status,
-                    started_at: 0,
-                    target: 0,
-                    due_at: None,
-                    warn_at: None,
-                    release_at: None,
-                    next_transition_at: None,
-                    paused_since: None,
-                    paused_time: 0,
-                    stopped_at: None,
-                    warned_at: None,
                     breached_at: breached.then_some(0),
-                    released_at: None,
+                    ..sla_core::Clock::start(Metric::Resolution, 1, "", 0, 0)
                 };
                 let at = if breached { "now()" } else { "NULL" };
                 let sql = Spi::get_one::<bool>(&format!(

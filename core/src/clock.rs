@@ -217,7 +217,9 @@ pub struct Clock {
 }
 
 impl Clock {
-    fn start(
+    /// A clock of `metric` that starts running at `started_at`, with
+    /// nothing scheduled yet.
+    pub fn start(
         metric: Metric,
         cycle: i32,
         policy: &str,

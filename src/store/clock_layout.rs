@@ -182,24 +182,8 @@ pub fn clock_select_list() -> &'static str {
 /// Reads a `Clock` from a row whose columns from `first` on are
 /// `clock_select_list()`.
 pub fn read_clock(row: &SpiHeapTupleData, first: usize) -> Result<Clock, pgrx::spi::Error> {
-    let mut clock = Clock {
-        metric: sla_core::Metric::FirstResponse,
-        cycle: 1,
-        policy: String::new(),
-        status: ClockStatus::Running,
-        started_at: 0,
-        target: 0,
-        due_at: None,
-        warn_at: None,
-        release_at: None,
-        next_transition_at: None,
-        paused_since: None,
-        paused_time: 0,
-        stopped_at: None,
-        warned_at: None,
-        breached_at: None,
-        released_at: None,
-    };
+    // Every field is overwritten below.
+    let mut clock = Clock::start(sla_core::Metric::FirstResponse, 1, "", 0, 0);
     for (i, column) in clock_columns().enumerate() {
         let i = first + i;
         let text = || -> Result<String, pgrx::spi::Error> { Ok(row.get(i)?.unwrap_or_default()) };
