@@ -152,9 +152,9 @@ impl Ticket<'_> {
 /// Brings one ticket's clocks in line with its row and the policy that
 /// matches it; returns the ticket's summary. When a deadline cannot be
 /// computed (a calendar with no business time left before it, a ticket
-/// created near the end of time), the clocks are left as they were and the
-/// error is returned, for the caller to decide whether it fails its
-/// statement.
+/// created near the end of time), the error is returned, for the caller to
+/// decide whether it fails its statement; `clocks` may then be half done,
+/// and every caller drops them, writing nothing.
 pub fn reconcile_ticket(
     ticket: &Ticket,
     policy: Option<&Rc<Policy>>,
@@ -164,7 +164,6 @@ pub fn reconcile_ticket(
     let facts = ticket.facts(policy.map(|p| &**p), now);
     let calendar = policy.and_then(|p| policy_calendar(p));
     let releasable = ticket.table.assignee_column.is_some();
-    let before = clocks.clone();
     let result = reconcile(
         clocks,
         &facts,
@@ -173,13 +172,7 @@ pub fn reconcile_ticket(
         now,
         releasable,
     );
-    match result {
-        Ok(()) => Ok(summarize(clocks)),
-        Err(error) => {
-            *clocks = before;
-            Err(error)
-        }
-    }
+    result.map(|()| summarize(clocks))
 }
 
 /// An application's write never fails because of pg_sla's bookkeeping: a
