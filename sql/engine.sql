@@ -200,6 +200,27 @@ END $$;
 CREATE TRIGGER alert_rules_validate BEFORE INSERT OR UPDATE ON sla.alert_rules
     FOR EACH ROW EXECUTE FUNCTION sla.alert_rules_validate();
 
+-- Ticket rows that due processing could not update (a trigger of the
+-- application raised, a NOT NULL assignee refused the release): the breach
+-- or warning itself is recorded in sla.clocks and sla.notifications; this
+-- row is what is left to do, retried on its own until it succeeds.
+CREATE TABLE sla.pending_ticket_updates (
+    ticket_table        regclass NOT NULL REFERENCES sla.tracked_tables ON DELETE CASCADE,
+    ticket_id           text COLLATE "C" NOT NULL,
+    -- The assignee is still to be released (when its clock is still open).
+    release_ownership   boolean NOT NULL,
+    first_failed_at     timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+    attempts            int NOT NULL DEFAULT 1,
+    -- Not retried before this wall-clock time.
+    retry_at            timestamptz NOT NULL,
+    sqlstate            text NOT NULL,
+    error               text NOT NULL,
+    PRIMARY KEY (ticket_table, ticket_id)
+);
+COMMENT ON TABLE sla.pending_ticket_updates IS
+    'pg_sla: ticket rows whose update by sla.process_due() failed after their transition was recorded; retried until done';
+CREATE INDEX pending_ticket_updates_retry ON sla.pending_ticket_updates (retry_at);
+
 -- Edits of policies and calendars reach the open clocks in the same transaction.
 CREATE TRIGGER policies_edited AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON sla.policies
     FOR EACH STATEMENT EXECUTE FUNCTION sla.policies_edited();
@@ -243,12 +264,14 @@ REVOKE ALL ON FUNCTION sla.ticket_row_changed(), sla.tickets_inserted(), sla.tic
 -- activity, it is for monitoring roles.
 REVOKE ALL ON FUNCTION sla.worker_status() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION sla.worker_status() TO pg_read_all_stats;
+GRANT SELECT ON sla.pending_ticket_updates TO pg_read_all_stats;
 
 SELECT pg_catalog.pg_extension_config_dump('sla.policies', '');
 SELECT pg_catalog.pg_extension_config_dump('sla.tracked_tables', '');
 SELECT pg_catalog.pg_extension_config_dump('sla.clocks', '');
 SELECT pg_catalog.pg_extension_config_dump('sla.notifications', '');
 SELECT pg_catalog.pg_extension_config_dump('sla.alert_rules', '');
+SELECT pg_catalog.pg_extension_config_dump('sla.pending_ticket_updates', '');
 SELECT pg_catalog.pg_extension_config_dump('sla.alert_rules_id_seq', '');
 -- Its ids must go on from where they were after a restore.
 SELECT pg_catalog.pg_extension_config_dump('sla.notifications_id_seq', '');

@@ -241,3 +241,28 @@ CREATE FUNCTION sla."preview_due"(
 STRICT STABLE PARALLEL UNSAFE
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'preview_due_wrapper';
+
+-- A breach is recorded even when updating its ticket row fails.
+-- Ticket rows that due processing could not update (a trigger of the
+-- application raised, a NOT NULL assignee refused the release): the breach
+-- or warning itself is recorded in sla.clocks and sla.notifications; this
+-- row is what is left to do, retried on its own until it succeeds.
+CREATE TABLE sla.pending_ticket_updates (
+    ticket_table        regclass NOT NULL REFERENCES sla.tracked_tables ON DELETE CASCADE,
+    ticket_id           text COLLATE "C" NOT NULL,
+    -- The assignee is still to be released (when its clock is still open).
+    release_ownership   boolean NOT NULL,
+    first_failed_at     timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+    attempts            int NOT NULL DEFAULT 1,
+    -- Not retried before this wall-clock time.
+    retry_at            timestamptz NOT NULL,
+    sqlstate            text NOT NULL,
+    error               text NOT NULL,
+    PRIMARY KEY (ticket_table, ticket_id)
+);
+COMMENT ON TABLE sla.pending_ticket_updates IS
+    'pg_sla: ticket rows whose update by sla.process_due() failed after their transition was recorded; retried until done';
+CREATE INDEX pending_ticket_updates_retry ON sla.pending_ticket_updates (retry_at);
+-- The errors may quote ticket data: like the worker's status, for monitoring roles.
+GRANT SELECT ON sla.pending_ticket_updates TO pg_read_all_stats;
+SELECT pg_catalog.pg_extension_config_dump('sla.pending_ticket_updates', '');

@@ -17,9 +17,10 @@ use crate::identity::{acts_for_everyone, current_user};
 use crate::regclass::RegClass;
 use crate::store::clocks::{self, ClockChanges};
 use crate::store::notifications::NotificationBatch;
+use crate::store::pending_ticket_updates::{self, FailedUpdate};
 use crate::store::tickets::{self, TicketUpdates};
 use crate::subxact::{attempt, Failure};
-use crate::time_budget;
+use crate::time_budget::{self, TIMEOUT_MESSAGE};
 
 /// Applies every SLA transition due at `now` (warnings, breaches, ownership
 /// releases), writes their notifications once, and returns how many it
@@ -127,6 +128,7 @@ fn process_due(
             break;
         }
     }
+    retry_pending_updates(&configuration, &skipped_tables, owned_by);
     if applied > 0 || alerts_evaluated_long_ago() {
         if let Err(Failure { message, .. }) =
             attempt(|| alerts::evaluate(&configuration, at, owned_by))
@@ -329,9 +331,11 @@ fn attempt_within_budget<R>(tickets: usize, f: impl FnOnce() -> R) -> Result<R, 
     attempt(f)
 }
 
-/// Processes some tickets in a subtransaction. When that fails (a trigger
-/// of the ticket table raised, say), retries them one by one, so that one
-/// failing ticket is reported and stays due while the others move on. When
+/// Processes some tickets in a subtransaction. When that fails (their
+/// clocks cannot be read or written, say), retries them one by one, so
+/// that one failing ticket is reported and stays due while the others move
+/// on. A ticket row that cannot be updated does not fail it: see
+/// `write_ticket_rows`. When
 /// one ticket runs out of its time budget, the table is left alone instead.
 fn process_due_isolated(
     configuration: &Configuration,
@@ -348,10 +352,7 @@ fn process_due_isolated(
         process_due_tickets(configuration, table, ids.to_vec(), at)
     });
     match whole {
-        Ok(applied) => Outcome {
-            applied,
-            slow: false,
-        },
+        Ok(outcome) => outcome,
         // A single ticket over its budget: the table's triggers hang, or
         // take longer than a ticket ever should. Several tickets over
         // theirs may just be many: they are tried one by one below.
@@ -373,9 +374,13 @@ fn process_due_isolated(
             let mut streak: Option<(i32, usize)> = None;
             for (i, id) in ids.iter().enumerate() {
                 match one(id) {
-                    Ok(n) => {
-                        outcome.applied += n;
+                    Ok(done) => {
+                        outcome.applied += done.applied;
                         streak = None;
+                        if done.slow {
+                            outcome.slow = true;
+                            break;
+                        }
                     }
                     Err(failure) if failure.budget_ran_out => {
                         report_slow_table(table, ids.len() - i);
@@ -445,14 +450,14 @@ const FAILED_RETRY: &str = "1 minute";
 /// Tickets handled per statement by `process_due`.
 const DUE_CHUNK: usize = 1000;
 
-/// Applies the due transitions of some tickets of one table; returns how
-/// many it applied.
+/// Applies the due transitions of some tickets of one table: how many it
+/// applied, and whether writing the ticket rows ran out of time.
 fn process_due_tickets(
     configuration: &Configuration,
     table: &TrackedTable,
     ids: Vec<String>,
     at: Micros,
-) -> i32 {
+) -> Outcome {
     let relid = table.relid;
     // Lock order everywhere: the ticket row, then its clocks.
     let locked = tickets::lock_free(table, ids.clone());
@@ -474,7 +479,7 @@ fn process_due_tickets(
         }
     }
     if locked.is_empty() {
-        return 0;
+        return Outcome::default();
     }
     let locked_ids: Vec<String> = locked.iter().map(|(_, id)| id.clone()).collect();
     let stored = clocks::read(table, &locked_ids, true);
@@ -482,6 +487,7 @@ fn process_due_tickets(
     let mut changes = ClockChanges::default();
     let mut notifications = NotificationBatch::default();
     let mut updates = TicketUpdates::default();
+    let mut updated_ids = Vec::new();
     for (ctid, id) in &locked {
         let Some(stored_clocks) = stored.get(id) else {
             continue;
@@ -523,9 +529,227 @@ fn process_due_tickets(
         if ticket_changed {
             changes.add_ticket(id, stored_clocks, &clocks);
             updates.push(*ctid, None, &summarize(&clocks), release);
+            updated_ids.push(id.clone());
         }
     }
+    // The record first: the transitions and their notifications stand even
+    // when the ticket rows cannot be updated.
     changes.write_with_notifications(table, notifications, at);
-    updates.write(table, false);
-    applied
+    Outcome {
+        applied,
+        slow: write_ticket_rows(table, updated_ids, updates),
+    }
+}
+
+/// Writes some tickets' SLA columns (and releases their assignees) after
+/// their transitions were recorded, in subtransactions of their own: a
+/// ticket whose row cannot be updated (a trigger of the application
+/// raised, a NOT NULL assignee refused the release) is reported with its
+/// SQLSTATE and kept in `sla.pending_ticket_updates`, retried on its own
+/// later; its transition is not undone and never notified again. Returns
+/// whether the time budget ran out (the table's triggers hang).
+fn write_ticket_rows(table: &TrackedTable, ids: Vec<String>, updates: TicketUpdates) -> bool {
+    if ids.is_empty() {
+        return false;
+    }
+    let releases = updates.releases().to_vec();
+    let released = |done: &[(usize, &String)]| -> Vec<String> {
+        done.iter()
+            .filter(|(i, _)| releases[*i])
+            .map(|(_, id)| (*id).clone())
+            .collect()
+    };
+    let failed_update = |i: usize, failure: &Failure| FailedUpdate {
+        ticket_id: ids[i].clone(),
+        release_ownership: releases[i],
+        sqlstate: failure.sqlstate(),
+        error: failure.error().to_owned(),
+    };
+    let whole = attempt(|| updates.clone().write(table, false));
+    let failure = match whole {
+        Ok(()) => {
+            let done: Vec<(usize, &String)> = ids.iter().enumerate().collect();
+            pending_ticket_updates::forget(table, &ids, Some(&released(&done)));
+            return false;
+        }
+        Err(failure) => failure,
+    };
+    if failure.budget_ran_out {
+        if ids.len() > 1 {
+            // Many rows may just be many: failing the whole attempt makes
+            // the caller try its tickets one by one, each with a budget of
+            // its own, as for any batch over its budget.
+            ereport!(
+                ERROR,
+                PgSqlErrorCode::ERRCODE_QUERY_CANCELED,
+                format!(
+                    "{TIMEOUT_MESSAGE}: the rows of {} tickets of table {} took longer than their time budget",
+                    ids.len(),
+                    table.name
+                )
+            );
+        }
+        report_slow_table(table, ids.len());
+        let failed = (0..ids.len()).map(|i| failed_update(i, &failure)).collect();
+        pending_ticket_updates::record(table, failed, FAILED_RETRY);
+        return true;
+    }
+    // One by one, so that one ticket's failure does not keep the others'
+    // rows behind.
+    let mut done: Vec<(usize, &String)> = Vec::new();
+    let mut failed = Vec::new();
+    let mut slow = false;
+    // Consecutive failures with one SQLSTATE: the table's problem (a full
+    // tablespace, say) rather than each ticket's.
+    let mut streak: Option<(i32, usize)> = None;
+    let singles = updates.split();
+    for (i, single) in singles.into_iter().enumerate() {
+        let failure = match attempt(|| single.write(table, false)) {
+            Ok(()) => {
+                done.push((i, &ids[i]));
+                streak = None;
+                continue;
+            }
+            Err(failure) => failure,
+        };
+        if failure.budget_ran_out {
+            report_slow_table(table, ids.len() - i);
+            failed.extend((i..ids.len()).map(|j| failed_update(j, &failure)));
+            slow = true;
+            break;
+        }
+        report_failed_row(table, &ids[i], releases[i], &failure);
+        failed.push(failed_update(i, &failure));
+        let code = failure.code as i32;
+        let count = match streak {
+            Some((c, n)) if c == code => n + 1,
+            _ => 1,
+        };
+        streak = Some((code, count));
+        let rest = i + 1..ids.len();
+        if count >= SAME_FAILURE_LIMIT && !rest.is_empty() {
+            let message = format!(
+                "pg_sla: {} more tickets of table {} had their transitions recorded and notified but their rows are updated in a minute without being tried now: the last {count} failed with the same error: {}",
+                rest.len(),
+                table.name,
+                failure.message
+            );
+            pgrx::warning!("{message}");
+            record_failure(message);
+            failed.extend(rest.map(|j| failed_update(j, &failure)));
+            break;
+        }
+    }
+    let done_ids: Vec<String> = done.iter().map(|(_, id)| (*id).clone()).collect();
+    if !done_ids.is_empty() {
+        pending_ticket_updates::forget(table, &done_ids, Some(&released(&done)));
+    }
+    pending_ticket_updates::record(table, failed, FAILED_RETRY);
+    slow
+}
+
+/// Reports a ticket whose transitions were recorded but whose row could
+/// not be updated.
+fn report_failed_row(table: &TrackedTable, id: &str, release: bool, failure: &Failure) {
+    let what = if release {
+        "its SLA columns and the release of its assignee"
+    } else {
+        "its SLA columns"
+    };
+    let message = format!(
+        "pg_sla: ticket {id} of table {}: its transitions are recorded and notified, but updating {what} failed and is retried in a minute: {}",
+        table.name, failure.message
+    );
+    pgrx::warning!("{message}");
+    record_failure(message);
+}
+
+/// Pending ticket row updates retried per call of `process_due`.
+const PENDING_BATCH: i32 = 1000;
+
+/// Retries the ticket row updates that failed earlier and whose retry time
+/// has come: each ticket's SLA columns as its clocks say now, and the
+/// release of its assignee when the clock that released it is still open
+/// (an agent who answered since, or a closed ticket, keeps the assignee).
+fn retry_pending_updates(
+    configuration: &Configuration,
+    skipped_tables: &[pg_sys::Oid],
+    owned_by: Option<pg_sys::Oid>,
+) {
+    let mut by_table: BTreeMap<u32, Vec<(String, bool)>> = BTreeMap::new();
+    for (relid, id, release) in pending_ticket_updates::due(PENDING_BATCH, skipped_tables, owned_by)
+    {
+        by_table
+            .entry(relid.to_u32())
+            .or_default()
+            .push((id, release));
+    }
+    for (relid, pending) in by_table {
+        let relid = pg_sys::Oid::from(relid);
+        // Untracked tables' rows went with their `sla.tracked_tables` row.
+        let Some(table) = configuration.tracked.get(&relid) else {
+            continue;
+        };
+        if !unsafe { pg_sys::ConditionalLockRelationOid(relid, pg_sys::RowExclusiveLock as i32) } {
+            continue;
+        }
+        let retried = attempt_within_budget(pending.len(), || retry_table_updates(table, &pending));
+        match retried {
+            Ok(false) => {}
+            Ok(true) => remember_slow(relid),
+            Err(failure) => {
+                if failure.budget_ran_out {
+                    report_slow_table(table, pending.len());
+                    remember_slow(relid);
+                } else {
+                    let message = format!(
+                        "pg_sla: retrying the failed ticket row updates of table {} failed: {}",
+                        table.name, failure.message
+                    );
+                    pgrx::warning!("{message}");
+                    record_failure(message);
+                }
+            }
+        }
+    }
+}
+
+/// Retries one table's pending row updates; returns whether its time
+/// budget ran out.
+fn retry_table_updates(table: &TrackedTable, pending: &[(String, bool)]) -> bool {
+    let ids: Vec<String> = pending.iter().map(|(id, _)| id.clone()).collect();
+    let locked = tickets::lock_free(table, ids.clone());
+    let missing = tickets::missing(table, &ids);
+    if !missing.is_empty() {
+        pending_ticket_updates::forget(table, &missing, None);
+    }
+    if locked.is_empty() {
+        return false;
+    }
+    let owes_release: HashMap<&String, bool> = pending.iter().map(|(id, r)| (id, *r)).collect();
+    let locked_ids: Vec<String> = locked.iter().map(|(_, id)| id.clone()).collect();
+    let stored = clocks::read(table, &locked_ids, true);
+    let mut updates = TicketUpdates::default();
+    let mut updated_ids = Vec::new();
+    for (ctid, id) in &locked {
+        let clocks: Vec<Clock> = stored
+            .get(id)
+            .map(|s| s.iter().map(|s| s.clock.clone()).collect())
+            .unwrap_or_default();
+        let release = owes_release.get(id).copied().unwrap_or(false)
+            && clocks
+                .iter()
+                .any(|c| c.released_at.is_some() && c.is_open());
+        updates.push(*ctid, None, &summarize(&clocks), release);
+        updated_ids.push(id.clone());
+    }
+    // A release no longer owed is done with.
+    let moot: Vec<String> = updated_ids
+        .iter()
+        .zip(updates.releases())
+        .filter(|(id, release)| !**release && owes_release.get(id).copied().unwrap_or(false))
+        .map(|(id, _)| id.clone())
+        .collect();
+    pending_ticket_updates::release_no_longer_owed(table, &moot);
+    write_ticket_rows(table, updated_ids, updates)
 }

@@ -19,6 +19,20 @@ pub struct Failure {
     pub budget_ran_out: bool,
 }
 
+impl Failure {
+    /// The five-character SQLSTATE.
+    pub fn sqlstate(&self) -> String {
+        sqlstate(self.code)
+    }
+
+    /// The message without its SQLSTATE.
+    pub fn error(&self) -> &str {
+        self.message
+            .strip_suffix(&format!(" (SQLSTATE {})", self.sqlstate()))
+            .unwrap_or(&self.message)
+    }
+}
+
 /// Runs `f` in a subtransaction. On an error, rolls the subtransaction back
 /// and returns the error's message; see `must_propagate` for what is not
 /// caught.

@@ -58,10 +58,14 @@ impl Drop for Budget {
     }
 }
 
+/// How PostgreSQL's message for an expired statement timeout begins; an
+/// error pg_sla raises again after catching one begins the same way.
+pub const TIMEOUT_MESSAGE: &str = "canceling statement due to statement timeout";
+
 /// Whether an error raised with `code` and `message` is a budget running
 /// out, rather than an administrator's cancel or a user's error.
 pub fn ran_out(code: PgSqlErrorCode, message: &str) -> bool {
     ARMED.with(Cell::get)
         && code == PgSqlErrorCode::ERRCODE_QUERY_CANCELED
-        && message.starts_with("canceling statement due to statement timeout")
+        && message.starts_with(TIMEOUT_MESSAGE)
 }

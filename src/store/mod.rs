@@ -4,7 +4,8 @@
 //! The identity rule lives here and nowhere else. Callers never choose whose
 //! privileges a query runs with:
 //! - pg_sla's tables (`sla.clocks`, `sla.notifications`, `sla.alert_rules`,
-//!   `sla.policies`, `sla.tracked_tables`) are read and written as their
+//!   `sla.policies`, `sla.tracked_tables`,
+//!   `sla.pending_ticket_updates`) are read and written as their
 //!   owner, whoever changed a ticket (`identity::as_sla_owner`);
 //! - a ticket table is read and written as that table's owner, never as a
 //!   superuser (`identity::run_as(table.owner)`);
@@ -27,6 +28,7 @@ pub mod clock_layout;
 pub mod clocks;
 mod kept_plans;
 pub mod notifications;
+pub mod pending_ticket_updates;
 pub mod policies;
 mod spi;
 pub mod ticket_definitions;

@@ -124,7 +124,7 @@ pub fn count_by_assignee(
 }
 
 /// New SLA columns for tickets, and whether to release their assignee.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct TicketUpdates {
     ctid: Vec<pg_sys::ItemPointerData>,
     policy: Vec<Option<String>>,
@@ -150,6 +150,27 @@ impl TicketUpdates {
         self.due_at.push(summary.due_at.map(timestamptz));
         self.breached_at.push(summary.breached_at.map(timestamptz));
         self.release.push(release);
+    }
+
+    /// Whether each ticket's assignee is released, in the order pushed.
+    pub fn releases(&self) -> &[bool] {
+        &self.release
+    }
+
+    /// Each ticket's update on its own, in the order pushed.
+    pub fn split(self) -> Vec<TicketUpdates> {
+        let mut singles = Vec::with_capacity(self.ctid.len());
+        for i in 0..self.ctid.len() {
+            singles.push(TicketUpdates {
+                ctid: vec![self.ctid[i]],
+                policy: vec![self.policy[i].clone()],
+                status: vec![self.status[i]],
+                due_at: vec![self.due_at[i]],
+                breached_at: vec![self.breached_at[i]],
+                release: vec![self.release[i]],
+            });
+        }
+        singles
     }
 
     /// Writes the SLA columns (and `sla_policy` when `set_policy`).

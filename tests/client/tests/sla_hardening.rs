@@ -94,33 +94,47 @@ fn one_tenants_failing_trigger_does_not_stop_the_others() {
          INSERT INTO other (id, created_at) VALUES (1, '2026-11-30 09:00');",
     )
     .unwrap();
-    // Tickets 1 and 3 and the other table's ticket breach; ticket 2 cannot
-    // be updated, is reported and stays due.
+    // Every ticket breaches, ticket 2 too: only its row cannot be updated,
+    // which is reported and kept to be retried on its own.
     assert_eq!(
         int(&mut db, "SELECT sla.process_due('2026-11-30 14:00')"),
-        3
+        4
     );
     assert_eq!(
         text(&mut db, "SELECT string_agg(ticket_table || ':' || ticket_id, ',' ORDER BY ticket_table::text, ticket_id) FROM sla.notifications"),
-        "other:1,tickets:1,tickets:3"
+        "other:1,tickets:1,tickets:2,tickets:3"
     );
     assert_eq!(
-        int(&mut db, "SELECT count(*) FROM sla.clocks WHERE ticket_id = '2' AND next_transition_at IS NOT NULL"),
-        1
+        text(
+            &mut db,
+            "SELECT string_agg(id || ':' || sla_status, ',' ORDER BY id) FROM tickets"
+        ),
+        "1:breached,2:running,3:breached"
+    );
+    assert_eq!(
+        text(
+            &mut db,
+            "SELECT concat_ws(' ', ticket_table, ticket_id, release_ownership, attempts, sqlstate, error,
+                              retry_at > now() + interval '50 seconds')
+               FROM sla.pending_ticket_updates"
+        ),
+        "tickets 2 f 1 P0001 ticket 2 is frozen t"
     );
     let log = cluster.log_tail(40);
     assert!(
-        log.contains("due processing of ticket 2 of table public.tickets failed, it stays due and is retried in a minute: ticket 2 is frozen (SQLSTATE P0001)"),
+        log.contains("ticket 2 of table public.tickets: its transitions are recorded and notified, but updating its SLA columns failed and is retried in a minute: ticket 2 is frozen (SQLSTATE P0001)"),
         "{log}"
     );
-    // It is left alone for a minute, so it cannot crowd the others out of a
-    // small batch.
-    db.batch_execute("INSERT INTO other (id, created_at) VALUES (2, '2026-11-30 09:00')")
-        .unwrap();
+    // It is left alone for a minute, and never notified again.
     assert_eq!(
-        int(&mut db, "SELECT sla.process_due('2026-11-30 14:00', 1)"),
+        int(&mut db, "SELECT sla.process_due('2026-11-30 14:00')"),
+        0
+    );
+    assert_eq!(
+        int(&mut db, "SELECT attempts FROM sla.pending_ticket_updates"),
         1
     );
+    assert_eq!(int(&mut db, "SELECT count(*) FROM sla.notifications"), 4);
     // A policy edit that would leave that table's clocks behind is refused,
     // naming the table, and changes nothing.
     let (code, message) = sql_error(db.batch_execute(
@@ -148,7 +162,7 @@ fn one_tenants_failing_trigger_does_not_stop_the_others() {
            IF NEW.id = 2 THEN RAISE EXCEPTION 'pretend cancel' USING ERRCODE = 'query_canceled'; END IF;
            RETURN NEW;
          END $$;
-         UPDATE sla.clocks SET retry_at = NULL;
+         UPDATE sla.pending_ticket_updates SET retry_at = now();
          INSERT INTO other (id, created_at) VALUES (3, '2026-11-30 09:00');",
     )
     .unwrap();
@@ -156,14 +170,32 @@ fn one_tenants_failing_trigger_does_not_stop_the_others() {
         int(&mut db, "SELECT sla.process_due('2026-11-30 14:00')"),
         1
     );
-    // Once the trigger is fixed and the minute has passed, ticket 2 is
-    // processed like the rest.
-    db.batch_execute("DROP TRIGGER refuse ON tickets; UPDATE sla.clocks SET retry_at = NULL")
-        .unwrap();
+    assert_eq!(
+        text(
+            &mut db,
+            "SELECT concat_ws(' ', attempts, sqlstate, error) FROM sla.pending_ticket_updates"
+        ),
+        "2 57014 pretend cancel"
+    );
+    // Once the trigger is fixed and the minute has passed, ticket 2's row
+    // is updated, and nothing is notified again.
+    db.batch_execute(
+        "DROP TRIGGER refuse ON tickets; UPDATE sla.pending_ticket_updates SET retry_at = now()",
+    )
+    .unwrap();
     assert_eq!(
         int(&mut db, "SELECT sla.process_due('2026-11-30 14:00')"),
-        1
+        0
     );
+    assert_eq!(
+        text(&mut db, "SELECT sla_status FROM tickets WHERE id = 2"),
+        "breached"
+    );
+    assert_eq!(
+        int(&mut db, "SELECT count(*) FROM sla.pending_ticket_updates"),
+        0
+    );
+    assert_eq!(int(&mut db, "SELECT count(*) FROM sla.notifications"), 5);
 }
 
 #[test]

@@ -360,3 +360,57 @@ fn dump_and_restore_keeps_settings_clocks_notifications_and_tracking() {
         0
     );
 }
+
+#[test]
+fn before_the_update_a_failing_ticket_row_keeps_its_transition_due_as_in_0_2_0() {
+    let cluster = Cluster::start("upgrade-pending", &[]);
+    let mut admin = cluster.connect();
+    admin.batch_execute("CREATE DATABASE old").unwrap();
+    let mut old = connect(&cluster, "old");
+    // The new library on a 0.2.0 schema, which has no
+    // sla.pending_ticket_updates: the 0.2.0 behaviour, not an error.
+    old.batch_execute(
+        "CREATE EXTENSION pg_sla VERSION '0.2.0';
+         INSERT INTO sla.policies (name, first_response) VALUES ('p', '1 hour');
+         CREATE TABLE tickets (id bigint PRIMARY KEY, status text NOT NULL DEFAULT 'open',
+             created_at timestamptz NOT NULL, last_customer_message_at timestamptz,
+             last_agent_reply_at timestamptz);
+         SELECT sla.track('tickets');
+         CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+           IF NEW.id = 2 THEN RAISE EXCEPTION 'ticket 2 is frozen'; END IF;
+           RETURN NEW;
+         END $$;
+         CREATE TRIGGER refuse BEFORE UPDATE ON tickets FOR EACH ROW EXECUTE FUNCTION refuse();
+         INSERT INTO tickets (id, created_at) VALUES (1, '2026-11-30 09:00Z'), (2, '2026-11-30 09:00Z');",
+    )
+    .unwrap();
+    assert_eq!(
+        query_int(&mut old, "SELECT sla.process_due('2026-11-30 14:00Z')"),
+        1
+    );
+    assert_eq!(
+        query_text(
+            &mut old,
+            "SELECT string_agg(ticket_id, ',') FROM sla.clocks WHERE retry_at IS NOT NULL"
+        ),
+        "2"
+    );
+    // Updated, the same ticket is breached and only its row waits.
+    old.batch_execute(
+        "ALTER EXTENSION pg_sla UPDATE;
+         UPDATE sla.clocks SET retry_at = NULL;",
+    )
+    .unwrap();
+    assert_eq!(
+        query_int(&mut old, "SELECT sla.process_due('2026-11-30 14:00Z')"),
+        1
+    );
+    assert_eq!(
+        query_text(
+            &mut old,
+            "SELECT ticket_id || ' ' || sqlstate FROM sla.pending_ticket_updates"
+        ),
+        "2 P0001"
+    );
+}

@@ -431,7 +431,7 @@ fn the_worker_waits_while_the_extension_is_dropped_and_resumes_when_created_agai
 }
 
 #[test]
-fn a_ticket_whose_trigger_raises_does_not_hold_up_the_others() {
+fn a_ticket_whose_trigger_raises_is_breached_all_the_same_and_its_row_is_retried() {
     let cluster = worker_cluster("worker-poison", &[]);
     let mut db = cluster.connect();
     setup(&mut db, "1 second");
@@ -457,6 +457,11 @@ fn a_ticket_whose_trigger_raises_does_not_hold_up_the_others() {
         3,
         Duration::from_secs(10),
     );
+    // Every breach is recorded and notified, the poisoned ones too: only
+    // their rows are behind, and kept to be retried with their SQLSTATE.
+    wait_for("every breach notified", Duration::from_secs(10), || {
+        (breached_notifications(&mut db) == 5).then_some(())
+    });
     assert_eq!(
         text(
             &mut db,
@@ -464,7 +469,14 @@ fn a_ticket_whose_trigger_raises_does_not_hold_up_the_others() {
         ),
         "2,4"
     );
-    assert_eq!(breached_notifications(&mut db), 3);
+    assert_eq!(
+        text(
+            &mut db,
+            "SELECT string_agg(concat_ws(' ', ticket_id, sqlstate, error, attempts), ' | ' ORDER BY ticket_id)
+               FROM sla.pending_ticket_updates"
+        ),
+        "2 P0001 ticket 2 is poisoned 1 | 4 53100 ticket 4 claims a full disk 1"
+    );
     wait_for("both failures counted", Duration::from_secs(5), || {
         (int(&mut db, "SELECT errors FROM sla.worker_status()") >= 2).then_some(())
     });
@@ -482,23 +494,117 @@ fn a_ticket_whose_trigger_raises_does_not_hold_up_the_others() {
         "{error}"
     );
     let log = cluster.server_log();
-    assert!(log.contains("ticket 2 is poisoned"), "logged");
+    assert!(
+        log.contains("ticket 2 of table public.tickets: its transitions are recorded and notified, but updating its SLA columns failed and is retried in a minute: ticket 2 is poisoned (SQLSTATE P0001)"),
+        "logged"
+    );
     assert!(log.contains("ticket 4 claims a full disk"), "logged");
-    // Cured, the ticket is retried (after its minute's postponement, which
-    // the test skips) and breached like the others; the worker never died.
+    // Still failing when retried (the test skips the minute): one more
+    // attempt each, and no second notification.
+    db.batch_execute("UPDATE sla.pending_ticket_updates SET retry_at = now()")
+        .unwrap();
+    wait_for("a second attempt", Duration::from_secs(10), || {
+        (int(
+            &mut db,
+            "SELECT count(*) FROM sla.pending_ticket_updates WHERE attempts = 2",
+        ) == 2)
+            .then_some(())
+    });
+    assert_eq!(breached_notifications(&mut db), 5);
+    // Cured, the rows are updated on their own; the worker never died.
     db.batch_execute(
         "DROP TRIGGER poisoned ON tickets;
-         UPDATE sla.clocks SET retry_at = NULL;",
+         UPDATE sla.pending_ticket_updates SET retry_at = now();",
     )
     .unwrap();
     wait_for_breached(
         &mut db,
-        "the cured tickets' breaches",
+        "the cured tickets' rows",
         5,
         Duration::from_secs(10),
     );
+    assert_eq!(
+        int(&mut db, "SELECT count(*) FROM sla.pending_ticket_updates"),
+        0
+    );
     assert_eq!(worker_pid(&mut db), Some(pid));
     assert_each_breached_once(&mut db, 5);
+}
+
+#[test]
+fn a_release_refused_by_a_not_null_assignee_does_not_withhold_the_breach() {
+    let cluster = worker_cluster("worker-release-refused", &[]);
+    let mut db = cluster.connect();
+    // First response due in 2 s, the assignee released at half of it.
+    db.batch_execute(
+        "INSERT INTO sla.policies (name, first_response, release_ownership_at)
+         VALUES ('fast', '2 seconds', 0.5);
+         CREATE TABLE tickets (
+             id bigint PRIMARY KEY,
+             status text NOT NULL DEFAULT 'open',
+             assignee text,
+             created_at timestamptz NOT NULL DEFAULT now(),
+             last_customer_message_at timestamptz,
+             last_agent_reply_at timestamptz);
+         SELECT sla.track('tickets', assignee_column => 'assignee');
+         -- Made NOT NULL after tracking: releasing the assignee now fails.
+         UPDATE tickets SET assignee = 'nobody' WHERE assignee IS NULL;
+         ALTER TABLE tickets ALTER COLUMN assignee SET NOT NULL;
+         INSERT INTO tickets (id, assignee) VALUES (1, 'ann'), (2, 'bob');",
+    )
+    .unwrap();
+    wait_for("both breaches notified", Duration::from_secs(10), || {
+        (breached_notifications(&mut db) == 2).then_some(())
+    });
+    wait_for("both failures kept", Duration::from_secs(10), || {
+        (int(&mut db, "SELECT count(*) FROM sla.pending_ticket_updates") == 2).then_some(())
+    });
+    assert_eq!(
+        text(
+            &mut db,
+            "SELECT string_agg(concat_ws(' ', ticket_id, release_ownership, sqlstate), ', ' ORDER BY ticket_id)
+               FROM sla.pending_ticket_updates"
+        ),
+        "1 t 23502, 2 t 23502"
+    );
+    assert_eq!(
+        int(
+            &mut db,
+            "SELECT count(*) FROM sla.notifications WHERE kind = 'ownership_released'"
+        ),
+        2,
+        "the release is recorded and notified too"
+    );
+    assert!(cluster
+        .server_log()
+        .contains("updating its SLA columns and the release of its assignee failed"));
+    // Meanwhile an agent answers ticket 2: its clock stops, so its release
+    // is no longer owed and it keeps its assignee.
+    db.batch_execute(
+        "UPDATE tickets SET last_agent_reply_at = now() WHERE id = 2;
+         ALTER TABLE tickets ALTER COLUMN assignee DROP NOT NULL;
+         UPDATE sla.pending_ticket_updates SET retry_at = now();",
+    )
+    .unwrap();
+    wait_for("the retried rows", Duration::from_secs(10), || {
+        (int(&mut db, "SELECT count(*) FROM sla.pending_ticket_updates") == 0).then_some(())
+    });
+    assert_eq!(
+        text(
+            &mut db,
+            "SELECT string_agg(concat_ws(' ', id, coalesce(assignee, '-'), sla_status), ', ' ORDER BY id) FROM tickets"
+        ),
+        "1 - breached, 2 bob missed"
+    );
+    // Nothing was notified twice.
+    assert_eq!(
+        text(
+            &mut db,
+            "SELECT string_agg(kind || ':' || n, ',' ORDER BY kind)
+               FROM (SELECT kind, count(*) n FROM sla.notifications GROUP BY kind) k"
+        ),
+        "breached:2,ownership_released:2"
+    );
 }
 
 #[test]
@@ -853,7 +959,7 @@ fn notify_payloads_can_be_reduced_to_the_id_for_listeners_without_privileges() {
 }
 
 #[test]
-fn a_table_failing_for_every_ticket_is_not_retried_ticket_by_ticket() {
+fn a_table_failing_for_every_ticket_row_is_not_retried_ticket_by_ticket() {
     let cluster = Cluster::start("due-failing-table", &[]);
     let mut db = cluster.connect();
     setup(&mut db, "1 second");
@@ -873,12 +979,14 @@ fn a_table_failing_for_every_ticket_is_not_retried_ticket_by_ticket() {
         .unwrap();
     config.notice_callback(move |notice| seen.lock().unwrap().push(notice.message().to_string()));
     let mut processor = config.connect(pg_sla_client_tests::NoTls).unwrap();
-    assert_eq!(int(&mut processor, "SELECT sla.process_due()"), 0);
+    // The breaches are recorded and notified; only the rows are behind.
+    assert_eq!(int(&mut processor, "SELECT sla.process_due()"), 10);
+    assert_eq!(breached_notifications(&mut db), 10);
     let warnings = warnings.lock().unwrap().clone();
-    // Three tickets tried one by one, then the seven others left at once.
+    // Three rows tried one by one, then the seven others left at once.
     assert_eq!(warnings.len(), 4, "{warnings:#?}");
     assert!(
-        warnings[3].contains("7 more due tickets of table public.tickets")
+        warnings[3].contains("7 more tickets of table public.tickets")
             && warnings[3].contains("no space left on device"),
         "{}",
         warnings[3]
@@ -886,10 +994,11 @@ fn a_table_failing_for_every_ticket_is_not_retried_ticket_by_ticket() {
     assert_eq!(
         int(
             &mut db,
-            "SELECT count(*) FROM sla.clocks WHERE retry_at > now() + interval '50 seconds'"
+            "SELECT count(*) FROM sla.pending_ticket_updates
+              WHERE sqlstate = '53100' AND retry_at > now() + interval '50 seconds'"
         ),
         10,
-        "every ticket is retried in a minute"
+        "every ticket row is retried in a minute"
     );
 }
 
@@ -1041,4 +1150,19 @@ fn tenants_whose_triggers_hang_do_not_delay_the_others_breaches() {
     );
     assert!(last_error.contains("time budget"), "{last_error}");
     assert!(worker_pid(&mut db).is_some());
+    // Their breaches are recorded all the same: only their rows wait.
+    assert_eq!(
+        text(
+            &mut db,
+            "SELECT string_agg(DISTINCT ticket_table::text, ',') FROM sla.notifications
+              WHERE kind = 'breached' AND ticket_table::text LIKE 'stuck%'"
+        ),
+        "stuck_a,stuck_b"
+    );
+    assert!(
+        int(
+            &mut db,
+            "SELECT count(*) FROM sla.pending_ticket_updates WHERE sqlstate = '57014'"
+        ) >= 2
+    );
 }
