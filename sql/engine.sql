@@ -58,7 +58,11 @@ CREATE TABLE sla.tracked_tables (
     customer_message_at_column  name NOT NULL,
     agent_reply_at_column       name NOT NULL,
     assignee_column             name,
-    tracked_at                  timestamptz NOT NULL DEFAULT now()
+    tracked_at                  timestamptz NOT NULL DEFAULT now(),
+    -- The zone timestamp-without-time-zone columns are read in (NULL: UTC).
+    timestamp_zone              text,
+    -- What releasing ownership writes into the assignee column (NULL: NULL).
+    unassigned_value            text
 );
 COMMENT ON TABLE sla.tracked_tables IS
     'pg_sla: ticket tables tracked with sla.track() and how their columns map';

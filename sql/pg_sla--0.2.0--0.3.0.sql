@@ -266,3 +266,27 @@ CREATE INDEX pending_ticket_updates_retry ON sla.pending_ticket_updates (retry_a
 -- The errors may quote ticket data: like the worker's status, for monitoring roles.
 GRANT SELECT ON sla.pending_ticket_updates TO pg_read_all_stats;
 SELECT pg_catalog.pg_extension_config_dump('sla.pending_ticket_updates', '');
+
+-- Real help desks' tables --------------------------------------------------
+
+-- Timestamps without time zone read in a zone, and an owner column whose
+-- "nobody" is a value rather than NULL.
+ALTER TABLE sla.tracked_tables
+    ADD COLUMN timestamp_zone text,
+    ADD COLUMN unassigned_value text;
+DROP FUNCTION sla.track(regclass, text, text, text, text[], text, text, text);
+CREATE FUNCTION sla."track"(
+	"ticket_table" regclass,
+	"id_column" TEXT DEFAULT 'id',
+	"created_at_column" TEXT DEFAULT 'created_at',
+	"status_column" TEXT DEFAULT 'status',
+	"closed_statuses" TEXT[] DEFAULT '{solved,closed}',
+	"customer_message_at_column" TEXT DEFAULT 'last_customer_message_at',
+	"agent_reply_at_column" TEXT DEFAULT 'last_agent_reply_at',
+	"assignee_column" TEXT DEFAULT NULL,
+	"timestamp_zone" TEXT DEFAULT NULL,
+	"unassigned_value" TEXT DEFAULT NULL
+) RETURNS bigint
+VOLATILE PARALLEL UNSAFE
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'track_table_wrapper';

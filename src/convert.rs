@@ -17,6 +17,51 @@ pub fn finite_instant(ts: TimestampWithTimeZone) -> Option<Micros> {
     }
 }
 
+/// A `timestamp without time zone` (PostgreSQL's raw microseconds) read
+/// as a wall-clock time in `zone`, as `AT TIME ZONE` reads it: an
+/// ambiguous time (clocks set back) and a skipped one (clocks set forward)
+/// resolve as PostgreSQL resolves them. `None` for the last day at either
+/// end of the timestamp range, which the shift could leave (an
+/// application's write must not fail over it).
+pub fn local_time_in_zone(raw: i64, zone: &str) -> Option<Micros> {
+    // PostgreSQL's MIN_TIMESTAMP and END_TIMESTAMP (4714-11-24 BC and
+    // 294277-01-01), a day inside.
+    const SAFE_MIN: i64 = -211_813_488_000_000_000 + MICROS_PER_DAY;
+    const SAFE_END: i64 = 9_223_371_331_200_000_000 - MICROS_PER_DAY;
+    if !(SAFE_MIN..SAFE_END).contains(&raw) {
+        return None;
+    }
+    let instant = unsafe {
+        pgrx::direct_function_call::<TimestampWithTimeZone>(
+            pg_sys::timestamp_zone,
+            &[zone.into_datum(), Some(pg_sys::Datum::from(raw))],
+        )
+    }?;
+    finite_instant(instant)
+}
+
+/// `value` read as a value of a column's type and printed back as
+/// PostgreSQL prints it (`'true'` as `t`, `'007'` as `7`), or `None` when it
+/// is not a value of that type.
+pub fn printed_as_type(value: &str, type_oid: pg_sys::Oid, type_modifier: i32) -> Option<String> {
+    let text = std::ffi::CString::new(value).ok()?;
+    let (mut input, mut io_param) = (pg_sys::InvalidOid, pg_sys::InvalidOid);
+    let (mut output, mut is_varlena) = (pg_sys::InvalidOid, false);
+    unsafe {
+        pg_sys::getTypeInputInfo(type_oid, &mut input, &mut io_param);
+        pg_sys::getTypeOutputInfo(type_oid, &mut output, &mut is_varlena);
+    }
+    crate::subxact::attempt(|| unsafe {
+        let datum =
+            pg_sys::OidInputFunctionCall(input, text.as_ptr().cast_mut(), io_param, type_modifier);
+        let printed = pg_sys::OidOutputFunctionCall(output, datum);
+        std::ffi::CStr::from_ptr(printed)
+            .to_string_lossy()
+            .into_owned()
+    })
+    .ok()
+}
+
 /// A finite timestamptz, or an error naming the argument.
 pub fn required_instant(ts: TimestampWithTimeZone, argument: &str) -> Micros {
     finite_instant(ts).unwrap_or_else(|| {

@@ -7,6 +7,17 @@ pub fn quote_identifier(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
+/// A string quoted as an SQL literal, whatever it holds and whatever
+/// `standard_conforming_strings` says (as PostgreSQL's `quote_literal`).
+pub fn quote_literal(value: &str) -> String {
+    let quoted = value.replace('\'', "''");
+    if value.contains('\\') {
+        format!("E'{}'", quoted.replace('\\', "\\\\"))
+    } else {
+        format!("'{quoted}'")
+    }
+}
+
 /// A list of SQL string literals: `'running', 'due_soon'`. Only for the
 /// core's fixed words, which hold no quote.
 pub fn literal_list<'a>(words: impl IntoIterator<Item = &'a str>) -> String {

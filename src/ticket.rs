@@ -11,7 +11,7 @@ use sla_core::policy::{ColumnValue, Policy};
 use sla_core::{reconcile, summarize, Clock, Micros, Summary, TicketFacts};
 
 use crate::configuration::{hours, policy_calendar, Configuration};
-use crate::convert::PG_EPOCH_OFFSET;
+use crate::convert::{local_time_in_zone, PG_EPOCH_OFFSET};
 use crate::store::tickets::{RowValue, RowValues};
 use crate::store::tracked_tables::TicketTable;
 use crate::ticket_columns::{Column, Columns};
@@ -56,7 +56,8 @@ impl Row {
         Some(text)
     }
 
-    /// A timestamptz column as core microseconds; ±infinity reads as NULL.
+    /// A time column as core microseconds (a `timestamp without time zone`
+    /// read in its zone); ±infinity reads as NULL.
     pub fn instant(&self, column: &Column) -> Option<Micros> {
         if let Row::Values(values) = self {
             return match values.get(&(column.attnum, false)) {
@@ -68,7 +69,10 @@ impl Row {
         if raw == i64::MIN || raw == i64::MAX {
             return None;
         }
-        Some(raw + PG_EPOCH_OFFSET)
+        match &column.local_zone {
+            Some(zone) => local_time_in_zone(raw, zone),
+            None => Some(raw + PG_EPOCH_OFFSET),
+        }
     }
 }
 

@@ -12,7 +12,7 @@ use std::rc::Rc;
 use pgrx::pg_sys::errcodes::PgSqlErrorCode;
 use pgrx::prelude::*;
 
-use crate::sql_text::quote_identifier;
+use crate::sql_text::{quote_identifier, quote_literal};
 use crate::store::tracked_tables::TicketTable;
 
 /// The SLA columns `sla.track` adds to a ticket table.
@@ -36,19 +36,34 @@ impl Accepted {
     }
 }
 
-use pg_sys::BuiltinOid::{INT2OID, INT4OID, INT8OID, TEXTOID, TIMESTAMPTZOID, UUIDOID, VARCHAROID};
+use pg_sys::BuiltinOid::{
+    BOOLOID, BPCHAROID, INT2OID, INT4OID, INT8OID, TEXTOID, TIMESTAMPOID, TIMESTAMPTZOID, UUIDOID,
+    VARCHAROID,
+};
 
 pub const ID_TYPES: Accepted = Accepted {
     types: &[INT2OID, INT4OID, INT8OID, TEXTOID, VARCHAROID, UUIDOID],
     enums: false,
     expected: "integer, bigint, uuid or text",
 };
+/// Statuses are compared as the column's values print, so any scalar type
+/// whose values print as one word will do.
 pub const STATUS_TYPES: Accepted = Accepted {
-    types: &[TEXTOID, VARCHAROID],
+    types: &[
+        TEXTOID, VARCHAROID, BPCHAROID, INT2OID, INT4OID, INT8OID, BOOLOID,
+    ],
     enums: true,
-    expected: "text, varchar or an enum",
+    expected: "text, varchar, char, an enum, smallint, integer, bigint or boolean",
 };
+/// Mapped time columns: `timestamp without time zone` is read in the
+/// table's `timestamp_zone`.
 pub const TIME_TYPES: Accepted = Accepted {
+    types: &[TIMESTAMPTZOID, TIMESTAMPOID],
+    enums: false,
+    expected: "timestamp with time zone or timestamp without time zone",
+};
+/// The time columns pg_sla adds.
+pub const SLA_TIME_TYPES: Accepted = Accepted {
     types: &[TIMESTAMPTZOID],
     enums: false,
     expected: "timestamp with time zone",
@@ -66,8 +81,8 @@ pub const SLA_TEXT_TYPES: Accepted = Accepted {
 pub const SLA_COLUMNS: [(&str, &Accepted, &str); 4] = [
     (SLA_POLICY, &SLA_TEXT_TYPES, "text"),
     (SLA_STATUS, &SLA_TEXT_TYPES, "text"),
-    (SLA_DUE_AT, &TIME_TYPES, "timestamptz"),
-    (SLA_BREACHED_AT, &TIME_TYPES, "timestamptz"),
+    (SLA_DUE_AT, &SLA_TIME_TYPES, "timestamptz"),
+    (SLA_BREACHED_AT, &SLA_TIME_TYPES, "timestamptz"),
 ];
 
 #[derive(Clone)]
@@ -79,6 +94,9 @@ pub struct Column {
     generated: bool,
     type_modifier: i32,
     pub(crate) output_function: pg_sys::Oid,
+    /// For a `timestamp without time zone` column, the zone its values are
+    /// read in.
+    pub(crate) local_zone: Option<String>,
 }
 
 /// Attribute numbers of a ticket table's mapped and condition columns.
@@ -119,6 +137,7 @@ fn find_column(tupdesc: pg_sys::TupleDesc, name: &str) -> Option<Column> {
             type_oid: attr.atttypid,
             type_modifier: attr.atttypmod,
             output_function,
+            local_zone: None,
         })
     })
 }
@@ -183,6 +202,15 @@ impl Columns {
                     "Change the column back, or call sla.untrack() and sla.track() with another mapping."
                 );
             }
+            let mut column = column;
+            if column.type_oid == TIMESTAMPOID.value() {
+                column.local_zone = Some(
+                    table
+                        .timestamp_zone
+                        .clone()
+                        .unwrap_or_else(|| "UTC".to_owned()),
+                );
+            }
             column
         };
         Columns {
@@ -202,8 +230,8 @@ impl Columns {
             ),
             sla_policy: typed(SLA_POLICY, "added by sla.track", &SLA_TEXT_TYPES),
             sla_status: typed(SLA_STATUS, "added by sla.track", &SLA_TEXT_TYPES),
-            sla_due_at: typed(SLA_DUE_AT, "added by sla.track", &TIME_TYPES),
-            sla_breached_at: typed(SLA_BREACHED_AT, "added by sla.track", &TIME_TYPES),
+            sla_due_at: typed(SLA_DUE_AT, "added by sla.track", &SLA_TIME_TYPES),
+            sla_breached_at: typed(SLA_BREACHED_AT, "added by sla.track", &SLA_TIME_TYPES),
             conditions: condition_columns
                 .iter()
                 .filter_map(|name| find_column(tupdesc, name).map(|c| (name.clone(), c)))
@@ -257,7 +285,11 @@ impl Columns {
             &self.sla_due_at,
             &self.sla_breached_at,
         ] {
-            items.push(format!("t.{}", quote_identifier(&column.name)));
+            let c = quote_identifier(&column.name);
+            items.push(match &column.local_zone {
+                Some(zone) => format!("(t.{c} AT TIME ZONE {})", quote_literal(zone)),
+                None => format!("t.{c}"),
+            });
             layout.push((column.attnum, false));
         }
         (items.join(", "), layout)

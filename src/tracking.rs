@@ -3,6 +3,7 @@ use pgrx::pg_sys::errcodes::PgSqlErrorCode;
 use pgrx::prelude::*;
 
 use crate::configuration;
+use crate::convert::{local_time_in_zone, printed_as_type};
 use crate::recompute::{resync_tickets, RESYNC_CHUNK};
 use crate::regclass::RegClass;
 use crate::store::ticket_definitions::{
@@ -11,6 +12,7 @@ use crate::store::ticket_definitions::{
 use crate::store::tracked_tables::{self, Mapping};
 use crate::store::{clocks, tickets};
 use crate::ticket_columns::{Accepted, ID_TYPES, SLA_COLUMNS, STATUS_TYPES, TIME_TYPES};
+use pgrx::pg_sys::BuiltinOid::TIMESTAMPOID;
 
 fn require_owner(info: &TableInfo, action: &str) {
     if !info.owned_by_caller {
@@ -80,12 +82,63 @@ fn check_column(
     found
 }
 
+/// A value of a mapped column's type as it prints, or 22P02 naming the
+/// argument, the value and the column.
+fn printed_as_column(
+    value: &str,
+    column: &ColumnType,
+    argument: &str,
+    column_name: &str,
+    table_name: &str,
+) -> String {
+    printed_as_type(value, column.type_oid, column.type_modifier).unwrap_or_else(|| {
+        ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_INVALID_TEXT_REPRESENTATION,
+            format!(
+                "{argument} value \"{value}\" is not a value of column \"{column_name}\" ({}) of table {table_name}",
+                column.type_name
+            ),
+            "Write the values as the column's values print: '{4,5}' for an integer column."
+        );
+    })
+}
+
+/// `timestamp_zone` must be a zone PostgreSQL knows, and some mapped time
+/// column must need it.
+fn check_timestamp_zone(zone: &str, table_name: &str, needed: bool) {
+    if !needed {
+        ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("timestamp_zone is for timestamp without time zone columns, and the time columns of table {table_name} are all timestamp with time zone"),
+            "Leave timestamp_zone out."
+        );
+    }
+    if local_time_in_zone_checked(zone).is_none() {
+        ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("timestamp_zone \"{zone}\" is not a time zone PostgreSQL knows"),
+            "Use a name from pg_timezone_names, such as 'UTC' or 'Europe/Paris'."
+        );
+    }
+}
+
+/// Whether `AT TIME ZONE zone` works: the time in that zone at PostgreSQL's
+/// epoch, or `None`.
+fn local_time_in_zone_checked(zone: &str) -> Option<i64> {
+    crate::subxact::attempt(|| local_time_in_zone(0, zone))
+        .ok()
+        .flatten()
+}
+
 /// Starts tracking SLAs on a ticket table: checks the mapping, adds the SLA
 /// columns, installs the triggers and backfills clocks for existing rows.
 /// Returns how many tickets it backfilled.
 #[allow(clippy::too_many_arguments)]
-#[pg_extern(volatile, parallel_unsafe)]
-fn track(
+#[pg_extern(name = "track", volatile, parallel_unsafe)]
+fn track_table(
     ticket_table: Option<RegClass>,
     id_column: default!(Option<&str>, "'id'"),
     created_at_column: default!(Option<&str>, "'created_at'"),
@@ -94,6 +147,8 @@ fn track(
     customer_message_at_column: default!(Option<&str>, "'last_customer_message_at'"),
     agent_reply_at_column: default!(Option<&str>, "'last_agent_reply_at'"),
     assignee_column: default!(Option<&str>, "NULL"),
+    timestamp_zone: default!(Option<&str>, "NULL"),
+    unassigned_value: default!(Option<&str>, "NULL"),
 ) -> i64 {
     let ticket_table = required(ticket_table, "ticket_table").0;
     let id_column = required(id_column, "id_column");
@@ -154,28 +209,54 @@ fn track(
         );
     }
     let timestamp = |argument: &str, column: &str| {
-        check_column(ticket_table, name, argument, column, Some(&TIME_TYPES));
+        check_column(ticket_table, name, argument, column, Some(&TIME_TYPES)).type_oid
+            == TIMESTAMPOID.value()
     };
-    timestamp("created_at_column", created_at_column);
-    check_column(
+    let local_times = [
+        timestamp("created_at_column", created_at_column),
+        timestamp("customer_message_at_column", customer_message_at_column),
+        timestamp("agent_reply_at_column", agent_reply_at_column),
+    ];
+    if let Some(zone) = timestamp_zone {
+        check_timestamp_zone(zone, name, local_times.contains(&true));
+    }
+    let status = check_column(
         ticket_table,
         name,
         "status_column",
         status_column,
         Some(&STATUS_TYPES),
     );
-    timestamp("customer_message_at_column", customer_message_at_column);
-    timestamp("agent_reply_at_column", agent_reply_at_column);
-    if let Some(assignee) = assignee_column {
-        let found = check_column(ticket_table, name, "assignee_column", assignee, None);
-        if found.not_null {
+    // Statuses compare as the column's values print: each is read as the
+    // column's type and kept as it prints ('true' as 't').
+    let closed: Vec<String> = closed_statuses
+        .into_iter()
+        .flatten()
+        .map(|value| printed_as_column(&value, &status, "closed_statuses", status_column, name))
+        .collect();
+    let unassigned_value = match assignee_column {
+        Some(assignee) => {
+            let found = check_column(ticket_table, name, "assignee_column", assignee, None);
+            if found.not_null && unassigned_value.is_none() {
+                ereport!(
+                    ERROR,
+                    PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+                    format!("assignee_column \"{assignee}\" of table {name} is NOT NULL; releasing ownership sets it to NULL"),
+                    "Pass unassigned_value => the value that means nobody (for example '1'), which releasing ownership writes instead."
+                );
+            }
+            unassigned_value
+                .map(|value| printed_as_column(value, &found, "unassigned_value", assignee, name))
+        }
+        None if unassigned_value.is_some() => {
             ereport!(
                 ERROR,
                 PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
-                format!("assignee_column \"{assignee}\" of table {name} is NOT NULL; releasing ownership sets it to NULL")
+                "unassigned_value needs an assignee_column: it is what releasing ownership writes there"
             );
         }
-    }
+        None => None,
+    };
     // The SLA columns, added when absent; existing ones must fit.
     let mut additions = Vec::new();
     for (column, accepted, type_sql) in SLA_COLUMNS {
@@ -209,7 +290,6 @@ fn track(
         }
     }
 
-    let closed: Vec<String> = closed_statuses.into_iter().flatten().collect();
     if !additions.is_empty() {
         ticket_definitions::add_columns(name, &additions);
     }
@@ -227,11 +307,42 @@ fn track(
             customer_message_at_column,
             agent_reply_at_column,
             assignee_column,
+            timestamp_zone,
+            unassigned_value: unassigned_value.as_deref(),
         },
     );
     unsafe { pg_sys::CommandCounterIncrement() };
 
     backfill(ticket_table)
+}
+
+/// `sla.track` as schemas older than 0.3.0 declare it (C symbol
+/// `track_wrapper`), for a new library running such a schema until
+/// `ALTER EXTENSION pg_sla UPDATE`. Not part of the current schema.
+#[allow(clippy::too_many_arguments)]
+#[pg_extern(sql = false)]
+fn track(
+    ticket_table: Option<RegClass>,
+    id_column: Option<&str>,
+    created_at_column: Option<&str>,
+    status_column: Option<&str>,
+    closed_statuses: Option<Vec<Option<String>>>,
+    customer_message_at_column: Option<&str>,
+    agent_reply_at_column: Option<&str>,
+    assignee_column: Option<&str>,
+) -> i64 {
+    track_table(
+        ticket_table,
+        id_column,
+        created_at_column,
+        status_column,
+        closed_statuses,
+        customer_message_at_column,
+        agent_reply_at_column,
+        assignee_column,
+        None,
+        None,
+    )
 }
 
 /// Creates clocks for the rows a table already has, in batches.

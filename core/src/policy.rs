@@ -1,10 +1,13 @@
 //! Policy conditions: which tickets a policy applies to.
 //!
 //! Conditions map a ticket column to a value or an array of accepted values,
-//! e.g. `{"priority": ["urgent", "high"], "channel": "email"}`. A ticket
-//! matches when every named column holds one of its accepted values, compared
-//! as PostgreSQL prints them; JSON `null` accepts SQL NULL. `{}` matches
-//! every ticket.
+//! e.g. `{"priority": ["urgent", "high"], "channel": "email"}`, or to
+//! `{"not": value or array}` for the values refused (`{"sender_type":
+//! {"not": "bot"}}`). A ticket matches when every named column holds one of
+//! its accepted values (none of its refused ones), compared as PostgreSQL
+//! prints them; JSON `null` stands for SQL NULL, so `null` is "is null" and
+//! `{"not": null}` "is not null". A column the ticket table lacks meets no
+//! condition. `{}` matches every ticket.
 use std::borrow::{Borrow, Cow};
 
 use serde_json::Value;
@@ -184,8 +187,25 @@ fn print_float(value: f64) -> String {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Condition {
     pub column: String,
-    /// Accepted values as text; `None` accepts NULL.
+    /// The values listed, as text; `None` stands for NULL.
     pub accepted: Vec<Option<String>>,
+    /// The values listed are refused rather than accepted (`{"not": …}`).
+    pub negated: bool,
+}
+
+impl Condition {
+    /// Whether a column's value meets the condition.
+    pub fn holds(&self, value: &ColumnValue) -> bool {
+        let listed = match value {
+            ColumnValue::Absent => return false,
+            ColumnValue::Null => self.accepted.iter().any(Option::is_none),
+            ColumnValue::Text(text) => self
+                .accepted
+                .iter()
+                .any(|accepted| accepted.as_deref() == Some(&**text)),
+        };
+        listed != self.negated
+    }
 }
 
 /// What a ticket's column holds, as seen by the matcher: text as
@@ -208,25 +228,40 @@ pub fn parse_conditions(value: &Value) -> Result<Vec<Condition>, String> {
     };
     map.iter()
         .map(|(column, wanted)| {
+            let (wanted, negated, path) = match wanted {
+                Value::Object(operator) => match operator.iter().next() {
+                    Some((key, refused)) if key == "not" && operator.len() == 1 => {
+                        (refused, true, format!("{column}.not"))
+                    }
+                    _ => {
+                        return Err(format!(
+                            "conditions.{column} must be a value, an array of values or {{\"not\": value or array}}, got {}",
+                            Value::Object(operator.clone())
+                        ))
+                    }
+                },
+                other => (other, false, column.clone()),
+            };
             let values: Vec<&Value> = match wanted {
                 Value::Array(items) => items.iter().collect(),
                 single => vec![single],
             };
             if values.is_empty() {
                 return Err(format!(
-                    "conditions.{column} must accept at least one value, got []"
+                    "conditions.{path} must list at least one value, got []"
                 ));
             }
             let accepted = values
                 .iter()
                 .enumerate()
                 .map(|(i, v)| accepted_text(v).ok_or_else(|| {
-                    format!("conditions.{column}[{i}] must be a string, number, boolean or null, got {v}")
+                    format!("conditions.{path}[{i}] must be a string, number, boolean or null, got {v}")
                 }))
                 .collect::<Result<Vec<_>, String>>()?;
             Ok(Condition {
                 column: column.clone(),
                 accepted,
+                negated,
             })
         })
         .collect()
@@ -251,14 +286,7 @@ pub fn matches<'a>(
 ) -> bool {
     conditions
         .iter()
-        .all(|condition| match value_of(&condition.column) {
-            ColumnValue::Absent => false,
-            ColumnValue::Null => condition.accepted.iter().any(Option::is_none),
-            ColumnValue::Text(text) => condition
-                .accepted
-                .iter()
-                .any(|accepted| accepted.as_deref() == Some(&*text)),
-        })
+        .all(|condition| condition.holds(&value_of(&condition.column)))
 }
 
 #[cfg(test)]
@@ -288,6 +316,79 @@ mod tests {
             "a missing column never matches"
         );
         assert!(matches(&parse_conditions(&json!({})).unwrap(), lookup(&[])));
+    }
+
+    #[test]
+    fn not_refuses_the_values_it_lists_and_not_null_is_is_not_null() {
+        let conditions = parse_conditions(
+            &json!({"sender_type": {"not": "bot"}, "private": {"not": [true, null]}, "assignee": {"not": null}}),
+        )
+        .unwrap();
+        let row = [
+            ("sender_type", Some("agent")),
+            ("private", Some("f")),
+            ("assignee", Some("ann")),
+        ];
+        assert!(matches(&conditions, lookup(&row)));
+        // A NULL is not "bot": it meets {"not": "bot"}.
+        let row = [
+            ("sender_type", None),
+            ("private", Some("f")),
+            ("assignee", Some("ann")),
+        ];
+        assert!(matches(&conditions, lookup(&row)));
+        for refused in [
+            [
+                ("sender_type", Some("bot")),
+                ("private", Some("f")),
+                ("assignee", Some("ann")),
+            ],
+            [
+                ("sender_type", Some("agent")),
+                ("private", Some("t")),
+                ("assignee", Some("ann")),
+            ],
+            [
+                ("sender_type", Some("agent")),
+                ("private", None),
+                ("assignee", Some("ann")),
+            ],
+            [
+                ("sender_type", Some("agent")),
+                ("private", Some("f")),
+                ("assignee", None),
+            ],
+        ] {
+            assert!(!matches(&conditions, lookup(&refused)), "{refused:?}");
+        }
+        // A column the table lacks meets no condition, negated or not.
+        let row = [("private", Some("f")), ("assignee", Some("ann"))];
+        assert!(!matches(&conditions, lookup(&row)));
+    }
+
+    #[test]
+    fn operators_other_than_not_are_refused_naming_the_path() {
+        for (conditions, message) in [
+            (
+                json!({"a": {"in": [1]}}),
+                "conditions.a must be a value, an array of values or {\"not\": value or array}",
+            ),
+            (
+                json!({"a": {"not": 1, "also": 2}}),
+                "conditions.a must be a value",
+            ),
+            (
+                json!({"a": {"not": []}}),
+                "conditions.a.not must list at least one value, got []",
+            ),
+            (
+                json!({"a": {"not": [1, {"b": 2}]}}),
+                "conditions.a.not[1] must be a string, number, boolean or null",
+            ),
+        ] {
+            let error = parse_conditions(&conditions).unwrap_err();
+            assert!(error.contains(message), "{conditions}: {error}");
+        }
     }
 
     #[test]

@@ -199,17 +199,21 @@ const VALUES: [&str; 3] = ["a", "b", "c"];
 fn any_conditions() -> impl Strategy<Value = Vec<Condition>> {
     proptest::collection::btree_map(
         prop::sample::select(COLUMNS.to_vec()),
-        proptest::collection::vec(
-            prop::option::weighted(0.8, prop::sample::select(VALUES.to_vec())),
-            1..3,
+        (
+            proptest::collection::vec(
+                prop::option::weighted(0.8, prop::sample::select(VALUES.to_vec())),
+                1..3,
+            ),
+            prop::bool::weighted(0.3),
         ),
         0..3,
     )
     .prop_map(|map| {
         map.into_iter()
-            .map(|(column, accepted)| Condition {
+            .map(|(column, (accepted, negated))| Condition {
                 column: column.to_owned(),
                 accepted: accepted.into_iter().map(|v| v.map(str::to_owned)).collect(),
+                negated,
             })
             .collect()
     })
@@ -254,8 +258,13 @@ proptest! {
     /// column by column here without the matcher.
     #[test]
     fn choose_agrees_with_a_brute_force_model(policies in any_policies(), ticket in any_ticket()) {
+        // Absent columns meet nothing; a present value (NULL included)
+        // meets a condition when it is listed, or when it is not and the
+        // condition is negated.
         let holds = |condition: &Condition| match ticket.iter().find(|(c, _)| *c == condition.column) {
-            Some((_, Some(value))) => condition.accepted.iter().any(|a| a.as_deref() == *value),
+            Some((_, Some(value))) => {
+                condition.accepted.iter().any(|a| a.as_deref() == *value) ^ condition.negated
+            }
             _ => false,
         };
         let expected = policies

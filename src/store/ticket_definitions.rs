@@ -103,6 +103,7 @@ pub struct ColumnType {
     pub not_null: bool,
     /// A generated column (`GENERATED ALWAYS AS … STORED`).
     pub generated: bool,
+    pub type_modifier: i32,
 }
 
 pub fn column_type(table: pg_sys::Oid, column: &str) -> Option<ColumnType> {
@@ -110,7 +111,7 @@ pub fn column_type(table: pg_sys::Oid, column: &str) -> Option<ColumnType> {
         let rows = client.select(
             "SELECT pg_catalog.format_type(a.atttypid, a.atttypmod), a.atttypid,
                     t.typtype OPERATOR(pg_catalog.=) 'e', a.attnotnull,
-                    a.attgenerated OPERATOR(pg_catalog.<>) ''
+                    a.attgenerated OPERATOR(pg_catalog.<>) '', a.atttypmod
                FROM pg_catalog.pg_attribute a
                JOIN pg_catalog.pg_type t ON t.oid OPERATOR(pg_catalog.=) a.atttypid
               WHERE a.attrelid OPERATOR(pg_catalog.=) $1
@@ -129,6 +130,7 @@ pub fn column_type(table: pg_sys::Oid, column: &str) -> Option<ColumnType> {
             is_enum: row.get(3)?.unwrap_or(false),
             not_null: row.get(4)?.unwrap_or(false),
             generated: row.get(5)?.unwrap_or(false),
+            type_modifier: row.get(6)?.unwrap_or(-1),
         }))
     })
     .or_raise("read the table's columns")

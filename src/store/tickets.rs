@@ -11,7 +11,7 @@ use super::tracked_tables::TicketTable;
 use crate::convert::{finite_instant, timestamptz};
 use crate::errors::SpiResultExt;
 use crate::identity::run_as;
-use crate::sql_text::quote_identifier;
+use crate::sql_text::{quote_identifier, quote_literal};
 
 /// Locks the tickets with these ids that nobody else has locked, and
 /// returns their addresses and ids. Never waits: a ticket an application is
@@ -45,7 +45,7 @@ pub fn lock_free(table: &TicketTable, ids: Vec<String>) -> Vec<(pg_sys::ItemPoin
 pub fn open_ids(table: &TicketTable) -> Vec<String> {
     let query = format!(
         "SELECT t.{id}::text FROM ONLY {name} t
-          WHERE t.{status} IS NULL OR NOT (t.{status}::text = ANY($1))",
+          WHERE t.{status} IS NULL OR NOT (pg_catalog.format('%s', t.{status}) = ANY($1))",
         id = quote_identifier(&table.id_column),
         status = quote_identifier(&table.status_column),
         name = table.name,
@@ -178,10 +178,16 @@ impl TicketUpdates {
         if self.ctid.is_empty() {
             return;
         }
-        let release = match &table.assignee_column {
-            Some(column) if self.release.iter().any(|r| *r) => format!(
-                ", {c} = CASE WHEN u.release THEN NULL ELSE t.{c} END",
-                c = quote_identifier(column)
+        // Releasing writes NULL, or the value that means nobody (cast from
+        // text to the column's type).
+        let release = match (&table.assignee_column, &table.unassigned_value) {
+            (Some(column), unassigned) if self.release.iter().any(|r| *r) => format!(
+                ", {c} = CASE WHEN u.release THEN {nobody} ELSE t.{c} END",
+                c = quote_identifier(column),
+                nobody = match (unassigned, &table.assignee_type) {
+                    (Some(value), Some(ty)) => format!("CAST({} AS {ty})", quote_literal(value)),
+                    _ => "NULL".to_owned(),
+                }
             ),
             _ => String::new(),
         };

@@ -21,6 +21,14 @@ pub struct TicketTable {
     pub customer_message_at_column: String,
     pub agent_reply_at_column: String,
     pub assignee_column: Option<String>,
+    /// The assignee column's type as SQL, to cast `unassigned_value` to.
+    pub assignee_type: Option<String>,
+    /// The zone `timestamp without time zone` columns are read in (NULL:
+    /// UTC).
+    pub timestamp_zone: Option<String>,
+    /// What releasing ownership writes into the assignee column, as text
+    /// (NULL: NULL).
+    pub unassigned_value: Option<String>,
 }
 
 impl TicketTable {
@@ -39,13 +47,22 @@ pub fn read_all() -> (Vec<TicketTable>, Option<pg_sys::Oid>) {
                         t.id_column::text, pg_catalog.format_type(a.atttypid, a.atttypmod),
                         t.created_at_column::text, t.status_column::text, t.closed_statuses,
                         t.customer_message_at_column::text, t.agent_reply_at_column::text,
-                        t.assignee_column::text, t.tableoid
+                        t.assignee_column::text, t.tableoid,
+                        pg_catalog.format_type(o.atttypid, o.atttypmod),
+                        -- Through jsonb: a schema older than 0.3.0, which a
+                        -- new library may run until updated, has neither.
+                        pg_catalog.to_jsonb(t) OPERATOR(pg_catalog.->>) 'timestamp_zone',
+                        pg_catalog.to_jsonb(t) OPERATOR(pg_catalog.->>) 'unassigned_value'
                    FROM sla.tracked_tables t
                    JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) t.ticket_table
                    LEFT JOIN pg_catalog.pg_attribute a
                           ON a.attrelid OPERATOR(pg_catalog.=) t.ticket_table
                          AND a.attname OPERATOR(pg_catalog.=) t.id_column
-                         AND NOT a.attisdropped",
+                         AND NOT a.attisdropped
+                   LEFT JOIN pg_catalog.pg_attribute o
+                          ON o.attrelid OPERATOR(pg_catalog.=) t.ticket_table
+                         AND o.attname OPERATOR(pg_catalog.=) t.assignee_column
+                         AND NOT o.attisdropped",
                 None,
                 &[],
             )?;
@@ -72,6 +89,9 @@ pub fn read_all() -> (Vec<TicketTable>, Option<pg_sys::Oid>) {
                     customer_message_at_column: text(9)?,
                     agent_reply_at_column: text(10)?,
                     assignee_column: row.get(11)?,
+                    assignee_type: row.get(13)?,
+                    timestamp_zone: row.get(14)?,
+                    unassigned_value: row.get(15)?,
                 });
                 table_oid = row.get::<pg_sys::Oid>(12)?;
             }
@@ -90,28 +110,40 @@ pub struct Mapping<'a> {
     pub customer_message_at_column: &'a str,
     pub agent_reply_at_column: &'a str,
     pub assignee_column: Option<&'a str>,
+    pub timestamp_zone: Option<&'a str>,
+    pub unassigned_value: Option<&'a str>,
 }
 
 pub fn insert(relid: pg_sys::Oid, mapping: Mapping) {
-    as_sla_owner(|| {
-        execute(
-            "INSERT INTO sla.tracked_tables (ticket_table, id_column, created_at_column,
-                 status_column, closed_statuses, customer_message_at_column,
-                 agent_reply_at_column, assignee_column)
-             VALUES ($1::oid::regclass, $2, $3, $4, $5, $6, $7, $8)",
-            &[
-                relid.into(),
-                mapping.id_column.into(),
-                mapping.created_at_column.into(),
-                mapping.status_column.into(),
-                mapping.closed_statuses.into(),
-                mapping.customer_message_at_column.into(),
-                mapping.agent_reply_at_column.into(),
-                mapping.assignee_column.into(),
-            ],
-            "record the tracked table",
-        )
-    })
+    // Without the 0.3.0 settings, the columns every version has: a schema
+    // older than 0.3.0 (a new library before the update) lacks the others.
+    let newer = mapping.timestamp_zone.is_some() || mapping.unassigned_value.is_some();
+    let query = if newer {
+        "INSERT INTO sla.tracked_tables (ticket_table, id_column, created_at_column,
+             status_column, closed_statuses, customer_message_at_column,
+             agent_reply_at_column, assignee_column, timestamp_zone, unassigned_value)
+         VALUES ($1::oid::regclass, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+    } else {
+        "INSERT INTO sla.tracked_tables (ticket_table, id_column, created_at_column,
+             status_column, closed_statuses, customer_message_at_column,
+             agent_reply_at_column, assignee_column)
+         VALUES ($1::oid::regclass, $2, $3, $4, $5, $6, $7, $8)"
+    };
+    let mut args: Vec<pgrx::datum::DatumWithOid> = vec![
+        relid.into(),
+        mapping.id_column.into(),
+        mapping.created_at_column.into(),
+        mapping.status_column.into(),
+        mapping.closed_statuses.into(),
+        mapping.customer_message_at_column.into(),
+        mapping.agent_reply_at_column.into(),
+        mapping.assignee_column.into(),
+    ];
+    if newer {
+        args.push(mapping.timestamp_zone.into());
+        args.push(mapping.unassigned_value.into());
+    }
+    as_sla_owner(|| execute(query, &args, "record the tracked table"))
 }
 
 pub fn delete(relid: pg_sys::Oid) {

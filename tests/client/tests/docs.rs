@@ -63,6 +63,7 @@ fn user_guide_examples_run_and_return_what_the_guide_says() {
     for guide in [
         "docs/calendars.md",
         "docs/sla.md",
+        "docs/existing-help-desks.md",
         "docs/reporting.md",
         "docs/privileges.md",
         "docs/upgrades.md",

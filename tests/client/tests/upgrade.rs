@@ -57,7 +57,11 @@ fn data(db: &mut Client) -> Vec<String> {
     for query in [
         "SELECT name, definition::text, created_at, updated_at FROM sla.calendars ORDER BY name",
         "SELECT p::text FROM sla.policies p ORDER BY name",
-        "SELECT t::text FROM sla.tracked_tables t ORDER BY ticket_table::text",
+        // The columns every version has (0.3.0 adds two, NULL for tables
+        // tracked before).
+        "SELECT (ticket_table, id_column, created_at_column, status_column, closed_statuses,
+                 customer_message_at_column, agent_reply_at_column, assignee_column, tracked_at)::text
+           FROM sla.tracked_tables t ORDER BY ticket_table::text",
         "SELECT c::text FROM sla.clocks c ORDER BY ticket_table::text, ticket_id, metric, cycle",
         "SELECT n::text FROM sla.notifications n ORDER BY id",
         "SELECT a::text FROM sla.alert_rules a ORDER BY id",

@@ -138,9 +138,11 @@ fn the_worker_alone_breaches_a_ticket_once_and_a_listener_hears_it() {
     let mut listener = cluster.connect();
     listener.batch_execute("LISTEN pg_sla").unwrap();
 
+    // Taken before the INSERT: the ticket's created_at (the transaction's
+    // start) is later, however long a loaded machine takes to answer.
+    let created = Instant::now();
     db.batch_execute("INSERT INTO tickets (id) VALUES (7)")
         .unwrap();
-    let created = Instant::now();
     assert_eq!(text(&mut db, "SELECT sla_status FROM tickets"), "running");
     wait_for(
         "the worker to breach ticket 7",

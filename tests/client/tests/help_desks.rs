@@ -1,0 +1,459 @@
+//! Real help desks' tables, tracked as they are: integer states and
+//! priorities, `timestamp without time zone` columns holding UTC (or a
+//! local time), and an owner column that is NOT NULL, where one value means
+//! nobody. The fixtures are written from the public facts of such schemas
+//! (column names, types and codes); no `ALTER TABLE` touches them except
+//! through `sla.track`.
+use pg_sla_client_tests::{
+    query_int as int, query_rows as rows, query_text as text, sql_error, Client, Cluster,
+};
+
+/// A ticket table shaped like Zammad's: states and priorities are integer
+/// references (state 1 new, 2 open, 3 pending reminder, 4 closed, 5 merged,
+/// 6 removed, 7 pending close; priority 1 low, 2 normal, 3 high), times are
+/// `timestamp(3) without time zone` holding UTC, as Rails writes them, and
+/// `owner_id` is NOT NULL, user 1 standing for nobody.
+const ZAMMAD_TICKETS: &str = "
+    CREATE TABLE ticket_states (id integer PRIMARY KEY, name varchar(250) NOT NULL);
+    INSERT INTO ticket_states VALUES (1, 'new'), (2, 'open'), (3, 'pending reminder'),
+        (4, 'closed'), (5, 'merged'), (6, 'removed'), (7, 'pending close');
+    CREATE TABLE tickets (
+        id serial PRIMARY KEY,
+        group_id integer NOT NULL DEFAULT 1,
+        priority_id integer NOT NULL DEFAULT 2,
+        state_id integer NOT NULL REFERENCES ticket_states,
+        owner_id integer NOT NULL DEFAULT 1,
+        customer_id integer,
+        number varchar(60) NOT NULL,
+        title varchar(250) NOT NULL,
+        first_response_at timestamp(3) without time zone,
+        close_at timestamp(3) without time zone,
+        last_contact_customer_at timestamp(3) without time zone,
+        last_contact_agent_at timestamp(3) without time zone,
+        created_at timestamp(3) without time zone NOT NULL,
+        updated_at timestamp(3) without time zone NOT NULL);
+    CREATE INDEX index_tickets_on_state_id ON tickets (state_id);
+    CREATE INDEX index_tickets_on_owner_id ON tickets (owner_id);";
+
+/// Policies on 24/7 time: high priority (3) answered in 30 minutes and
+/// solved in 4 hours; the rest in 2 and 8 hours, the owner released at
+/// half of the first response; pending states pause.
+const POLICIES: &str = "
+    INSERT INTO sla.policies (name, position, conditions, first_response, resolution,
+                              release_ownership_at, pause_statuses)
+    VALUES ('high', 1, '{\"priority_id\": 3}', '30 minutes', '4 hours', NULL, '{3,7}'),
+           ('desk', 2, '{}', '2 hours', '8 hours', 0.5, '{3,7}');";
+
+const TRACK_ZAMMAD: &str = "SELECT sla.track('tickets',
+    status_column => 'state_id', closed_statuses => '{4,5,6}',
+    customer_message_at_column => 'last_contact_customer_at',
+    agent_reply_at_column => 'last_contact_agent_at',
+    assignee_column => 'owner_id', unassigned_value => '1',
+    timestamp_zone => 'UTC')";
+
+/// The application's own write, at a time it gives in UTC (as Rails
+/// does), whatever the session's zone.
+fn at(db: &mut Client, utc: &str, statement: &str) {
+    db.batch_execute(&format!(
+        "SET pg_sla.event_time = '{utc}Z'; {statement}; RESET pg_sla.event_time;"
+    ))
+    .unwrap_or_else(|e| panic!("{statement}: {e}"));
+}
+
+fn clocks(db: &mut Client) -> Vec<String> {
+    rows(
+        db,
+        "SELECT ticket_id || ' ' || metric || ' ' || status || ' ' || coalesce(to_char(due_at AT TIME ZONE 'UTC', 'HH24:MI'), '-')
+           FROM sla.clocks ORDER BY ticket_id::int, metric",
+    )
+}
+
+#[test]
+fn a_zammad_shaped_desk_is_tracked_unchanged_and_its_day_gives_the_hand_worked_deadlines() {
+    let cluster = Cluster::start("zammad", &[]);
+    let mut db = cluster.connect();
+    // The session's zone must not matter: the columns hold UTC.
+    db.batch_execute("SET TimeZone = 'America/New_York'")
+        .unwrap();
+    db.batch_execute(ZAMMAD_TICKETS).unwrap();
+    db.batch_execute(POLICIES).unwrap();
+    let columns_before = int(
+        &mut db,
+        "SELECT count(*) FROM pg_attribute WHERE attrelid = 'tickets'::regclass AND attnum > 0",
+    );
+    assert_eq!(int(&mut db, TRACK_ZAMMAD), 0);
+    // What sla.track added, and nothing else.
+    assert_eq!(
+        int(
+            &mut db,
+            "SELECT count(*) FROM pg_attribute WHERE attrelid = 'tickets'::regclass AND attnum > 0"
+        ),
+        columns_before + 4
+    );
+
+    // Monday 09:00 UTC: five tickets, as the application inserts them.
+    at(
+        &mut db,
+        "2026-11-30 09:00",
+        "INSERT INTO tickets (state_id, owner_id, priority_id, number, title, created_at, updated_at)
+         VALUES (1, 1, 2, '31001', 'Printer', '2026-11-30 09:00:00.000', '2026-11-30 09:00:00.000'),
+                (2, 7, 2, '31002', 'VPN', '2026-11-30 09:00:00.000', '2026-11-30 09:00:00.000'),
+                (2, 7, 2, '31003', 'Mail', '2026-11-30 09:00:00.000', '2026-11-30 09:00:00.000'),
+                (2, 8, 2, '31004', 'Invoice', '2026-11-30 09:00:00.000', '2026-11-30 09:00:00.000'),
+                (2, 8, 3, '31005', 'Outage', '2026-11-30 09:00:00.000', '2026-11-30 09:00:00.000')",
+    );
+    assert_eq!(
+        clocks(&mut db),
+        [
+            "1 first_response running 11:00",
+            "1 resolution running 17:00",
+            "2 first_response running 11:00",
+            "2 resolution running 17:00",
+            "3 first_response running 11:00",
+            "3 resolution running 17:00",
+            "4 first_response running 11:00",
+            "4 resolution running 17:00",
+            "5 first_response running 09:30",
+            "5 resolution running 13:00",
+        ]
+    );
+    // 09:20: an agent answers ticket 3 and the outage; Zammad writes the
+    // contact time and the state with the same UPDATE.
+    at(
+        &mut db,
+        "2026-11-30 09:20",
+        "UPDATE tickets SET last_contact_agent_at = '2026-11-30 09:20:00.000',
+                first_response_at = '2026-11-30 09:20:00.000', updated_at = '2026-11-30 09:20:00.000'
+          WHERE id IN (3, 5)",
+    );
+    // 10:00: ticket 3 waits for the customer (pending reminder).
+    at(
+        &mut db,
+        "2026-11-30 10:00",
+        "UPDATE tickets SET state_id = 3, updated_at = '2026-11-30 10:00:00.000' WHERE id = 3",
+    );
+    // 10:30: the owners of unanswered tickets are released to nobody (1).
+    assert_eq!(
+        int(&mut db, "SELECT sla.process_due('2026-11-30 10:30Z')"),
+        3
+    );
+    assert_eq!(
+        rows(
+            &mut db,
+            "SELECT id || ' ' || owner_id FROM tickets ORDER BY id"
+        ),
+        ["1 1", "2 1", "3 7", "4 1", "5 8"]
+    );
+    // 10:45: ticket 4 is closed before its first response was due.
+    at(
+        &mut db,
+        "2026-11-30 10:45",
+        "UPDATE tickets SET state_id = 4, close_at = '2026-11-30 10:45:00.000' WHERE id = 4",
+    );
+    // 12:00: the customer of ticket 3 answers; it is open again, its
+    // resolution deadline two hours later than it was.
+    at(
+        &mut db,
+        "2026-11-30 12:00",
+        "UPDATE tickets SET state_id = 2, last_contact_customer_at = '2026-11-30 12:00:00.000',
+                updated_at = '2026-11-30 12:00:00.000' WHERE id = 3",
+    );
+    assert_eq!(
+        int(&mut db, "SELECT sla.process_due('2026-11-30 13:30Z')"),
+        3
+    );
+    assert_eq!(
+        clocks(&mut db),
+        [
+            "1 first_response breached 11:00",
+            "1 resolution running 17:00",
+            "2 first_response breached 11:00",
+            "2 resolution running 17:00",
+            "3 first_response achieved 11:00",
+            "3 resolution running 19:00",
+            "4 first_response cancelled 11:00",
+            "4 resolution achieved 17:00",
+            "5 first_response achieved 09:30",
+            "5 resolution breached 13:00",
+        ]
+    );
+    assert_eq!(
+        rows(
+            &mut db,
+            "SELECT id || ' ' || sla_policy || ' ' || sla_status || ' ' || coalesce(to_char(sla_due_at AT TIME ZONE 'UTC', 'HH24:MI'), '-')
+               FROM tickets ORDER BY id"
+        ),
+        [
+            "1 desk breached 17:00",
+            "2 desk breached 17:00",
+            "3 desk running 19:00",
+            "4 desk achieved -",
+            "5 high breached -",
+        ]
+    );
+    assert_eq!(
+        rows(
+            &mut db,
+            "SELECT ticket_id || ' ' || metric || ' ' || kind FROM sla.notifications
+              ORDER BY ticket_id::int, metric, kind"
+        ),
+        [
+            "1 first_response breached",
+            "1 first_response ownership_released",
+            "2 first_response breached",
+            "2 first_response ownership_released",
+            "4 first_response ownership_released",
+            "5 resolution breached",
+        ]
+    );
+}
+
+#[test]
+fn times_without_time_zone_are_read_in_the_zone_given_as_at_time_zone_reads_them() {
+    let cluster = Cluster::start("local-times", &[]);
+    let mut db = cluster.connect();
+    db.batch_execute(
+        "INSERT INTO sla.policies (name, first_response) VALUES ('p', '1 hour');
+         CREATE TABLE tickets (id int PRIMARY KEY, status smallint NOT NULL DEFAULT 0,
+             created_at timestamp NOT NULL, replied_at timestamp, asked_at timestamptz);
+         SELECT sla.track('tickets', closed_statuses => '{1}', customer_message_at_column => 'asked_at',
+                          agent_reply_at_column => 'replied_at', timestamp_zone => 'America/New_York');
+         -- 2026-11-01 01:30 happens twice in New York, 2026-03-08 02:30 never.
+         INSERT INTO tickets (id, created_at) VALUES
+             (1, '2026-11-30 09:00'), (2, '2026-11-01 01:30'), (3, '2026-03-08 02:30'),
+             (4, 'infinity');",
+    )
+    .unwrap();
+    assert_eq!(
+        rows(
+            &mut db,
+            "SELECT c.ticket_id || ' ' || (c.started_at = (t.created_at AT TIME ZONE 'America/New_York'))
+               FROM sla.clocks c JOIN tickets t ON t.id::text = c.ticket_id
+              WHERE c.ticket_id <> '4' ORDER BY c.ticket_id"
+        ),
+        ["1 true", "2 true", "3 true"]
+    );
+    assert_eq!(
+        text(
+            &mut db,
+            "SELECT (started_at AT TIME ZONE 'UTC')::text FROM sla.clocks WHERE ticket_id = '1'"
+        ),
+        "2026-11-30 14:00:00"
+    );
+    // A reply in local time stops the clock at that local time.
+    db.batch_execute("UPDATE tickets SET replied_at = '2026-11-30 09:40' WHERE id = 1")
+        .unwrap();
+    assert_eq!(
+        text(
+            &mut db,
+            "SELECT status || ' ' || (stopped_at AT TIME ZONE 'UTC') FROM sla.clocks WHERE ticket_id = '1'"
+        ),
+        "achieved 2026-11-30 14:40:00"
+    );
+    // An infinite creation time reads as none: the write goes through.
+    assert_eq!(int(&mut db, "SELECT count(*) FROM tickets WHERE id = 4"), 1);
+}
+
+/// Nothing of pg_sla is left on the table: no tracking row, no column, no
+/// trigger.
+fn assert_untouched(db: &mut Client) {
+    assert_eq!(int(db, "SELECT count(*) FROM sla.tracked_tables"), 0);
+    assert_eq!(
+        int(
+            db,
+            "SELECT count(*) FROM pg_attribute WHERE attrelid = 'tickets'::regclass AND attname LIKE 'sla%'"
+        ),
+        0
+    );
+    assert_eq!(
+        int(
+            db,
+            "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'tickets'::regclass AND NOT tgisinternal"
+        ),
+        0
+    );
+}
+
+#[test]
+fn bad_statuses_zones_and_unassigned_values_are_refused_naming_them_and_change_nothing() {
+    let cluster = Cluster::start("help-desk-refusals", &[]);
+    let mut db = cluster.connect();
+    db.batch_execute(ZAMMAD_TICKETS).unwrap();
+    let track = |args: &str| {
+        format!(
+            "SELECT sla.track('tickets', status_column => 'state_id',
+                 customer_message_at_column => 'last_contact_customer_at',
+                 agent_reply_at_column => 'last_contact_agent_at', {args})"
+        )
+    };
+    let cases = [
+        (
+            track("closed_statuses => '{4,closed}', assignee_column => 'owner_id', unassigned_value => '1'"),
+            "22P02",
+            "closed_statuses value \"closed\" is not a value of column \"state_id\" (integer) of table tickets",
+        ),
+        (
+            // The default closed statuses are words, not states.
+            track("assignee_column => 'owner_id', unassigned_value => '1'"),
+            "22P02",
+            "closed_statuses value \"solved\" is not a value of column \"state_id\" (integer)",
+        ),
+        (
+            track("closed_statuses => '{4}', assignee_column => 'owner_id', unassigned_value => 'nobody'"),
+            "22P02",
+            "unassigned_value value \"nobody\" is not a value of column \"owner_id\" (integer) of table tickets",
+        ),
+        (
+            track("closed_statuses => '{4}', assignee_column => 'owner_id'"),
+            "22023",
+            "assignee_column \"owner_id\" of table tickets is NOT NULL; releasing ownership sets it to NULL",
+        ),
+        (
+            track("closed_statuses => '{4}', unassigned_value => '1'"),
+            "22023",
+            "unassigned_value needs an assignee_column",
+        ),
+        (
+            track("closed_statuses => '{4}', timestamp_zone => 'Mars/Olympus_Mons'"),
+            "22023",
+            "timestamp_zone \"Mars/Olympus_Mons\" is not a time zone PostgreSQL knows",
+        ),
+        (
+            track("closed_statuses => '{4}', timestamp_zone => ''"),
+            "22023",
+            "timestamp_zone \"\" is not a time zone PostgreSQL knows",
+        ),
+    ];
+    for (statement, code, message) in &cases {
+        let (got_code, got_message) = sql_error(db.batch_execute(statement));
+        assert_eq!(got_code, *code, "{statement}: {got_message}");
+        assert!(got_message.contains(message), "{statement}: {got_message}");
+        assert_untouched(&mut db);
+    }
+    // A zone for a table without such columns.
+    db.batch_execute(
+        "CREATE TABLE aware (id int PRIMARY KEY, status text, created_at timestamptz NOT NULL,
+             last_customer_message_at timestamptz, last_agent_reply_at timestamptz)",
+    )
+    .unwrap();
+    let (code, message) =
+        sql_error(db.batch_execute("SELECT sla.track('aware', timestamp_zone => 'UTC')"));
+    assert_eq!(code, "22023", "{message}");
+    assert!(
+        message.contains("timestamp_zone is for timestamp without time zone columns, and the time columns of table aware are all timestamp with time zone"),
+        "{message}"
+    );
+    assert_untouched(&mut db);
+    // A status column of a type whose values do not print as one word.
+    db.batch_execute(
+        "CREATE TABLE odd (id int PRIMARY KEY, status jsonb, created_at timestamptz NOT NULL,
+             last_customer_message_at timestamptz, last_agent_reply_at timestamptz)",
+    )
+    .unwrap();
+    let (code, message) = sql_error(db.batch_execute("SELECT sla.track('odd')"));
+    assert_eq!(code, "42804", "{message}");
+    assert!(
+        message.contains("status_column \"status\" of table odd has type jsonb; expected text, varchar, char, an enum, smallint, integer, bigint or boolean"),
+        "{message}"
+    );
+}
+
+#[test]
+fn boolean_and_enum_statuses_are_kept_as_they_print() {
+    let cluster = Cluster::start("status-types", &[]);
+    let mut db = cluster.connect();
+    db.batch_execute(
+        "INSERT INTO sla.policies (name, first_response, resolution) VALUES ('p', '1 hour', '1 day');
+         CREATE TYPE ticket_status AS ENUM ('open', 'pending', 'solved');
+         CREATE TABLE flags (id int PRIMARY KEY, done boolean NOT NULL DEFAULT false,
+             created_at timestamptz NOT NULL DEFAULT now(),
+             last_customer_message_at timestamptz, last_agent_reply_at timestamptz);
+         CREATE TABLE enums (id int PRIMARY KEY, status ticket_status NOT NULL DEFAULT 'open',
+             created_at timestamptz NOT NULL DEFAULT now(),
+             last_customer_message_at timestamptz, last_agent_reply_at timestamptz);
+         SELECT sla.track('flags', status_column => 'done', closed_statuses => '{true}');
+         SELECT sla.track('enums', closed_statuses => '{solved}');
+         INSERT INTO flags (id) VALUES (1), (2);
+         INSERT INTO enums (id) VALUES (1), (2);
+         UPDATE flags SET done = true WHERE id = 1;
+         UPDATE enums SET status = 'solved' WHERE id = 1;",
+    )
+    .unwrap();
+    assert_eq!(
+        rows(
+            &mut db,
+            "SELECT ticket_table || ' ' || closed_statuses::text FROM sla.tracked_tables ORDER BY 1"
+        ),
+        ["enums {solved}", "flags {t}"]
+    );
+    assert_eq!(
+        rows(
+            &mut db,
+            "SELECT 'flags ' || id || ' ' || sla_status FROM flags
+             UNION ALL SELECT 'enums ' || id || ' ' || sla_status FROM enums ORDER BY 1"
+        ),
+        [
+            "enums 1 achieved",
+            "enums 2 running",
+            "flags 1 achieved",
+            "flags 2 running"
+        ]
+    );
+    // A policy edit recomputes only the open tickets, found by the printed
+    // status.
+    db.batch_execute("UPDATE sla.policies SET resolution = '2 days'")
+        .unwrap();
+    assert_eq!(
+        int(
+            &mut db,
+            "SELECT count(*) FROM sla.clocks WHERE metric = 'resolution' AND status = 'running'
+                AND due_at = started_at + interval '2 days'"
+        ),
+        2
+    );
+}
+
+#[test]
+fn negated_and_null_conditions_choose_policies_on_real_rows() {
+    let cluster = Cluster::start("negated-conditions", &[]);
+    let mut db = cluster.connect();
+    db.batch_execute(
+        "INSERT INTO sla.policies (name, position, conditions, first_response) VALUES
+             ('unassigned', 1, '{\"assignee_id\": null}', '10 minutes'),
+             ('not_chat', 2, '{\"channel\": {\"not\": [\"chat\", null]}, \"assignee_id\": {\"not\": null}}', '1 hour'),
+             ('rest', 3, '{}', '1 day');
+         CREATE TABLE tickets (id int PRIMARY KEY, status integer NOT NULL DEFAULT 0,
+             channel text, assignee_id integer, created_at timestamptz NOT NULL DEFAULT now(),
+             last_customer_message_at timestamptz, last_agent_reply_at timestamptz);
+         SELECT sla.track('tickets', closed_statuses => '{1}');
+         INSERT INTO tickets (id, channel, assignee_id) VALUES
+             (1, 'email', NULL), (2, 'email', 5), (3, 'chat', 5), (4, NULL, 5);",
+    )
+    .unwrap();
+    assert_eq!(
+        rows(
+            &mut db,
+            "SELECT id || ' ' || sla_policy FROM tickets ORDER BY id"
+        ),
+        ["1 unassigned", "2 not_chat", "3 rest", "4 rest"]
+    );
+    // Written conditions are checked: an operator other than "not" is
+    // refused, naming the path, and nothing changes.
+    let (code, message) = sql_error(db.batch_execute(
+        "UPDATE sla.policies SET conditions = '{\"channel\": {\"in\": [\"chat\"]}}' WHERE name = 'rest'",
+    ));
+    assert_eq!(code, "22023", "{message}");
+    assert!(
+        message.contains(
+            "conditions.channel must be a value, an array of values or {\"not\": value or array}"
+        ),
+        "{message}"
+    );
+    assert_eq!(
+        text(
+            &mut db,
+            "SELECT conditions::text FROM sla.policies WHERE name = 'rest'"
+        ),
+        "{}"
+    );
+}
