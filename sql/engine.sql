@@ -16,6 +16,8 @@ CREATE TABLE sla.policies (
     enabled               boolean NOT NULL DEFAULT true,
     created_at            timestamptz NOT NULL DEFAULT now(),
     updated_at            timestamptz NOT NULL DEFAULT now(),
+    -- The ticket tables the policy applies to; NULL: every tracked table.
+    ticket_tables         regclass[],
     CONSTRAINT policies_valid CHECK (sla.validate_policy(name, first_response, next_response,
         resolution, warn_at, release_ownership_at, conditions, pause_statuses))
 );
@@ -32,6 +34,11 @@ BEGIN
         RAISE EXCEPTION 'policy "%": calendar "%" does not exist', NEW.name, NEW.calendar
             USING ERRCODE = 'foreign_key_violation',
                   HINT = 'Create it in sla.calendars first, or leave calendar NULL for 24/7.';
+    END IF;
+    IF array_position(NEW.ticket_tables, NULL) IS NOT NULL THEN
+        RAISE EXCEPTION 'policy "%": ticket_tables must not contain NULL, got %', NEW.name, NEW.ticket_tables
+            USING ERRCODE = 'null_value_not_allowed',
+                  HINT = 'Leave ticket_tables NULL for a policy that applies to every tracked table.';
     END IF;
     IF TG_OP = 'UPDATE' THEN
         NEW.updated_at := now();
@@ -55,14 +62,20 @@ CREATE TABLE sla.tracked_tables (
     created_at_column           name NOT NULL,
     status_column               name NOT NULL,
     closed_statuses             text[] NOT NULL,
-    customer_message_at_column  name NOT NULL,
-    agent_reply_at_column       name NOT NULL,
+    customer_message_at_column  name,
+    agent_reply_at_column       name,
     assignee_column             name,
     tracked_at                  timestamptz NOT NULL DEFAULT now(),
     -- The zone timestamp-without-time-zone columns are read in (NULL: UTC).
     timestamp_zone              text,
     -- What releasing ownership writes into the assignee column (NULL: NULL).
-    unassigned_value            text
+    unassigned_value            text,
+    -- When the customer started waiting, cleared by a reply: instead of the
+    -- two time columns of customer messages and agent replies.
+    waiting_since_column        name,
+    CONSTRAINT tracked_tables_replies_mapped CHECK (
+        waiting_since_column IS NOT NULL
+        OR (customer_message_at_column IS NOT NULL AND agent_reply_at_column IS NOT NULL))
 );
 COMMENT ON TABLE sla.tracked_tables IS
     'pg_sla: ticket tables tracked with sla.track() and how their columns map';
@@ -248,6 +261,11 @@ BEGIN
     -- Both by key: dropping tables that were never tracked costs probes only.
     DELETE FROM sla.tracked_tables WHERE ticket_table = ANY (dropped);
     DELETE FROM sla.clocks WHERE ticket_table = ANY (dropped);
+    -- A policy restricted to a dropped table no longer names it (its OID
+    -- may be reused by another table).
+    UPDATE sla.policies
+       SET ticket_tables = ARRAY(SELECT t FROM unnest(ticket_tables) t WHERE t <> ALL (dropped))
+     WHERE ticket_tables && dropped;
 END $$;
 CREATE EVENT TRIGGER pg_sla_tables_dropped ON sql_drop
     EXECUTE FUNCTION sla.tables_dropped();

@@ -273,7 +273,13 @@ SELECT pg_catalog.pg_extension_config_dump('sla.pending_ticket_updates', '');
 -- "nobody" is a value rather than NULL.
 ALTER TABLE sla.tracked_tables
     ADD COLUMN timestamp_zone text,
-    ADD COLUMN unassigned_value text;
+    ADD COLUMN unassigned_value text,
+    ADD COLUMN waiting_since_column name,
+    ALTER COLUMN customer_message_at_column DROP NOT NULL,
+    ALTER COLUMN agent_reply_at_column DROP NOT NULL,
+    ADD CONSTRAINT tracked_tables_replies_mapped CHECK (
+        waiting_since_column IS NOT NULL
+        OR (customer_message_at_column IS NOT NULL AND agent_reply_at_column IS NOT NULL));
 DROP FUNCTION sla.track(regclass, text, text, text, text[], text, text, text);
 CREATE FUNCTION sla."track"(
 	"ticket_table" regclass,
@@ -285,8 +291,50 @@ CREATE FUNCTION sla."track"(
 	"agent_reply_at_column" TEXT DEFAULT 'last_agent_reply_at',
 	"assignee_column" TEXT DEFAULT NULL,
 	"timestamp_zone" TEXT DEFAULT NULL,
-	"unassigned_value" TEXT DEFAULT NULL
+	"unassigned_value" TEXT DEFAULT NULL,
+	"waiting_since_column" TEXT DEFAULT NULL
 ) RETURNS bigint
 VOLATILE PARALLEL UNSAFE
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'track_table_wrapper';
+
+-- Policies restricted to named tables.
+ALTER TABLE sla.policies ADD COLUMN ticket_tables regclass[];
+CREATE OR REPLACE FUNCTION sla.policies_validate() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF NEW.calendar IS NOT NULL AND NOT EXISTS (SELECT FROM sla.calendars WHERE name = NEW.calendar) THEN
+        RAISE EXCEPTION 'policy "%": calendar "%" does not exist', NEW.name, NEW.calendar
+            USING ERRCODE = 'foreign_key_violation',
+                  HINT = 'Create it in sla.calendars first, or leave calendar NULL for 24/7.';
+    END IF;
+    IF array_position(NEW.ticket_tables, NULL) IS NOT NULL THEN
+        RAISE EXCEPTION 'policy "%": ticket_tables must not contain NULL, got %', NEW.name, NEW.ticket_tables
+            USING ERRCODE = 'null_value_not_allowed',
+                  HINT = 'Leave ticket_tables NULL for a policy that applies to every tracked table.';
+    END IF;
+    IF TG_OP = 'UPDATE' THEN
+        NEW.updated_at := now();
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE OR REPLACE FUNCTION sla.tables_dropped() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    dropped regclass[];
+BEGIN
+    dropped := ARRAY(SELECT d.objid::regclass FROM pg_event_trigger_dropped_objects() d
+                      WHERE d.classid = 'pg_class'::regclass AND d.objsubid = 0
+                        AND d.object_type = 'table');
+    IF cardinality(dropped) = 0 THEN
+        RETURN;
+    END IF;
+    -- Both by key: dropping tables that were never tracked costs probes only.
+    DELETE FROM sla.tracked_tables WHERE ticket_table = ANY (dropped);
+    DELETE FROM sla.clocks WHERE ticket_table = ANY (dropped);
+    -- A policy restricted to a dropped table no longer names it (its OID
+    -- may be reused by another table).
+    UPDATE sla.policies
+       SET ticket_tables = ARRAY(SELECT t FROM unnest(ticket_tables) t WHERE t <> ALL (dropped))
+     WHERE ticket_tables && dropped;
+END $$;

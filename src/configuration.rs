@@ -62,7 +62,7 @@ pub struct Configuration {
 impl Configuration {
     /// Whether both give every ticket the same policy and the same
     /// deadlines: same enabled policies in the same order, with the same
-    /// conditions, calendars, targets and pause statuses.
+    /// conditions, calendars, targets, pause statuses and tables.
     pub fn same_matching_and_targets(&self, other: &Configuration) -> bool {
         let (ours, theirs) = (self.policies.as_slice(), other.policies.as_slice());
         ours.len() == theirs.len()
@@ -72,6 +72,7 @@ impl Configuration {
                     && a.conditions == b.conditions
                     && a.targets == b.targets
                     && a.pause_statuses == b.pause_statuses
+                    && a.tables == b.tables
             })
     }
 

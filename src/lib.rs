@@ -24,6 +24,7 @@ mod configuration;
 mod ticket_columns;
 // Operations:
 mod alerts;
+mod policy_fit;
 mod ticket;
 mod trigger_support;
 // SQL entry points:

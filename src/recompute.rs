@@ -4,11 +4,13 @@
 use std::rc::Rc;
 
 use pgrx::prelude::*;
+use sla_core::policy::Policy;
 use sla_core::Clock;
 
-use crate::configuration::{self, TrackedTable};
+use crate::configuration::{self, Configuration, TrackedTable};
 use crate::convert::raise;
 use crate::gucs::event_time;
+use crate::policy_fit;
 use crate::store::clocks::{self, ClockChanges};
 use crate::store::tickets::{self, TicketUpdates};
 use crate::subxact::{attempt, Failure};
@@ -27,6 +29,9 @@ fn resync_open_tickets(calendars: Option<Vec<String>>) {
     let before = configuration::cached();
     unsafe { pg_sys::CommandCounterIncrement() };
     let configuration = configuration::current();
+    if calendars.is_none() {
+        check_edited_policies(before.as_deref(), &configuration);
+    }
     let unchanged = before.is_some_and(|before| configuration.same_matching_and_targets(&before));
     if calendars.is_none() && unchanged {
         // Nothing that decides a ticket's policy or deadlines changed (no
@@ -59,6 +64,29 @@ fn resync_open_tickets(calendars: Option<Vec<String>>) {
             );
         }
     }
+}
+
+/// Checks the policies an edit wrote (all of them when the settings before
+/// it are unknown) against the tables they apply to (`policy_fit`).
+fn check_edited_policies(before: Option<&Configuration>, after: &Configuration) {
+    let mut edited: Vec<&Policy> = after
+        .by_name
+        .values()
+        .filter(|policy| {
+            before
+                .and_then(|before| before.by_name.get(&policy.name))
+                .is_none_or(|old| {
+                    old.conditions != policy.conditions
+                        || old.pause_statuses != policy.pause_statuses
+                        || old.tables != policy.tables
+                })
+        })
+        .map(|policy| &**policy)
+        .collect();
+    edited.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut tables: Vec<&TrackedTable> = after.tracked.values().map(|t| &**t).collect();
+    tables.sort_by_key(|t| t.relid.to_u32());
+    policy_fit::check(&edited, &tables);
 }
 
 /// Trigger on `sla.policies` (per statement): any policy edit may change
@@ -144,7 +172,7 @@ pub fn resync_tickets(table: &TrackedTable, ids: &[String]) -> i64 {
         let policy = ticket.matching_policy(&configuration);
         let stored_clocks = stored.get(id).map_or(&[][..], Vec::as_slice);
         let mut clocks: Vec<Clock> = stored_clocks.iter().map(|s| s.clock.clone()).collect();
-        let summary = match reconcile_ticket(ticket, policy, &mut clocks, now) {
+        let summary = match reconcile_ticket(ticket, None, policy, &mut clocks, now) {
             Ok(summary) => summary,
             // A ticket whose deadlines lie beyond year 9999 (its own dates
             // do): it keeps its clocks, as its own writes do, and does not

@@ -8,7 +8,7 @@ use std::rc::Rc;
 use pgrx::pg_sys::errcodes::PgSqlErrorCode;
 use pgrx::prelude::*;
 use sla_core::policy::{ColumnValue, Policy};
-use sla_core::{reconcile, summarize, Clock, Micros, Summary, TicketFacts};
+use sla_core::{reconcile, summarize, Clock, ClockStatus, Micros, Summary, TicketFacts};
 
 use crate::configuration::{hours, policy_calendar, Configuration};
 use crate::convert::{local_time_in_zone, PG_EPOCH_OFFSET};
@@ -118,18 +118,20 @@ impl Ticket<'_> {
     /// column is printed once however many policies read it.
     pub fn matching_policy<'c>(&self, configuration: &'c Configuration) -> Option<&'c Rc<Policy>> {
         let mut printed: HashMap<i32, Option<String>> = HashMap::new();
-        configuration.policies.choose(|name| {
-            let Some(column) = self.columns.conditions.get(name) else {
-                return ColumnValue::Absent;
-            };
-            let value = printed
-                .entry(column.attnum)
-                .or_insert_with(|| self.row.text(column));
-            match value {
-                Some(text) => ColumnValue::Text(text.clone().into()),
-                None => ColumnValue::Null,
-            }
-        })
+        configuration
+            .policies
+            .choose(self.table.relid.to_u32(), |name| {
+                let Some(column) = self.columns.conditions.get(name) else {
+                    return ColumnValue::Absent;
+                };
+                let value = printed
+                    .entry(column.attnum)
+                    .or_insert_with(|| self.row.text(column));
+                match value {
+                    Some(text) => ColumnValue::Text(text.clone().into()),
+                    None => ColumnValue::Null,
+                }
+            })
     }
 
     /// The ticket's facts under `policy` (which decides what pauses it).
@@ -147,9 +149,52 @@ impl Ticket<'_> {
             created_at: self.row.instant(&self.columns.created_at).unwrap_or(now),
             closed,
             paused,
-            last_customer_message_at: self.row.instant(&self.columns.customer_message_at),
-            last_agent_reply_at: self.row.instant(&self.columns.agent_reply_at),
+            // With a "waiting since" column, the customer's wait as the row
+            // says it (`reconcile_ticket` adds the replies).
+            last_customer_message_at: self
+                .columns
+                .customer_message_at
+                .as_ref()
+                .or(self.columns.waiting_since.as_ref())
+                .and_then(|c| self.row.instant(c)),
+            last_agent_reply_at: self
+                .columns
+                .agent_reply_at
+                .as_ref()
+                .and_then(|c| self.row.instant(c)),
         }
+    }
+
+    /// The facts of a ticket whose table keeps a "waiting since" column:
+    /// the customer waits since its value; a reply is the column cleared
+    /// (at `now`, by this change from `previous`), and earlier replies are
+    /// when its response clocks stopped.
+    fn waiting_facts(
+        &self,
+        mut facts: TicketFacts,
+        previous: Option<&Ticket>,
+        clocks: &[Clock],
+        now: Micros,
+    ) -> TicketFacts {
+        let Some(column) = &self.columns.waiting_since else {
+            return facts;
+        };
+        let waited_since = previous.and_then(|p| p.row.instant(column));
+        let earlier_reply = clocks
+            .iter()
+            .filter(|c| c.metric.is_response())
+            .filter(|c| matches!(c.status, ClockStatus::Achieved | ClockStatus::Missed))
+            .filter_map(|c| c.stopped_at)
+            .max();
+        match (facts.last_customer_message_at, waited_since) {
+            // Cleared now: an agent replied.
+            (None, Some(since)) => {
+                facts.last_customer_message_at = Some(since);
+                facts.last_agent_reply_at = Some(now.max(since));
+            }
+            _ => facts.last_agent_reply_at = earlier_reply,
+        }
+        facts
     }
 }
 
@@ -158,14 +203,17 @@ impl Ticket<'_> {
 /// computed (a calendar with no business time left before it, a ticket
 /// created near the end of time), the error is returned, for the caller to
 /// decide whether it fails its statement; `clocks` may then be half done,
-/// and every caller drops them, writing nothing.
+/// and every caller drops them, writing nothing. `previous` is the row
+/// before an update, if any (a "waiting since" cleared by it is a reply).
 pub fn reconcile_ticket(
     ticket: &Ticket,
+    previous: Option<&Ticket>,
     policy: Option<&Rc<Policy>>,
     clocks: &mut Vec<Clock>,
     now: Micros,
 ) -> Result<Summary, sla_core::Error> {
     let facts = ticket.facts(policy.map(|p| &**p), now);
+    let facts = ticket.waiting_facts(facts, previous, clocks, now);
     let calendar = policy.and_then(|p| policy_calendar(p));
     let releasable = ticket.table.assignee_column.is_some();
     let result = reconcile(

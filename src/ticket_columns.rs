@@ -37,8 +37,7 @@ impl Accepted {
 }
 
 use pg_sys::BuiltinOid::{
-    BOOLOID, BPCHAROID, INT2OID, INT4OID, INT8OID, TEXTOID, TIMESTAMPOID, TIMESTAMPTZOID, UUIDOID,
-    VARCHAROID,
+    BOOLOID, INT2OID, INT4OID, INT8OID, TEXTOID, TIMESTAMPOID, TIMESTAMPTZOID, UUIDOID, VARCHAROID,
 };
 
 pub const ID_TYPES: Accepted = Accepted {
@@ -47,13 +46,12 @@ pub const ID_TYPES: Accepted = Accepted {
     expected: "integer, bigint, uuid or text",
 };
 /// Statuses are compared as the column's values print, so any scalar type
-/// whose values print as one word will do.
+/// whose values print as they are written will do; `char(n)` pads them, and
+/// is refused.
 pub const STATUS_TYPES: Accepted = Accepted {
-    types: &[
-        TEXTOID, VARCHAROID, BPCHAROID, INT2OID, INT4OID, INT8OID, BOOLOID,
-    ],
+    types: &[TEXTOID, VARCHAROID, INT2OID, INT4OID, INT8OID, BOOLOID],
     enums: true,
-    expected: "text, varchar, char, an enum, smallint, integer, bigint or boolean",
+    expected: "text, varchar, an enum, smallint, integer, bigint or boolean",
 };
 /// Mapped time columns: `timestamp without time zone` is read in the
 /// table's `timestamp_zone`.
@@ -105,8 +103,9 @@ pub struct Columns {
     pub id: Column,
     pub created_at: Column,
     pub status: Column,
-    pub customer_message_at: Column,
-    pub agent_reply_at: Column,
+    pub customer_message_at: Option<Column>,
+    pub agent_reply_at: Option<Column>,
+    pub waiting_since: Option<Column>,
     pub sla_policy: Column,
     pub sla_status: Column,
     pub sla_due_at: Column,
@@ -218,16 +217,18 @@ impl Columns {
             id: typed(&table.id_column, "id_column", &ID_TYPES),
             created_at: typed(&table.created_at_column, "created_at_column", &TIME_TYPES),
             status: typed(&table.status_column, "status_column", &STATUS_TYPES),
-            customer_message_at: typed(
-                &table.customer_message_at_column,
-                "customer_message_at_column",
-                &TIME_TYPES,
-            ),
-            agent_reply_at: typed(
-                &table.agent_reply_at_column,
-                "agent_reply_at_column",
-                &TIME_TYPES,
-            ),
+            customer_message_at: table
+                .customer_message_at_column
+                .as_deref()
+                .map(|name| typed(name, "customer_message_at_column", &TIME_TYPES)),
+            agent_reply_at: table
+                .agent_reply_at_column
+                .as_deref()
+                .map(|name| typed(name, "agent_reply_at_column", &TIME_TYPES)),
+            waiting_since: table
+                .waiting_since_column
+                .as_deref()
+                .map(|name| typed(name, "waiting_since_column", &TIME_TYPES)),
             sla_policy: typed(SLA_POLICY, "added by sla.track", &SLA_TEXT_TYPES),
             sla_status: typed(SLA_STATUS, "added by sla.track", &SLA_TEXT_TYPES),
             sla_due_at: typed(SLA_DUE_AT, "added by sla.track", &SLA_TIME_TYPES),
@@ -245,14 +246,13 @@ impl Columns {
                 &self.id,
                 &self.created_at,
                 &self.status,
-                &self.customer_message_at,
-                &self.agent_reply_at,
                 &self.sla_policy,
                 &self.sla_status,
                 &self.sla_due_at,
                 &self.sla_breached_at,
             ]
             .into_iter()
+            .chain(self.time_columns())
             .chain(self.conditions.values())
             .all(|c| column_still_there(tupdesc, c))
             && condition_columns.iter().all(|name| {
@@ -262,6 +262,17 @@ impl Columns {
 }
 
 impl Columns {
+    /// The mapped time columns of messages and replies the table has.
+    fn time_columns(&self) -> impl Iterator<Item = &Column> {
+        [
+            &self.customer_message_at,
+            &self.agent_reply_at,
+            &self.waiting_since,
+        ]
+        .into_iter()
+        .flatten()
+    }
+
     /// A select list over ticket alias `t` that reads every column a ticket
     /// needs, printed as the triggers print them (`format('%s')` calls the
     /// output function), with the attnum and kind of each item.
@@ -278,13 +289,10 @@ impl Columns {
             ));
             layout.push((column.attnum, true));
         }
-        for column in [
-            &self.created_at,
-            &self.customer_message_at,
-            &self.agent_reply_at,
-            &self.sla_due_at,
-            &self.sla_breached_at,
-        ] {
+        for column in [&self.created_at, &self.sla_due_at, &self.sla_breached_at]
+            .into_iter()
+            .chain(self.time_columns())
+        {
             let c = quote_identifier(&column.name);
             items.push(match &column.local_zone {
                 Some(zone) => format!("(t.{c} AT TIME ZONE {})", quote_literal(zone)),

@@ -154,7 +154,7 @@ fn ticket_row_changed<'a>(trigger: &'a PgTrigger<'a>) -> TriggerResult<'a> {
         if stored.is_empty() {
             note_nested_change();
         }
-        let summary = match reconcile_ticket(&new, policy, &mut clocks, now) {
+        let summary = match reconcile_ticket(&new, Some(&old), policy, &mut clocks, now) {
             Ok(summary) => summary,
             Err(error) => {
                 warn_deadline_unavailable(&new, policy.map(|p| &**p), &error);
@@ -168,7 +168,7 @@ fn ticket_row_changed<'a>(trigger: &'a PgTrigger<'a>) -> TriggerResult<'a> {
             new_tuple, tupdesc, &columns, policy, &summary,
         )));
     }
-    match reconcile_ticket(&new, policy, &mut clocks, now) {
+    match reconcile_ticket(&new, None, policy, &mut clocks, now) {
         Ok(summary) => Ok(Some(modified(
             new_tuple, tupdesc, &columns, policy, &summary,
         ))),
@@ -297,7 +297,7 @@ fn tickets_inserted<'a>(trigger: &'a PgTrigger<'a>) -> TriggerResult<'a> {
             return;
         };
         clocks.clear();
-        if reconcile_ticket(&ticket, Some(policy), &mut clocks, now).is_err() {
+        if reconcile_ticket(&ticket, None, Some(policy), &mut clocks, now).is_err() {
             // The row trigger computed these deadlines a moment ago; should
             // they fail now, the ticket gets no clocks, as it would have.
             return;

@@ -4,6 +4,7 @@ use pgrx::prelude::*;
 
 use crate::configuration;
 use crate::convert::{local_time_in_zone, printed_as_type};
+use crate::policy_fit;
 use crate::recompute::{resync_tickets, RESYNC_CHUNK};
 use crate::regclass::RegClass;
 use crate::store::ticket_definitions::{
@@ -149,15 +150,29 @@ fn track_table(
     assignee_column: default!(Option<&str>, "NULL"),
     timestamp_zone: default!(Option<&str>, "NULL"),
     unassigned_value: default!(Option<&str>, "NULL"),
+    waiting_since_column: default!(Option<&str>, "NULL"),
 ) -> i64 {
     let ticket_table = required(ticket_table, "ticket_table").0;
     let id_column = required(id_column, "id_column");
     let created_at_column = required(created_at_column, "created_at_column");
     let status_column = required(status_column, "status_column");
     let closed_statuses = required(closed_statuses, "closed_statuses");
-    let customer_message_at_column =
+    // Replies and customer messages come from two time columns, or from a
+    // "waiting since" column instead of both.
+    if waiting_since_column.is_some()
+        && (customer_message_at_column.is_some() || agent_reply_at_column.is_some())
+    {
+        ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            "waiting_since_column replaces customer_message_at_column and agent_reply_at_column",
+            "Pass customer_message_at_column => NULL and agent_reply_at_column => NULL with it."
+        );
+    }
+    if waiting_since_column.is_none() {
         required(customer_message_at_column, "customer_message_at_column");
-    let agent_reply_at_column = required(agent_reply_at_column, "agent_reply_at_column");
+        required(agent_reply_at_column, "agent_reply_at_column");
+    }
     let info = table_info(ticket_table);
     require_owner(&info, "track");
     // Rows of a partitioned or inherited table live in several relations,
@@ -212,14 +227,7 @@ fn track_table(
         check_column(ticket_table, name, argument, column, Some(&TIME_TYPES)).type_oid
             == TIMESTAMPOID.value()
     };
-    let local_times = [
-        timestamp("created_at_column", created_at_column),
-        timestamp("customer_message_at_column", customer_message_at_column),
-        timestamp("agent_reply_at_column", agent_reply_at_column),
-    ];
-    if let Some(zone) = timestamp_zone {
-        check_timestamp_zone(zone, name, local_times.contains(&true));
-    }
+    let mut local_times = vec![timestamp("created_at_column", created_at_column)];
     let status = check_column(
         ticket_table,
         name,
@@ -227,6 +235,18 @@ fn track_table(
         status_column,
         Some(&STATUS_TYPES),
     );
+    for (argument, column) in [
+        ("customer_message_at_column", customer_message_at_column),
+        ("agent_reply_at_column", agent_reply_at_column),
+        ("waiting_since_column", waiting_since_column),
+    ] {
+        if let Some(column) = column {
+            local_times.push(timestamp(argument, column));
+        }
+    }
+    if let Some(zone) = timestamp_zone {
+        check_timestamp_zone(zone, name, local_times.contains(&true));
+    }
     // Statuses compare as the column's values print: each is read as the
     // column's type and kept as it prints ('true' as 't').
     let closed: Vec<String> = closed_statuses
@@ -306,14 +326,30 @@ fn track_table(
             closed_statuses: closed,
             customer_message_at_column,
             agent_reply_at_column,
+            waiting_since_column,
             assignee_column,
             timestamp_zone,
             unassigned_value: unassigned_value.as_deref(),
         },
     );
     unsafe { pg_sys::CommandCounterIncrement() };
+    check_policies_fit(ticket_table);
 
     backfill(ticket_table)
+}
+
+/// Checks every policy that applies to a newly tracked table against its
+/// columns (`policy_fit`): a policy restricted to it that cannot match is
+/// refused, and the tracking with it.
+fn check_policies_fit(ticket_table: pg_sys::Oid) {
+    let configuration = configuration::current();
+    let Some(table) = configuration.tracked(ticket_table) else {
+        return;
+    };
+    let mut policies: Vec<&sla_core::policy::Policy> =
+        configuration.by_name.values().map(|p| &**p).collect();
+    policies.sort_by(|a, b| a.name.cmp(&b.name));
+    policy_fit::check(&policies, &[&table]);
 }
 
 /// `sla.track` as schemas older than 0.3.0 declare it (C symbol
@@ -340,6 +376,7 @@ fn track(
         customer_message_at_column,
         agent_reply_at_column,
         assignee_column,
+        None,
         None,
         None,
     )

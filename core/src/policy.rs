@@ -32,6 +32,18 @@ pub struct Policy {
     pub targets: Targets,
     pub feedback_message: Option<String>,
     pub pause_statuses: Vec<String>,
+    /// The ticket tables (their OIDs) the policy applies to; `None`: every
+    /// tracked table.
+    pub tables: Option<Vec<u32>>,
+}
+
+impl Policy {
+    /// Whether the policy may apply to tickets of this table.
+    pub fn applies_to(&self, table: u32) -> bool {
+        self.tables
+            .as_ref()
+            .is_none_or(|tables| tables.contains(&table))
+    }
 }
 
 /// The enabled policies in the order they are tried: by position, then by
@@ -53,13 +65,19 @@ impl<P: Borrow<Policy>> PolicyOrder<P> {
         PolicyOrder { ordered }
     }
 
-    /// The policy that applies to a ticket: the first in this order whose
-    /// conditions the ticket meets. `value_of` reads a column of the ticket;
-    /// it may be asked for the same column more than once.
-    pub fn choose<'v>(&self, mut value_of: impl FnMut(&str) -> ColumnValue<'v>) -> Option<&P> {
-        self.ordered
-            .iter()
-            .find(|policy| matches(&Borrow::<Policy>::borrow(*policy).conditions, &mut value_of))
+    /// The policy that applies to a ticket of `table`: the first in this
+    /// order that applies to the table and whose conditions the ticket
+    /// meets. `value_of` reads a column of the ticket; it may be asked for
+    /// the same column more than once.
+    pub fn choose<'v>(
+        &self,
+        table: u32,
+        mut value_of: impl FnMut(&str) -> ColumnValue<'v>,
+    ) -> Option<&P> {
+        self.ordered.iter().find(|policy| {
+            let policy = Borrow::<Policy>::borrow(*policy);
+            policy.applies_to(table) && matches(&policy.conditions, &mut value_of)
+        })
     }
 
     pub fn as_slice(&self) -> &[P] {

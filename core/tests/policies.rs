@@ -24,8 +24,12 @@ fn policy(name: &str, position: i32, enabled: bool, conditions: serde_json::Valu
         },
         feedback_message: None,
         pause_statuses: vec![],
+        tables: None,
     }
 }
+
+/// The ticket table of the worked cases.
+const TABLE: u32 = 16_384;
 
 fn row<'a>(values: &'a [(&'a str, Option<&'a str>)]) -> impl FnMut(&str) -> ColumnValue<'a> {
     move |column| match values.iter().find(|(c, _)| *c == column) {
@@ -47,7 +51,9 @@ fn the_first_enabled_match_by_position_then_name_applies() {
     let names: Vec<&str> = order.as_slice().iter().map(|p| p.name.as_str()).collect();
     // Disabled ones are left out; equal positions keep the name order.
     assert_eq!(names, ["zeta", "alpha", "beta"]);
-    let chosen = order.choose(row(&[("priority", Some("urgent"))])).unwrap();
+    let chosen = order
+        .choose(TABLE, row(&[("priority", Some("urgent"))]))
+        .unwrap();
     assert_eq!(chosen.name, "zeta");
     let order = PolicyOrder::new(vec![
         policy("catch_all", 10, true, json!({})),
@@ -55,20 +61,20 @@ fn the_first_enabled_match_by_position_then_name_applies() {
     ]);
     assert_eq!(
         order
-            .choose(row(&[("priority", Some("urgent"))]))
+            .choose(TABLE, row(&[("priority", Some("urgent"))]))
             .unwrap()
             .name,
         "urgent"
     );
     assert_eq!(
         order
-            .choose(row(&[("priority", Some("low"))]))
+            .choose(TABLE, row(&[("priority", Some("low"))]))
             .unwrap()
             .name,
         "catch_all"
     );
     assert!(PolicyOrder::<Policy>::new(vec![])
-        .choose(row(&[]))
+        .choose(TABLE, row(&[]))
         .is_none());
 }
 
@@ -226,6 +232,8 @@ fn any_policies() -> impl Strategy<Value = Vec<Policy>> {
             prop::sample::select(vec!["a", "b", "B", "c", "é", "a1"]),
             any::<bool>(),
             any_conditions(),
+            // Every table, or some of tables 1 and 2.
+            prop::option::weighted(0.3, proptest::collection::vec(1..3u32, 1..3)),
         ),
         0..6,
     )
@@ -233,9 +241,10 @@ fn any_policies() -> impl Strategy<Value = Vec<Policy>> {
         let mut seen = std::collections::HashSet::new();
         rows.into_iter()
             // Names are a primary key.
-            .filter(|(_, name, _, _)| seen.insert(*name))
-            .map(|(position, name, enabled, conditions)| Policy {
+            .filter(|(_, name, _, _, _)| seen.insert(*name))
+            .map(|(position, name, enabled, conditions, tables)| Policy {
                 conditions,
+                tables,
                 ..policy(name, position, enabled, json!({}))
             })
             .collect()
@@ -254,10 +263,15 @@ fn any_ticket() -> impl Strategy<Value = Vec<(&'static str, Option<Option<&'stat
 
 proptest! {
     /// The chosen policy is the minimum, by (position, place in name
-    /// order), of the enabled policies whose every condition holds, checked
-    /// column by column here without the matcher.
+    /// order), of the enabled policies that list the ticket's table (or no
+    /// table) and whose every condition holds, checked column by column here
+    /// without the matcher.
     #[test]
-    fn choose_agrees_with_a_brute_force_model(policies in any_policies(), ticket in any_ticket()) {
+    fn choose_agrees_with_a_brute_force_model(
+        policies in any_policies(),
+        ticket in any_ticket(),
+        table in 1..3u32,
+    ) {
         // Absent columns meet nothing; a present value (NULL included)
         // meets a condition when it is listed, or when it is not and the
         // condition is negated.
@@ -270,12 +284,15 @@ proptest! {
         let expected = policies
             .iter()
             .enumerate()
-            .filter(|(_, p)| p.enabled && p.conditions.iter().all(holds))
+            .filter(|(_, p)| {
+                let listed = p.tables.as_ref().is_none_or(|tables| tables.iter().any(|t| *t == table));
+                p.enabled && listed && p.conditions.iter().all(holds)
+            })
             .min_by_key(|(place, p)| (p.position, *place))
             .map(|(_, p)| p.name.clone());
         let order = PolicyOrder::new(policies.iter());
         let chosen = order
-            .choose(|column| match ticket.iter().find(|(c, _)| *c == column) {
+            .choose(table, |column| match ticket.iter().find(|(c, _)| *c == column) {
                 Some((_, Some(Some(v)))) => ColumnValue::Text((*v).into()),
                 Some((_, Some(None))) => ColumnValue::Null,
                 _ => ColumnValue::Absent,

@@ -15,14 +15,32 @@ use crate::identity::as_sla_owner;
 pub fn read_all() -> (Vec<Policy>, Option<pg_sys::Oid>) {
     as_sla_owner(|| {
         Spi::connect(|client| {
-            let rows = client.select(
+            // A schema older than 0.3.0 (a new library before the update)
+            // has no ticket_tables: every policy applies to every table.
+            let restricted = client
+                .select(
+                    "SELECT EXISTS (SELECT FROM pg_catalog.pg_attribute
+                                     WHERE attrelid OPERATOR(pg_catalog.=) 'sla.policies'::pg_catalog.regclass
+                                       AND attname OPERATOR(pg_catalog.=) 'ticket_tables'
+                                       AND NOT attisdropped)",
+                    None,
+                    &[],
+                )?
+                .first()
+                .get::<bool>(1)?
+                .unwrap_or(false);
+            let query = format!(
                 "SELECT name, position, enabled, calendar, conditions::text, first_response,
                         next_response, resolution, warn_at, release_ownership_at,
-                        feedback_message, pause_statuses, tableoid
+                        feedback_message, pause_statuses, tableoid, {tables}
                    FROM sla.policies ORDER BY name",
-                None,
-                &[],
-            )?;
+                tables = if restricted {
+                    "ticket_tables::pg_catalog.oid[]"
+                } else {
+                    "NULL::pg_catalog.oid[]"
+                }
+            );
+            let rows = client.select(&query, None, &[])?;
             let mut policies = Vec::new();
             let mut table_oid = None;
             for row in rows {
@@ -62,6 +80,9 @@ pub fn read_all() -> (Vec<Policy>, Option<pg_sys::Oid>) {
                         .into_iter()
                         .flatten()
                         .collect(),
+                    tables: row.get::<Vec<Option<pg_sys::Oid>>>(14)?.map(|tables| {
+                        tables.into_iter().flatten().map(|t| t.to_u32()).collect()
+                    }),
                 });
                 table_oid = row.get::<pg_sys::Oid>(13)?;
             }

@@ -18,8 +18,12 @@ pub struct TicketTable {
     pub created_at_column: String,
     pub status_column: String,
     pub closed_statuses: Vec<String>,
-    pub customer_message_at_column: String,
-    pub agent_reply_at_column: String,
+    /// The two time columns of replies and customer messages, or, instead,
+    /// `waiting_since_column`.
+    pub customer_message_at_column: Option<String>,
+    pub agent_reply_at_column: Option<String>,
+    /// When the customer started waiting; cleared by a reply.
+    pub waiting_since_column: Option<String>,
     pub assignee_column: Option<String>,
     /// The assignee column's type as SQL, to cast `unassigned_value` to.
     pub assignee_type: Option<String>,
@@ -52,7 +56,8 @@ pub fn read_all() -> (Vec<TicketTable>, Option<pg_sys::Oid>) {
                         -- Through jsonb: a schema older than 0.3.0, which a
                         -- new library may run until updated, has neither.
                         pg_catalog.to_jsonb(t) OPERATOR(pg_catalog.->>) 'timestamp_zone',
-                        pg_catalog.to_jsonb(t) OPERATOR(pg_catalog.->>) 'unassigned_value'
+                        pg_catalog.to_jsonb(t) OPERATOR(pg_catalog.->>) 'unassigned_value',
+                        pg_catalog.to_jsonb(t) OPERATOR(pg_catalog.->>) 'waiting_since_column'
                    FROM sla.tracked_tables t
                    JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) t.ticket_table
                    LEFT JOIN pg_catalog.pg_attribute a
@@ -86,8 +91,9 @@ pub fn read_all() -> (Vec<TicketTable>, Option<pg_sys::Oid>) {
                         .into_iter()
                         .flatten()
                         .collect(),
-                    customer_message_at_column: text(9)?,
-                    agent_reply_at_column: text(10)?,
+                    customer_message_at_column: row.get(9)?,
+                    agent_reply_at_column: row.get(10)?,
+                    waiting_since_column: row.get(16)?,
                     assignee_column: row.get(11)?,
                     assignee_type: row.get(13)?,
                     timestamp_zone: row.get(14)?,
@@ -107,8 +113,9 @@ pub struct Mapping<'a> {
     pub created_at_column: &'a str,
     pub status_column: &'a str,
     pub closed_statuses: Vec<String>,
-    pub customer_message_at_column: &'a str,
-    pub agent_reply_at_column: &'a str,
+    pub customer_message_at_column: Option<&'a str>,
+    pub agent_reply_at_column: Option<&'a str>,
+    pub waiting_since_column: Option<&'a str>,
     pub assignee_column: Option<&'a str>,
     pub timestamp_zone: Option<&'a str>,
     pub unassigned_value: Option<&'a str>,
@@ -117,12 +124,15 @@ pub struct Mapping<'a> {
 pub fn insert(relid: pg_sys::Oid, mapping: Mapping) {
     // Without the 0.3.0 settings, the columns every version has: a schema
     // older than 0.3.0 (a new library before the update) lacks the others.
-    let newer = mapping.timestamp_zone.is_some() || mapping.unassigned_value.is_some();
+    let newer = mapping.timestamp_zone.is_some()
+        || mapping.unassigned_value.is_some()
+        || mapping.waiting_since_column.is_some();
     let query = if newer {
         "INSERT INTO sla.tracked_tables (ticket_table, id_column, created_at_column,
              status_column, closed_statuses, customer_message_at_column,
-             agent_reply_at_column, assignee_column, timestamp_zone, unassigned_value)
-         VALUES ($1::oid::regclass, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+             agent_reply_at_column, assignee_column, timestamp_zone, unassigned_value,
+             waiting_since_column)
+         VALUES ($1::oid::regclass, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
     } else {
         "INSERT INTO sla.tracked_tables (ticket_table, id_column, created_at_column,
              status_column, closed_statuses, customer_message_at_column,
@@ -142,6 +152,7 @@ pub fn insert(relid: pg_sys::Oid, mapping: Mapping) {
     if newer {
         args.push(mapping.timestamp_zone.into());
         args.push(mapping.unassigned_value.into());
+        args.push(mapping.waiting_since_column.into());
     }
     as_sla_owner(|| execute(query, &args, "record the tracked table"))
 }

@@ -353,7 +353,7 @@ fn bad_statuses_zones_and_unassigned_values_are_refused_naming_them_and_change_n
     let (code, message) = sql_error(db.batch_execute("SELECT sla.track('odd')"));
     assert_eq!(code, "42804", "{message}");
     assert!(
-        message.contains("status_column \"status\" of table odd has type jsonb; expected text, varchar, char, an enum, smallint, integer, bigint or boolean"),
+        message.contains("status_column \"status\" of table odd has type jsonb; expected text, varchar, an enum, smallint, integer, bigint or boolean"),
         "{message}"
     );
 }
@@ -456,4 +456,291 @@ fn negated_and_null_conditions_choose_policies_on_real_rows() {
         ),
         "{}"
     );
+}
+
+/// A session whose notices (warnings) are collected.
+fn session_with_notices(
+    cluster: &Cluster,
+) -> (Client, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    let notices = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = notices.clone();
+    let mut config: postgres::Config = cluster
+        .connection_string("postgres", "postgres")
+        .parse()
+        .unwrap();
+    config.notice_callback(move |notice| seen.lock().unwrap().push(notice.message().to_string()));
+    (config.connect(pg_sla_client_tests::NoTls).unwrap(), notices)
+}
+
+#[test]
+fn condition_values_a_column_cannot_hold_are_refused_for_named_tables_and_warned_about_otherwise() {
+    let cluster = Cluster::start("policy-fit", &[]);
+    let (mut db, notices) = session_with_notices(&cluster);
+    db.batch_execute(ZAMMAD_TICKETS).unwrap();
+    db.batch_execute(TRACK_ZAMMAD).unwrap();
+    // A policy for every table: a word for an integer priority only warns
+    // (another tracked table may have a text priority).
+    db.batch_execute(
+        "INSERT INTO sla.policies (name, conditions, first_response) VALUES ('urgent', '{\"priority_id\": \"urgent\"}', '1 hour')",
+    )
+    .unwrap();
+    let warned = notices.lock().unwrap().clone();
+    assert_eq!(warned.len(), 1, "{warned:?}");
+    assert_eq!(
+        warned[0],
+        "policy \"urgent\": conditions.priority_id value \"urgent\" never matches column \"priority_id\" (integer) of table public.tickets: it is not a value of type integer"
+    );
+    // Restricted to that table, the same values are refused, and nothing
+    // changes.
+    for (statement, message) in [
+        (
+            "UPDATE sla.policies SET ticket_tables = '{tickets}' WHERE name = 'urgent'",
+            "policy \"urgent\": conditions.priority_id value \"urgent\" never matches column \"priority_id\" (integer) of table public.tickets: it is not a value of type integer",
+        ),
+        (
+            "INSERT INTO sla.policies (name, conditions, first_response, ticket_tables) VALUES ('padded', '{\"priority_id\": \"03\"}', '1 hour', '{tickets}')",
+            "policy \"padded\": conditions.priority_id value \"03\" never matches column \"priority_id\" (integer) of table public.tickets: the column prints it as \"3\"",
+        ),
+        (
+            "INSERT INTO sla.policies (name, conditions, first_response, ticket_tables) VALUES ('negated', '{\"priority_id\": {\"not\": \"high\"}}', '1 hour', '{tickets}')",
+            "policy \"negated\": conditions.priority_id value \"high\" never matches",
+        ),
+        (
+            "INSERT INTO sla.policies (name, first_response, pause_statuses, ticket_tables) VALUES ('paused', '1 hour', '{pending}', '{tickets}')",
+            "policy \"paused\": pause_statuses value \"pending\" never matches column \"state_id\" (integer) of table public.tickets",
+        ),
+    ] {
+        let (code, got) = sql_error(db.batch_execute(statement));
+        assert_eq!(code, "22P02", "{statement}: {got}");
+        assert!(got.contains(message), "{statement}: {got}");
+    }
+    assert_eq!(
+        rows(
+            &mut db,
+            "SELECT name || ' ' || coalesce(ticket_tables::text, 'all') FROM sla.policies"
+        ),
+        ["urgent all"]
+    );
+    // Values as the column prints them are fine.
+    db.batch_execute(
+        "UPDATE sla.policies SET conditions = '{\"priority_id\": 3}', ticket_tables = '{tickets}' WHERE name = 'urgent'",
+    )
+    .unwrap();
+
+    // Tracking a table that a restricted policy cannot match is refused.
+    db.batch_execute(
+        "CREATE TABLE later (id int PRIMARY KEY, status integer NOT NULL DEFAULT 0,
+             created_at timestamptz NOT NULL DEFAULT now(),
+             last_customer_message_at timestamptz, last_agent_reply_at timestamptz);
+         INSERT INTO later (id) VALUES (1);
+         INSERT INTO sla.policies (name, conditions, first_response, ticket_tables)
+         VALUES ('later_open', '{\"status\": \"open\"}', '1 hour', '{later}');",
+    )
+    .unwrap();
+    let (code, message) =
+        sql_error(db.batch_execute("SELECT sla.track('later', closed_statuses => '{1}')"));
+    assert_eq!(code, "22P02", "{message}");
+    assert!(
+        message.contains("policy \"later_open\": conditions.status value \"open\" never matches column \"status\" (integer) of table public.later"),
+        "{message}"
+    );
+    assert_eq!(
+        int(
+            &mut db,
+            "SELECT count(*) FROM sla.tracked_tables WHERE ticket_table = 'later'::regclass"
+        ),
+        0
+    );
+    assert_eq!(int(&mut db, "SELECT count(*) FROM sla.clocks"), 0);
+    // Fixed, it tracks; the restricted policies apply to their own tables
+    // only.
+    db.batch_execute(
+        "UPDATE sla.policies SET conditions = '{\"status\": 0}' WHERE name = 'later_open';
+         SELECT sla.track('later', closed_statuses => '{1}');
+         INSERT INTO tickets (state_id, priority_id, number, title, created_at, updated_at)
+         VALUES (1, 3, '1', 'x', '2026-11-30 09:00', '2026-11-30 09:00');",
+    )
+    .unwrap();
+    assert_eq!(
+        rows(
+            &mut db,
+            "SELECT 'tickets ' || coalesce(sla_policy, '-') FROM tickets
+             UNION ALL SELECT 'later ' || coalesce(sla_policy, '-') FROM later"
+        ),
+        ["tickets urgent", "later later_open"]
+    );
+    // A dropped table leaves the lists that named it.
+    db.batch_execute("DROP TABLE later").unwrap();
+    assert_eq!(
+        text(
+            &mut db,
+            "SELECT ticket_tables::text FROM sla.policies WHERE name = 'later_open'"
+        ),
+        "{}"
+    );
+}
+
+/// A conversations table shaped like Chatwoot's: integer status (0 open,
+/// 1 resolved, 2 pending, 3 snoozed) and priority (0 low to 3 urgent),
+/// `timestamp without time zone` columns holding UTC, no per-ticket
+/// message times, but `waiting_since`: set when the customer starts
+/// waiting, cleared when an agent replies.
+const CHATWOOT_CONVERSATIONS: &str = "
+    CREATE TABLE conversations (
+        id serial PRIMARY KEY,
+        account_id integer NOT NULL,
+        inbox_id integer NOT NULL,
+        status integer NOT NULL DEFAULT 0,
+        assignee_id integer,
+        contact_id bigint,
+        display_id integer NOT NULL,
+        priority integer,
+        snoozed_until timestamp without time zone,
+        waiting_since timestamp without time zone,
+        first_reply_created_at timestamp without time zone,
+        last_activity_at timestamp without time zone NOT NULL,
+        created_at timestamp(6) without time zone NOT NULL,
+        updated_at timestamp(6) without time zone NOT NULL);
+    CREATE INDEX index_conversations_on_status_and_account_id ON conversations (status, account_id);";
+
+#[test]
+fn a_chatwoot_shaped_inbox_is_tracked_through_waiting_since() {
+    let cluster = Cluster::start("chatwoot", &[]);
+    let mut db = cluster.connect();
+    db.batch_execute(CHATWOOT_CONVERSATIONS).unwrap();
+    db.batch_execute(
+        "INSERT INTO sla.policies (name, first_response, next_response, resolution, pause_statuses)
+         VALUES ('inbox', '1 hour', '30 minutes', '1 day', '{2,3}');
+         SELECT sla.track('conversations', closed_statuses => '{1}',
+             customer_message_at_column => NULL, agent_reply_at_column => NULL,
+             waiting_since_column => 'waiting_since', assignee_column => 'assignee_id');",
+    )
+    .unwrap();
+    // 09:00: two conversations; the customer waits from their start.
+    at(
+        &mut db,
+        "2026-11-30 09:00",
+        "INSERT INTO conversations (account_id, inbox_id, display_id, waiting_since, last_activity_at, created_at, updated_at)
+         VALUES (1, 1, 1, '2026-11-30 09:00', '2026-11-30 09:00', '2026-11-30 09:00', '2026-11-30 09:00'),
+                (1, 1, 2, '2026-11-30 09:00', '2026-11-30 09:00', '2026-11-30 09:00', '2026-11-30 09:00')",
+    );
+    // 09:40: an agent answers the first: the wait is cleared.
+    at(
+        &mut db,
+        "2026-11-30 09:40",
+        "UPDATE conversations SET waiting_since = NULL, first_reply_created_at = '2026-11-30 09:40',
+                last_activity_at = '2026-11-30 09:40' WHERE id = 1",
+    );
+    // 10:00 the customer writes again, 10:20 the agent answers.
+    at(
+        &mut db,
+        "2026-11-30 10:00",
+        "UPDATE conversations SET waiting_since = '2026-11-30 10:00' WHERE id = 1",
+    );
+    // An update that touches nothing the clocks read changes nothing.
+    at(
+        &mut db,
+        "2026-11-30 10:10",
+        "UPDATE conversations SET last_activity_at = '2026-11-30 10:10', priority = 2 WHERE id = 1",
+    );
+    at(
+        &mut db,
+        "2026-11-30 10:20",
+        "UPDATE conversations SET waiting_since = NULL WHERE id = 1",
+    );
+    assert_eq!(
+        int(&mut db, "SELECT sla.process_due('2026-11-30 11:00Z')"),
+        1
+    );
+    // 11:05 the customer writes; 11:10 snoozed, 11:50 open again; 12:00
+    // resolved while the customer waits.
+    at(
+        &mut db,
+        "2026-11-30 11:05",
+        "UPDATE conversations SET waiting_since = '2026-11-30 11:05' WHERE id = 1",
+    );
+    at(
+        &mut db,
+        "2026-11-30 11:10",
+        "UPDATE conversations SET status = 3, snoozed_until = '2026-11-30 11:50' WHERE id = 1",
+    );
+    at(
+        &mut db,
+        "2026-11-30 11:50",
+        "UPDATE conversations SET status = 0, snoozed_until = NULL WHERE id = 1",
+    );
+    assert_eq!(
+        text(
+            &mut db,
+            "SELECT to_char(due_at AT TIME ZONE 'UTC', 'HH24:MI') FROM sla.clocks
+              WHERE ticket_id = '1' AND metric = 'next_response' AND cycle = 2"
+        ),
+        "12:15"
+    );
+    at(
+        &mut db,
+        "2026-11-30 12:00",
+        "UPDATE conversations SET status = 1 WHERE id = 1",
+    );
+    assert_eq!(
+        rows(
+            &mut db,
+            "SELECT ticket_id || ' ' || metric || ' ' || cycle || ' ' || status || ' '
+                    || to_char(due_at AT TIME ZONE 'UTC', 'DD HH24:MI')
+                    || coalesce(' ' || to_char(stopped_at AT TIME ZONE 'UTC', 'HH24:MI'), '')
+               FROM sla.clocks ORDER BY ticket_id::int, metric, cycle"
+        ),
+        [
+            "1 first_response 1 achieved 30 10:00 09:40",
+            "1 next_response 1 achieved 30 10:30 10:20",
+            "1 next_response 2 cancelled 30 12:15 12:00",
+            "1 resolution 1 achieved 01 09:40 12:00",
+            "2 first_response 1 breached 30 10:00",
+            "2 resolution 1 running 01 09:00",
+        ]
+    );
+    assert_eq!(
+        rows(
+            &mut db,
+            "SELECT ticket_id || ' ' || metric || ' ' || kind FROM sla.notifications ORDER BY id"
+        ),
+        ["2 first_response breached"]
+    );
+}
+
+#[test]
+fn waiting_since_is_checked_when_tracking() {
+    let cluster = Cluster::start("waiting-since-refusals", &[]);
+    let mut db = cluster.connect();
+    db.batch_execute(CHATWOOT_CONVERSATIONS).unwrap();
+    for (statement, code, message) in [
+        (
+            "SELECT sla.track('conversations', closed_statuses => '{1}', waiting_since_column => 'waiting_since')",
+            "22023",
+            "waiting_since_column replaces customer_message_at_column and agent_reply_at_column",
+        ),
+        (
+            "SELECT sla.track('conversations', closed_statuses => '{1}', customer_message_at_column => NULL,
+                 agent_reply_at_column => NULL, waiting_since_column => 'display_id')",
+            "42804",
+            "waiting_since_column \"display_id\" of table conversations has type integer",
+        ),
+        (
+            "SELECT sla.track('conversations', closed_statuses => '{1}', customer_message_at_column => NULL,
+                 agent_reply_at_column => NULL, waiting_since_column => 'waiting')",
+            "42703",
+            "waiting_since_column \"waiting\" is not a column of table conversations",
+        ),
+        (
+            "SELECT sla.track('conversations', closed_statuses => '{1}', customer_message_at_column => NULL,
+                 agent_reply_at_column => NULL)",
+            "22004",
+            "customer_message_at_column must not be NULL",
+        ),
+    ] {
+        let (got_code, got) = sql_error(db.batch_execute(statement));
+        assert_eq!(got_code, code, "{statement}: {got}");
+        assert!(got.contains(message), "{statement}: {got}");
+        assert_eq!(int(&mut db, "SELECT count(*) FROM sla.tracked_tables"), 0);
+    }
 }

@@ -693,7 +693,7 @@ fn bad_input_is_refused_and_changes_nothing() {
         ("SELECT sla.track('typed', closed_statuses => '{done,NULL}')", "22004", "closed_statuses"),
         ("SELECT sla.track('no_such_table')", "42P01", "no_such_table"),
         ("SELECT sla.track('nokey')", "42P10", "id_column \"id\" of table nokey has no primary key or unique index"),
-        ("SELECT sla.track('padded')", "42804", "status_column \"status\" of table padded has type character(10); expected text, varchar or an enum"),
+        ("SELECT sla.track('padded')", "42804", "status_column \"status\" of table padded has type character(10); expected text, varchar, an enum, smallint, integer, bigint or boolean"),
         ("SELECT sla.track('parted')", "42809", "parted is not a plain table"),
         ("SELECT sla.track('parted_1')", "42809", "parted_1 is not a plain table"),
         ("SELECT sla.track('child')", "42809", "child is not a plain table"),

@@ -902,12 +902,21 @@ fn database_defaults_do_not_change_how_the_worker_runs() {
     let old = worker_pid(&mut db).unwrap();
     db.batch_execute(&format!("SELECT pg_terminate_backend({old})"))
         .unwrap();
-    let mut db = cluster.connect();
-    db.batch_execute("SET default_transaction_read_only = off; SET statement_timeout = 0")
-        .unwrap();
+    // Each poll connects anew. A PostgreSQL 15 postmaster that reaps the
+    // worker while it is busy (starting this very connection, say) sleeps
+    // on the timeout it computed before, up to a minute, and misses the
+    // worker's 3-second restart time; any connection wakes it, as a
+    // monitoring client's would (see docs/worker.md).
+    let connect = || {
+        let mut db = cluster.connect();
+        db.batch_execute("SET default_transaction_read_only = off; SET statement_timeout = 0")
+            .unwrap();
+        db
+    };
     wait_for("a new worker", Duration::from_secs(15), || {
-        worker_pid(&mut db).filter(|&pid| pid != old)
+        worker_pid(&mut connect()).filter(|&pid| pid != old)
     });
+    let mut db = connect();
     db.batch_execute("INSERT INTO public.tickets (id) VALUES (1)")
         .unwrap();
     wait_for("the breach", Duration::from_secs(10), || {
