@@ -73,9 +73,11 @@ CREATE TABLE sla.tracked_tables (
     -- When the customer started waiting, cleared by a reply: instead of the
     -- two time columns of customer messages and agent replies.
     waiting_since_column        name,
+    -- Replies come from two time columns, from "waiting since", or (both
+    -- NULL) from a messages table (sla.tracked_messages).
     CONSTRAINT tracked_tables_replies_mapped CHECK (
-        waiting_since_column IS NOT NULL
-        OR (customer_message_at_column IS NOT NULL AND agent_reply_at_column IS NOT NULL))
+        (customer_message_at_column IS NULL) = (agent_reply_at_column IS NULL)
+        AND (waiting_since_column IS NULL OR customer_message_at_column IS NULL))
 );
 COMMENT ON TABLE sla.tracked_tables IS
     'pg_sla: ticket tables tracked with sla.track() and how their columns map';
@@ -85,6 +87,42 @@ CREATE TRIGGER tracked_tables_truncated AFTER TRUNCATE ON sla.tracked_tables
     FOR EACH STATEMENT EXECUTE FUNCTION sla.catalog_changed();
 ALTER TABLE sla.tracked_tables ENABLE ALWAYS TRIGGER tracked_tables_changed;
 ALTER TABLE sla.tracked_tables ENABLE ALWAYS TRIGGER tracked_tables_truncated;
+
+-- Messages tables whose rows drive their tickets' response clocks.
+CREATE TABLE sla.tracked_messages (
+    messages_table      regclass PRIMARY KEY,
+    ticket_table        regclass NOT NULL REFERENCES sla.tracked_tables ON DELETE CASCADE,
+    -- The messages table's column holding the ticket's id.
+    ticket_column       name NOT NULL,
+    created_at_column   name NOT NULL,
+    -- Conditions in the language of policy conditions: a message matching
+    -- customer_message is the customer's, one matching agent_reply (and not
+    -- the first) an agent's reply; others are ignored.
+    customer_message    jsonb NOT NULL,
+    agent_reply         jsonb NOT NULL,
+    tracked_at          timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE sla.tracked_messages IS
+    'pg_sla: messages tables tracked with sla.track_messages(), and which of their rows are customer messages and agent replies';
+CREATE TRIGGER tracked_messages_changed AFTER INSERT OR UPDATE OR DELETE ON sla.tracked_messages
+    FOR EACH ROW EXECUTE FUNCTION sla.catalog_changed();
+CREATE TRIGGER tracked_messages_truncated AFTER TRUNCATE ON sla.tracked_messages
+    FOR EACH STATEMENT EXECUTE FUNCTION sla.catalog_changed();
+ALTER TABLE sla.tracked_messages ENABLE ALWAYS TRIGGER tracked_messages_changed;
+ALTER TABLE sla.tracked_messages ENABLE ALWAYS TRIGGER tracked_messages_truncated;
+
+-- Messages whose ticket pg_sla could not find when they were written
+-- (written before it, or for an id not in the table): applied when a
+-- ticket with that id is inserted.
+CREATE TABLE sla.early_messages (
+    ticket_table        regclass NOT NULL REFERENCES sla.tracked_tables ON DELETE CASCADE,
+    ticket_id           text COLLATE "C" NOT NULL,
+    sent_at             timestamptz NOT NULL,
+    from_customer       boolean NOT NULL,
+    PRIMARY KEY (ticket_table, ticket_id, sent_at, from_customer)
+);
+COMMENT ON TABLE sla.early_messages IS
+    'pg_sla: messages that arrived before their ticket, applied when it is inserted';
 
 -- One row per ticket, metric and cycle, kept by the ticket table's triggers.
 CREATE TABLE sla.clocks (
@@ -260,6 +298,7 @@ BEGIN
     END IF;
     -- Both by key: dropping tables that were never tracked costs probes only.
     DELETE FROM sla.tracked_tables WHERE ticket_table = ANY (dropped);
+    DELETE FROM sla.tracked_messages WHERE messages_table = ANY (dropped);
     DELETE FROM sla.clocks WHERE ticket_table = ANY (dropped);
     -- A policy restricted to a dropped table no longer names it (its OID
     -- may be reused by another table).
@@ -273,14 +312,14 @@ CREATE EVENT TRIGGER pg_sla_tables_dropped ON sql_drop
 -- Everyone may use the functions and read the settings; only the extension's
 -- owner (or roles it grants) may change them.
 GRANT USAGE ON SCHEMA sla TO PUBLIC;
-GRANT SELECT ON sla.calendars, sla.policies, sla.tracked_tables, sla.alert_rules TO PUBLIC;
+GRANT SELECT ON sla.calendars, sla.policies, sla.tracked_tables, sla.tracked_messages, sla.alert_rules TO PUBLIC;
 
 -- Applying transitions changes tickets and notifies people: only roles
 -- granted it may run due processing (and replay time with its argument).
 REVOKE ALL ON FUNCTION sla.process_due(timestamptz, int) FROM PUBLIC;
 -- pg_sla attaches its trigger functions itself, as the owner of its tables.
 REVOKE ALL ON FUNCTION sla.ticket_row_changed(), sla.tickets_inserted(), sla.tickets_deleted(),
-    sla.tickets_truncated(), sla.policies_edited(), sla.calendars_edited(), sla.catalog_changed(),
+    sla.tickets_truncated(), sla.messages_written(), sla.policies_edited(), sla.calendars_edited(), sla.catalog_changed(),
     sla.tables_dropped() FROM PUBLIC;
 -- The worker's last error may quote ticket data: like other sessions'
 -- activity, it is for monitoring roles.
@@ -294,6 +333,8 @@ SELECT pg_catalog.pg_extension_config_dump('sla.clocks', '');
 SELECT pg_catalog.pg_extension_config_dump('sla.notifications', '');
 SELECT pg_catalog.pg_extension_config_dump('sla.alert_rules', '');
 SELECT pg_catalog.pg_extension_config_dump('sla.pending_ticket_updates', '');
+SELECT pg_catalog.pg_extension_config_dump('sla.tracked_messages', '');
+SELECT pg_catalog.pg_extension_config_dump('sla.early_messages', '');
 SELECT pg_catalog.pg_extension_config_dump('sla.alert_rules_id_seq', '');
 -- Its ids must go on from where they were after a restore.
 SELECT pg_catalog.pg_extension_config_dump('sla.notifications_id_seq', '');

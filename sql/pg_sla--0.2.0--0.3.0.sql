@@ -278,8 +278,8 @@ ALTER TABLE sla.tracked_tables
     ALTER COLUMN customer_message_at_column DROP NOT NULL,
     ALTER COLUMN agent_reply_at_column DROP NOT NULL,
     ADD CONSTRAINT tracked_tables_replies_mapped CHECK (
-        waiting_since_column IS NOT NULL
-        OR (customer_message_at_column IS NOT NULL AND agent_reply_at_column IS NOT NULL));
+        (customer_message_at_column IS NULL) = (agent_reply_at_column IS NULL)
+        AND (waiting_since_column IS NULL OR customer_message_at_column IS NULL));
 DROP FUNCTION sla.track(regclass, text, text, text, text[], text, text, text);
 CREATE FUNCTION sla."track"(
 	"ticket_table" regclass,
@@ -318,6 +318,47 @@ BEGIN
     END IF;
     RETURN NEW;
 END $$;
+
+-- Messages tables.
+-- Messages tables whose rows drive their tickets' response clocks.
+CREATE TABLE sla.tracked_messages (
+    messages_table      regclass PRIMARY KEY,
+    ticket_table        regclass NOT NULL REFERENCES sla.tracked_tables ON DELETE CASCADE,
+    -- The messages table's column holding the ticket's id.
+    ticket_column       name NOT NULL,
+    created_at_column   name NOT NULL,
+    -- Conditions in the language of policy conditions: a message matching
+    -- customer_message is the customer's, one matching agent_reply (and not
+    -- the first) an agent's reply; others are ignored.
+    customer_message    jsonb NOT NULL,
+    agent_reply         jsonb NOT NULL,
+    tracked_at          timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE sla.tracked_messages IS
+    'pg_sla: messages tables tracked with sla.track_messages(), and which of their rows are customer messages and agent replies';
+CREATE TRIGGER tracked_messages_changed AFTER INSERT OR UPDATE OR DELETE ON sla.tracked_messages
+    FOR EACH ROW EXECUTE FUNCTION sla.catalog_changed();
+CREATE TRIGGER tracked_messages_truncated AFTER TRUNCATE ON sla.tracked_messages
+    FOR EACH STATEMENT EXECUTE FUNCTION sla.catalog_changed();
+ALTER TABLE sla.tracked_messages ENABLE ALWAYS TRIGGER tracked_messages_changed;
+ALTER TABLE sla.tracked_messages ENABLE ALWAYS TRIGGER tracked_messages_truncated;
+
+-- Messages whose ticket pg_sla could not find when they were written
+-- (written before it, or for an id not in the table): applied when a
+-- ticket with that id is inserted.
+CREATE TABLE sla.early_messages (
+    ticket_table        regclass NOT NULL REFERENCES sla.tracked_tables ON DELETE CASCADE,
+    ticket_id           text COLLATE "C" NOT NULL,
+    sent_at             timestamptz NOT NULL,
+    from_customer       boolean NOT NULL,
+    PRIMARY KEY (ticket_table, ticket_id, sent_at, from_customer)
+);
+COMMENT ON TABLE sla.early_messages IS
+    'pg_sla: messages that arrived before their ticket, applied when it is inserted';
+
+GRANT SELECT ON sla.tracked_messages TO PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('sla.tracked_messages', '');
+SELECT pg_catalog.pg_extension_config_dump('sla.early_messages', '');
 CREATE OR REPLACE FUNCTION sla.tables_dropped() RETURNS event_trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -331,6 +372,7 @@ BEGIN
     END IF;
     -- Both by key: dropping tables that were never tracked costs probes only.
     DELETE FROM sla.tracked_tables WHERE ticket_table = ANY (dropped);
+    DELETE FROM sla.tracked_messages WHERE messages_table = ANY (dropped);
     DELETE FROM sla.clocks WHERE ticket_table = ANY (dropped);
     -- A policy restricted to a dropped table no longer names it (its OID
     -- may be reused by another table).
@@ -338,3 +380,26 @@ BEGIN
        SET ticket_tables = ARRAY(SELECT t FROM unnest(ticket_tables) t WHERE t <> ALL (dropped))
      WHERE ticket_tables && dropped;
 END $$;
+CREATE FUNCTION sla."track_messages"(
+	"messages_table" regclass,
+	"ticket_table" regclass,
+	"ticket_column" TEXT,
+	"created_at_column" TEXT DEFAULT 'created_at',
+	"customer_message" jsonb DEFAULT NULL,
+	"agent_reply" jsonb DEFAULT NULL
+) RETURNS bigint
+VOLATILE PARALLEL UNSAFE
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'track_messages_wrapper';
+CREATE FUNCTION sla."untrack_messages"(
+	"messages_table" regclass
+) RETURNS void
+VOLATILE PARALLEL UNSAFE
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'untrack_messages_wrapper';
+CREATE FUNCTION sla."messages_written"()
+	RETURNS TRIGGER
+	LANGUAGE c
+	AS 'MODULE_PATHNAME', 'messages_written_wrapper';
+-- pg_sla attaches it itself, as the owner of its tables.
+REVOKE ALL ON FUNCTION sla.messages_written() FROM PUBLIC;

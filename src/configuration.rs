@@ -1,5 +1,6 @@
-//! Per-backend cache of pg_sla's configuration: the policies and the
-//! tracked tables (rows of `sla.policies` and `sla.tracked_tables`).
+//! Per-backend cache of pg_sla's configuration: the policies, the tracked
+//! tables and the tracked messages tables (rows of `sla.policies`,
+//! `sla.tracked_tables` and `sla.tracked_messages`).
 //!
 //! Ticket triggers consult both for every row, so they are read once and kept
 //! until either table, a tracked table's definition or a schema name changes
@@ -10,12 +11,15 @@ use std::ops::Deref;
 use std::rc::Rc;
 
 use pgrx::prelude::*;
-use sla_core::policy::{Policy, PolicyOrder};
+use sla_core::policy::{parse_conditions, Condition, Policy, PolicyOrder};
 use sla_core::{Calendar, Hours};
 
 use crate::calendar_cache;
-use crate::invalidation::{configuration_generation, watch, watch_ticket_tables, WatchedTable};
+use crate::invalidation::{
+    configuration_generation, watch, watch_ticket_tables, WatchedTable, ABSENT_TABLE,
+};
 use crate::store;
+use crate::store::tracked_messages::MessagesTable;
 use crate::store::tracked_tables::TicketTable;
 use crate::ticket_columns::Columns;
 
@@ -57,6 +61,15 @@ pub struct Configuration {
     pub tracked: HashMap<pg_sys::Oid, Rc<TrackedTable>>,
     /// Every column some policy's conditions read.
     pub condition_columns: Vec<String>,
+    /// Tracked messages tables, by OID.
+    pub messages: HashMap<pg_sys::Oid, Rc<TrackedMessages>>,
+}
+
+/// A tracked messages table: its mapping, and its conditions parsed.
+pub struct TrackedMessages {
+    pub table: MessagesTable,
+    pub customer_message: Vec<Condition>,
+    pub agent_reply: Vec<Condition>,
 }
 
 impl Configuration {
@@ -78,6 +91,13 @@ impl Configuration {
 
     pub fn tracked(&self, relid: pg_sys::Oid) -> Option<Rc<TrackedTable>> {
         self.tracked.get(&relid).cloned()
+    }
+
+    /// Whether a messages table drives this ticket table's replies.
+    pub fn has_messages(&self, ticket_table: pg_sys::Oid) -> bool {
+        self.messages
+            .values()
+            .any(|m| m.table.ticket_table == ticket_table)
     }
 }
 
@@ -115,7 +135,12 @@ fn load(generation: u64) -> Configuration {
     unsafe { pg_sys::PushActiveSnapshot(pg_sys::GetLatestSnapshot()) };
     let (policies, policies_oid) = store::policies::read_all();
     let (tracked, tracked_oid) = store::tracked_tables::read_all();
+    let (messages, messages_oid) = store::tracked_messages::read_all();
     unsafe { pg_sys::PopActiveSnapshot() };
+    watch(
+        WatchedTable::TrackedMessages,
+        messages_oid.unwrap_or(ABSENT_TABLE),
+    );
     if let Some(oid) = policies_oid {
         watch(WatchedTable::Policies, oid);
     }
@@ -129,7 +154,40 @@ fn load(generation: u64) -> Configuration {
         .collect();
     condition_columns.sort();
     condition_columns.dedup();
-    watch_ticket_tables(tracked.iter().map(|t| t.relid).collect());
+    watch_ticket_tables(
+        tracked
+            .iter()
+            .map(|t| t.relid)
+            .chain(messages.iter().map(|m| m.relid))
+            .collect(),
+    );
+    let messages = messages
+        .into_iter()
+        .map(|table| {
+            let parse = |text: &str, field: &str| {
+                serde_json::from_str(text)
+                    .map_err(|e| e.to_string())
+                    .and_then(|value| parse_conditions(&value))
+                    .unwrap_or_else(|message| {
+                        ereport!(
+                            ERROR,
+                            pgrx::PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+                            format!("messages table {}: {field}: {message}", table.name)
+                        );
+                    })
+            };
+            let customer_message = parse(&table.customer_message, "customer_message");
+            let agent_reply = parse(&table.agent_reply, "agent_reply");
+            (
+                table.relid,
+                Rc::new(TrackedMessages {
+                    table,
+                    customer_message,
+                    agent_reply,
+                }),
+            )
+        })
+        .collect();
     let policies: Vec<Rc<Policy>> = policies.into_iter().map(Rc::new).collect();
     Configuration {
         generation,
@@ -151,5 +209,6 @@ fn load(generation: u64) -> Configuration {
             })
             .collect(),
         condition_columns,
+        messages,
     }
 }

@@ -24,7 +24,7 @@ pub type StatementKey = (pg_sys::TimestampTz, u64, u32);
 thread_local! {
     /// OIDs of the tables whose edits invalidate cached settings
     /// (`WatchedTable` order), learnt on their first read.
-    static WATCHED: Cell<[pg_sys::Oid; 3]> = const { Cell::new([pg_sys::InvalidOid; 3]) };
+    static WATCHED: Cell<[pg_sys::Oid; 4]> = const { Cell::new([pg_sys::InvalidOid; 4]) };
     /// Tracked ticket tables: DDL on one (a rename, a column's type) makes
     /// the cached name, owner and column layout stale.
     static WATCHED_TICKET_TABLES: RefCell<Vec<pg_sys::Oid>> = const { RefCell::new(Vec::new()) };
@@ -154,7 +154,12 @@ pub enum WatchedTable {
     Calendars = 0,
     Policies = 1,
     TrackedTables = 2,
+    TrackedMessages = 3,
 }
+
+/// What to watch for a table a schema older than the library lacks: no
+/// relation has OID 1, so nothing matches it.
+pub const ABSENT_TABLE: pg_sys::Oid = pg_sys::Oid::from_u32(1);
 
 /// Records the OID of one of our tables, read from a row's `tableoid`.
 pub fn watch(table: WatchedTable, oid: pg_sys::Oid) {
@@ -216,7 +221,8 @@ pub unsafe fn statement_of_call(fcinfo: pg_sys::FunctionCallInfo) -> StatementKe
     }
 }
 
-/// Trigger on `sla.calendars`, `sla.policies` and `sla.tracked_tables`: tells
+/// Trigger on `sla.calendars`, `sla.policies`, `sla.tracked_tables` and
+/// `sla.tracked_messages`: tells
 /// every backend's caches that settings changed. Delivered to other sessions
 /// only if this transaction commits.
 #[pg_trigger]

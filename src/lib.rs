@@ -30,6 +30,7 @@ mod trigger_support;
 // SQL entry points:
 mod due;
 mod functions;
+mod messages;
 mod policies;
 mod recompute;
 mod reporting;
@@ -57,6 +58,7 @@ extension_sql_file!(
         ticket_triggers::tickets_inserted,
         ticket_triggers::tickets_deleted,
         ticket_triggers::tickets_truncated,
+        messages::messages_written,
         worker::worker_status
     ]
 );

@@ -1,6 +1,7 @@
 //! Recomputation: after an edit of policies or calendars, and when a table
 //! starts being tracked, brings tickets' clocks and SLA columns in line
 //! with their rows and the current configuration.
+use std::collections::HashMap;
 use std::rc::Rc;
 
 use pgrx::prelude::*;
@@ -14,7 +15,10 @@ use crate::policy_fit;
 use crate::store::clocks::{self, ClockChanges};
 use crate::store::tickets::{self, TicketUpdates};
 use crate::subxact::{attempt, Failure};
-use crate::ticket::{reconcile_ticket, warn_deadline_unavailable, Row, Ticket};
+use crate::ticket::{
+    reconcile_ticket, reconcile_ticket_with_messages, warn_deadline_unavailable, Message, Row,
+    Ticket,
+};
 use crate::ticket_columns::columns_for;
 use crate::trigger_support::{fired_on_sla_table, require_firing, transition_texts, TriggerResult};
 
@@ -131,8 +135,18 @@ pub const RESYNC_CHUNK: usize = 5000;
 /// Brings the clocks and SLA columns of some tickets in line with their rows
 /// and the current policies. Returns how many of them it found.
 pub fn resync_tickets(table: &TrackedTable, ids: &[String]) -> i64 {
+    resync_tickets_with_messages(table, ids, &HashMap::new()).len() as i64
+}
+
+/// The same, applying new messages of the tickets' messages table (by
+/// ticket id) as they were sent. Returns the ids of the tickets it found.
+pub fn resync_tickets_with_messages(
+    table: &TrackedTable,
+    ids: &[String],
+    messages: &HashMap<String, Vec<Message>>,
+) -> Vec<String> {
     if ids.is_empty() {
-        return 0;
+        return Vec::new();
     }
     let configuration = configuration::current();
     let now = event_time();
@@ -172,7 +186,13 @@ pub fn resync_tickets(table: &TrackedTable, ids: &[String]) -> i64 {
         let policy = ticket.matching_policy(&configuration);
         let stored_clocks = stored.get(id).map_or(&[][..], Vec::as_slice);
         let mut clocks: Vec<Clock> = stored_clocks.iter().map(|s| s.clock.clone()).collect();
-        let summary = match reconcile_ticket(ticket, None, policy, &mut clocks, now) {
+        let reconciled = match messages.get(id) {
+            Some(messages) => {
+                reconcile_ticket_with_messages(ticket, policy, &mut clocks, messages, now)
+            }
+            None => reconcile_ticket(ticket, None, policy, &mut clocks, now),
+        };
+        let summary = match reconciled {
             Ok(summary) => summary,
             // A ticket whose deadlines lie beyond year 9999 (its own dates
             // do): it keeps its clocks, as its own writes do, and does not
@@ -192,5 +212,5 @@ pub fn resync_tickets(table: &TrackedTable, ids: &[String]) -> i64 {
     }
     changes.write(table);
     updates.write(table, true);
-    tickets.len() as i64
+    ids
 }

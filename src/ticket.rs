@@ -165,37 +165,95 @@ impl Ticket<'_> {
         }
     }
 
-    /// The facts of a ticket whose table keeps a "waiting since" column:
-    /// the customer waits since its value; a reply is the column cleared
-    /// (at `now`, by this change from `previous`), and earlier replies are
-    /// when its response clocks stopped.
-    fn waiting_facts(
+    /// Replies of a ticket whose table maps no reply column: with a
+    /// "waiting since" column, the customer waits since its value, and a
+    /// reply is the column cleared (at `now`, by this change from
+    /// `previous`); replies known before are when its response clocks
+    /// stopped (a messages table's replies are added by
+    /// `reconcile_ticket_with_messages`).
+    fn derived_replies(
         &self,
         mut facts: TicketFacts,
         previous: Option<&Ticket>,
         clocks: &[Clock],
         now: Micros,
     ) -> TicketFacts {
-        let Some(column) = &self.columns.waiting_since else {
+        if self.columns.agent_reply_at.is_some() {
             return facts;
-        };
-        let waited_since = previous.and_then(|p| p.row.instant(column));
-        let earlier_reply = clocks
-            .iter()
-            .filter(|c| c.metric.is_response())
-            .filter(|c| matches!(c.status, ClockStatus::Achieved | ClockStatus::Missed))
-            .filter_map(|c| c.stopped_at)
-            .max();
-        match (facts.last_customer_message_at, waited_since) {
-            // Cleared now: an agent replied.
-            (None, Some(since)) => {
+        }
+        facts.last_agent_reply_at = earlier_reply(clocks);
+        if let Some(column) = &self.columns.waiting_since {
+            let waited_since = previous.and_then(|p| p.row.instant(column));
+            if let (None, Some(since)) = (facts.last_customer_message_at, waited_since) {
+                // Cleared now: an agent replied.
                 facts.last_customer_message_at = Some(since);
                 facts.last_agent_reply_at = Some(now.max(since));
             }
-            _ => facts.last_agent_reply_at = earlier_reply,
         }
         facts
     }
+}
+
+/// The last reply a ticket's clocks know of: when the latest response
+/// clock stopped (met or missed).
+fn earlier_reply(clocks: &[Clock]) -> Option<Micros> {
+    clocks
+        .iter()
+        .filter(|c| c.metric.is_response())
+        .filter(|c| matches!(c.status, ClockStatus::Achieved | ClockStatus::Missed))
+        .filter_map(|c| c.stopped_at)
+        .max()
+}
+
+/// A row of a tracked messages table, as the clocks see it.
+#[derive(Debug, Clone, Copy)]
+pub struct Message {
+    pub sent_at: Micros,
+    /// The customer's message; otherwise an agent's reply.
+    pub from_customer: bool,
+}
+
+/// Brings a ticket's clocks in line with its row and some new messages of
+/// its messages table, taken in the order they were sent: each customer
+/// message and each reply is applied as the two time columns would have
+/// been set at that moment. Returns the ticket's summary (see
+/// `reconcile_ticket` for errors).
+pub fn reconcile_ticket_with_messages(
+    ticket: &Ticket,
+    policy: Option<&Rc<Policy>>,
+    clocks: &mut Vec<Clock>,
+    messages: &[Message],
+    now: Micros,
+) -> Result<Summary, sla_core::Error> {
+    let facts = ticket.facts(policy.map(|p| &**p), now);
+    let mut facts = ticket.derived_replies(facts, None, clocks, now);
+    let mut messages = messages.to_vec();
+    messages.sort_by_key(|m| (m.sent_at, m.from_customer));
+    let calendar = policy.and_then(|p| policy_calendar(p));
+    let releasable = ticket.table.assignee_column.is_some();
+    let mut step = |facts: &TicketFacts| {
+        reconcile(
+            clocks,
+            facts,
+            policy.map(|p| (p.name.as_str(), &p.targets)),
+            hours(&calendar),
+            now,
+            releasable,
+        )
+    };
+    if messages.is_empty() {
+        step(&facts)?;
+    }
+    for message in messages {
+        let at = Some(message.sent_at);
+        if message.from_customer {
+            facts.last_customer_message_at = facts.last_customer_message_at.max(at);
+        } else {
+            facts.last_agent_reply_at = facts.last_agent_reply_at.max(at);
+        }
+        step(&facts)?;
+    }
+    Ok(summarize(clocks))
 }
 
 /// Brings one ticket's clocks in line with its row and the policy that
@@ -213,7 +271,7 @@ pub fn reconcile_ticket(
     now: Micros,
 ) -> Result<Summary, sla_core::Error> {
     let facts = ticket.facts(policy.map(|p| &**p), now);
-    let facts = ticket.waiting_facts(facts, previous, clocks, now);
+    let facts = ticket.derived_replies(facts, previous, clocks, now);
     let calendar = policy.and_then(|p| policy_calendar(p));
     let releasable = ticket.table.assignee_column.is_some();
     let result = reconcile(

@@ -118,7 +118,7 @@ fn attribute<'a>(tupdesc: pg_sys::TupleDesc, index: i32) -> &'a pg_sys::FormData
     unsafe { &(*tupdesc).attrs.as_slice((*tupdesc).natts as usize)[index as usize] }
 }
 
-fn find_column(tupdesc: pg_sys::TupleDesc, name: &str) -> Option<Column> {
+pub fn find_column(tupdesc: pg_sys::TupleDesc, name: &str) -> Option<Column> {
     let natts = unsafe { (*tupdesc).natts };
     (0..natts).find_map(|i| {
         let attr = attribute(tupdesc, i);

@@ -283,12 +283,18 @@ fn tickets_inserted<'a>(trigger: &'a PgTrigger<'a>) -> TriggerResult<'a> {
     let now = event_time();
     let mut new_clocks = ClockChanges::default();
     let mut clocks = Vec::new();
+    // Tickets whose messages may have arrived before them.
+    let with_messages = configuration.has_messages(table.relid);
+    let mut inserted = Vec::new();
     for_each_transition_row(data.tg_newtable, tupdesc, |row| {
         let ticket = Ticket {
             table: &table,
             columns: &columns,
             row,
         };
+        if with_messages {
+            inserted.push(ticket.id());
+        }
         // The row trigger chose the policy and stored its name.
         let Some(policy) = ticket
             .sla_policy()
@@ -311,6 +317,9 @@ fn tickets_inserted<'a>(trigger: &'a PgTrigger<'a>) -> TriggerResult<'a> {
         }
     });
     insert_new_clocks(&table, new_clocks);
+    if !inserted.is_empty() {
+        crate::messages::apply_early(&table, &inserted);
+    }
     Ok(None)
 }
 

@@ -169,9 +169,15 @@ fn track_table(
             "Pass customer_message_at_column => NULL and agent_reply_at_column => NULL with it."
         );
     }
-    if waiting_since_column.is_none() {
-        required(customer_message_at_column, "customer_message_at_column");
-        required(agent_reply_at_column, "agent_reply_at_column");
+    // Both NULL without "waiting since": the replies will come from a
+    // messages table (sla.track_messages).
+    if customer_message_at_column.is_some() != agent_reply_at_column.is_some() {
+        ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            "customer_message_at_column and agent_reply_at_column go together: pass both columns, or both NULL",
+            "With both NULL, replies come from waiting_since_column or from a messages table (sla.track_messages)."
+        );
     }
     let info = table_info(ticket_table);
     require_owner(&info, "track");
@@ -416,6 +422,16 @@ fn untrack(ticket_table: Option<RegClass>) {
         );
     }
     ticket_definitions::drop_triggers(ticket_table, &info.qualified);
+    // Its messages tables go with it (their rows by cascade); their
+    // triggers too where the caller owns them (left ones do nothing).
+    for messages in configuration::current().messages.values() {
+        if messages.table.ticket_table == ticket_table {
+            let messages_info = table_info(messages.table.relid);
+            if messages_info.owned_by_caller {
+                ticket_definitions::drop_triggers(messages.table.relid, &messages_info.qualified);
+            }
+        }
+    }
     tracked_tables::delete(ticket_table);
     // Nothing will process them: keep them out of the due index.
     clocks::unschedule_table(ticket_table, false);

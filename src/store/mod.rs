@@ -33,4 +33,5 @@ pub mod policies;
 mod spi;
 pub mod ticket_definitions;
 pub mod tickets;
+pub mod tracked_messages;
 pub mod tracked_tables;

@@ -17,11 +17,17 @@ pub const ROW_TRIGGER: &str = "zz_pg_sla_row";
 pub const INSERTED_TRIGGER: &str = "zz_pg_sla_inserted";
 pub const DELETED_TRIGGER: &str = "zz_pg_sla_deleted";
 pub const TRUNCATED_TRIGGER: &str = "zz_pg_sla_truncated";
-pub const TRIGGERS: [&str; 4] = [
+/// The triggers `sla.track_messages` installs on a messages table (see
+/// `messages`).
+pub const MESSAGES_INSERTED_TRIGGER: &str = "zz_pg_sla_messages_inserted";
+pub const MESSAGES_UPDATED_TRIGGER: &str = "zz_pg_sla_messages_updated";
+pub const TRIGGERS: [&str; 6] = [
     ROW_TRIGGER,
     INSERTED_TRIGGER,
     DELETED_TRIGGER,
     TRUNCATED_TRIGGER,
+    MESSAGES_INSERTED_TRIGGER,
+    MESSAGES_UPDATED_TRIGGER,
 ];
 
 pub struct TableInfo {
@@ -167,6 +173,29 @@ pub fn create_triggers(qualified: &str) {
         format!(
             "CREATE TRIGGER {TRUNCATED_TRIGGER} AFTER TRUNCATE ON {name}
                FOR EACH STATEMENT EXECUTE FUNCTION sla.tickets_truncated()"
+        ),
+    ];
+    as_sla_owner(|| {
+        for statement in &ddl {
+            execute(statement, &[], "create pg_sla's triggers");
+        }
+    });
+}
+
+/// Installs pg_sla's triggers on a messages table (`qualified`:
+/// schema-qualified and quoted).
+pub fn create_message_triggers(qualified: &str) {
+    let name = qualified;
+    let ddl = [
+        format!(
+            "CREATE TRIGGER {MESSAGES_INSERTED_TRIGGER} AFTER INSERT ON {name}
+               REFERENCING NEW TABLE AS pg_sla_new_messages
+               FOR EACH STATEMENT EXECUTE FUNCTION sla.messages_written()"
+        ),
+        format!(
+            "CREATE TRIGGER {MESSAGES_UPDATED_TRIGGER} AFTER UPDATE ON {name}
+               REFERENCING NEW TABLE AS pg_sla_new_messages
+               FOR EACH STATEMENT EXECUTE FUNCTION sla.messages_written()"
         ),
     ];
     as_sla_owner(|| {

@@ -732,10 +732,9 @@ fn waiting_since_is_checked_when_tracking() {
             "waiting_since_column \"waiting\" is not a column of table conversations",
         ),
         (
-            "SELECT sla.track('conversations', closed_statuses => '{1}', customer_message_at_column => NULL,
-                 agent_reply_at_column => NULL)",
-            "22004",
-            "customer_message_at_column must not be NULL",
+            "SELECT sla.track('conversations', closed_statuses => '{1}', customer_message_at_column => NULL)",
+            "22023",
+            "customer_message_at_column and agent_reply_at_column go together",
         ),
     ] {
         let (got_code, got) = sql_error(db.batch_execute(statement));
@@ -743,4 +742,204 @@ fn waiting_since_is_checked_when_tracking() {
         assert!(got.contains(message), "{statement}: {got}");
         assert_eq!(int(&mut db, "SELECT count(*) FROM sla.tracked_tables"), 0);
     }
+}
+
+/// Messages shaped like Chatwoot's: `message_type` 0 incoming, 1 outgoing,
+/// 2 activity, 3 template; `private` marks internal notes; `sender_type`
+/// tells contacts, agents (`User`) and bots (`AgentBot`) apart.
+const CHATWOOT_MESSAGES: &str = "
+    CREATE TABLE messages (
+        id bigserial PRIMARY KEY,
+        content text,
+        account_id integer NOT NULL,
+        inbox_id integer NOT NULL,
+        conversation_id integer NOT NULL,
+        message_type integer NOT NULL,
+        private boolean NOT NULL DEFAULT false,
+        sender_type varchar,
+        sender_id bigint,
+        created_at timestamp(6) without time zone NOT NULL,
+        updated_at timestamp(6) without time zone NOT NULL);
+    CREATE INDEX index_messages_on_conversation_id ON messages (conversation_id);";
+
+/// Inserts messages of conversations as (conversation, type, private,
+/// sender type, UTC time), at that time.
+fn messages(db: &mut Client, rows: &[(i32, i32, bool, &str, &str)]) {
+    let values: Vec<String> = rows
+        .iter()
+        .map(|(conversation, kind, private, sender, at)| {
+            format!("('x', 1, 1, {conversation}, {kind}, {private}, '{sender}', 1, '2026-11-30 {at}', '2026-11-30 {at}')")
+        })
+        .collect();
+    let last = rows.last().map(|r| r.4).unwrap_or("09:00");
+    at(
+        db,
+        &format!("2026-11-30 {last}"),
+        &format!(
+            "INSERT INTO messages (content, account_id, inbox_id, conversation_id, message_type, private,
+                                   sender_type, sender_id, created_at, updated_at)
+             VALUES {}",
+            values.join(", ")
+        ),
+    );
+}
+
+#[test]
+fn a_messages_table_drives_first_and_next_responses_and_ignores_notes_and_bots() {
+    let cluster = Cluster::start("messages", &[]);
+    let mut db = cluster.connect();
+    db.batch_execute(CHATWOOT_CONVERSATIONS).unwrap();
+    db.batch_execute(CHATWOOT_MESSAGES).unwrap();
+    db.batch_execute(
+        "INSERT INTO sla.policies (name, first_response, next_response, resolution, pause_statuses, ticket_tables)
+         VALUES ('inbox', '1 hour', '30 minutes', '1 day', '{2,3}', '{conversations}');
+         SELECT sla.track('conversations', closed_statuses => '{1}',
+             customer_message_at_column => NULL, agent_reply_at_column => NULL,
+             assignee_column => 'assignee_id');
+         -- A message that was there before tracking (conversation 4 comes below).
+         INSERT INTO messages (account_id, inbox_id, conversation_id, message_type, sender_type, created_at, updated_at)
+         VALUES (1, 1, 4, 0, 'Contact', '2026-11-30 09:00', '2026-11-30 09:00'),
+                (1, 1, 4, 1, 'User', '2026-11-30 09:05', '2026-11-30 09:05');",
+    )
+    .unwrap();
+    at(
+        &mut db,
+        "2026-11-30 09:00",
+        "INSERT INTO conversations (account_id, inbox_id, display_id, last_activity_at, created_at, updated_at)
+         SELECT 1, 1, g, '2026-11-30 09:00', '2026-11-30 09:00', '2026-11-30 09:00' FROM generate_series(1, 2) g",
+    );
+    assert_eq!(
+        int(
+            &mut db,
+            "SELECT sla.track_messages('messages', 'conversations', 'conversation_id',
+                 customer_message => '{\"message_type\": 0}',
+                 agent_reply => '{\"message_type\": 1, \"private\": false, \"sender_type\": {\"not\": \"AgentBot\"}}')"
+        ),
+        2,
+        "the messages already there are applied"
+    );
+    // Conversation 1, message by message: a bot's answer and an internal
+    // note are not replies; the agent's is.
+    messages(&mut db, &[(1, 0, false, "Contact", "09:00")]);
+    messages(&mut db, &[(1, 1, false, "AgentBot", "09:10")]);
+    messages(&mut db, &[(1, 1, true, "User", "09:20")]);
+    assert_eq!(
+        text(
+            &mut db,
+            "SELECT status FROM sla.clocks WHERE ticket_id = '1' AND metric = 'first_response'"
+        ),
+        "running"
+    );
+    messages(&mut db, &[(1, 1, false, "User", "09:40")]);
+    messages(&mut db, &[(1, 0, false, "Contact", "10:00")]);
+    messages(&mut db, &[(1, 2, false, "", "10:05")]);
+    messages(&mut db, &[(1, 1, false, "User", "10:20")]);
+    // Conversation 2's history in one statement; a reply to conversation 3,
+    // which does not exist yet.
+    messages(
+        &mut db,
+        &[
+            (2, 0, false, "Contact", "09:00"),
+            (2, 1, false, "User", "09:30"),
+            (2, 0, false, "Contact", "09:50"),
+            (2, 0, false, "Contact", "09:55"),
+            (3, 1, false, "User", "09:15"),
+            (2, 1, false, "User", "10:40"),
+        ],
+    );
+    // Conversation 3's reply, and conversation 4's two messages applied
+    // when tracking began, wait for their conversations.
+    assert_eq!(int(&mut db, "SELECT count(*) FROM sla.early_messages"), 3);
+    at(
+        &mut db,
+        "2026-11-30 10:45",
+        "INSERT INTO conversations (id, account_id, inbox_id, display_id, last_activity_at, created_at, updated_at)
+         VALUES (3, 1, 1, 3, '2026-11-30 09:00', '2026-11-30 09:00', '2026-11-30 09:00'),
+                (4, 1, 1, 4, '2026-11-30 09:00', '2026-11-30 09:00', '2026-11-30 09:00')",
+    );
+    assert_eq!(int(&mut db, "SELECT count(*) FROM sla.early_messages"), 0);
+    // Deleting a reply, or making it a note, changes no clock.
+    db.batch_execute(
+        "DELETE FROM messages WHERE conversation_id = 1 AND created_at = '2026-11-30 10:20';
+         UPDATE messages SET private = true WHERE conversation_id = 2 AND created_at = '2026-11-30 09:30';",
+    )
+    .unwrap();
+    assert_eq!(
+        rows(
+            &mut db,
+            "SELECT ticket_id || ' ' || metric || ' ' || cycle || ' ' || status
+                    || coalesce(' ' || to_char(stopped_at AT TIME ZONE 'UTC', 'HH24:MI'), '')
+               FROM sla.clocks WHERE metric <> 'resolution' ORDER BY ticket_id::int, metric, cycle"
+        ),
+        [
+            "1 first_response 1 achieved 09:40",
+            "1 next_response 1 achieved 10:20",
+            "2 first_response 1 achieved 09:30",
+            "2 next_response 1 missed 10:40",
+            "3 first_response 1 achieved 09:15",
+            "4 first_response 1 achieved 09:05",
+        ]
+    );
+    assert_eq!(
+        rows(
+            &mut db,
+            "SELECT id || ' ' || sla_status FROM conversations ORDER BY id"
+        ),
+        ["1 running", "2 running", "3 running", "4 running"]
+    );
+}
+
+#[test]
+fn track_messages_refuses_bad_mappings_and_changes_nothing() {
+    let cluster = Cluster::start("messages-refusals", &[]);
+    let mut db = cluster.connect();
+    db.batch_execute(CHATWOOT_CONVERSATIONS).unwrap();
+    db.batch_execute(CHATWOOT_MESSAGES).unwrap();
+    let track =
+        |args: &str| format!("SELECT sla.track_messages('messages', 'conversations', {args})");
+    let ok_conditions =
+        "customer_message => '{\"message_type\": 0}', agent_reply => '{\"message_type\": 1}'";
+    // Before the conversations are tracked.
+    let (code, message) =
+        sql_error(db.batch_execute(&track(&format!("'conversation_id', {ok_conditions}"))));
+    assert_eq!(code, "55000", "{message}");
+    db.batch_execute(
+        "SELECT sla.track('conversations', closed_statuses => '{1}',
+             customer_message_at_column => NULL, agent_reply_at_column => NULL)",
+    )
+    .unwrap();
+    for (args, code, message) in [
+        (format!("'conversation', {ok_conditions}"), "42703", "ticket_column \"conversation\" is not a column of table messages"),
+        (format!("'private', {ok_conditions}"), "42804", "ticket_column \"private\" of table messages has type boolean"),
+        (format!("'conversation_id', created_at_column => 'sender_id', {ok_conditions}"), "42804", "created_at_column \"sender_id\" of table messages has type bigint"),
+        ("'conversation_id', customer_message => '{\"kind\": 0}', agent_reply => '{\"message_type\": 1}'".to_owned(), "42703", "customer_message: column \"kind\" is not a column of table messages"),
+        ("'conversation_id', customer_message => '{\"message_type\": \"incoming\"}', agent_reply => '{\"message_type\": 1}'".to_owned(), "22P02", "customer_message: conditions.message_type value 'incoming' never matches column \"message_type\" (integer)"),
+        ("'conversation_id', customer_message => '{\"message_type\": 0}', agent_reply => '{\"message_type\": {\"in\": 1}}'".to_owned(), "22023", "agent_reply: conditions.message_type must be a value"),
+        ("'conversation_id', customer_message => '{\"message_type\": 0}'".to_owned(), "22004", "agent_reply must not be NULL"),
+    ] {
+        let statement = track(&args);
+        let (got_code, got) = sql_error(db.batch_execute(&statement));
+        assert_eq!(got_code, code, "{statement}: {got}");
+        assert!(got.contains(message), "{statement}: {got}");
+        assert_eq!(int(&mut db, "SELECT count(*) FROM sla.tracked_messages"), 0);
+        assert_eq!(
+            int(&mut db, "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'messages'::regclass"),
+            0
+        );
+    }
+    // Tracked once; twice is refused; untracked, its triggers go.
+    db.batch_execute(&track(&format!("'conversation_id', {ok_conditions}")))
+        .unwrap();
+    let (code, _) =
+        sql_error(db.batch_execute(&track(&format!("'conversation_id', {ok_conditions}"))));
+    assert_eq!(code, "42710");
+    db.batch_execute("SELECT sla.untrack_messages('messages')")
+        .unwrap();
+    assert_eq!(
+        int(
+            &mut db,
+            "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'messages'::regclass"
+        ),
+        0
+    );
 }

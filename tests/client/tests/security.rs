@@ -155,6 +155,19 @@ const SUPERUSER_RUNS: &[&str] = &[
     "TRUNCATE spare",
     "SELECT sla.untrack('spare')",
     "DROP TABLE spare",
+    // Messages tables: tracking, their triggers, early messages.
+    "CREATE TABLE spare (LIKE tickets INCLUDING ALL)",
+    "SELECT sla.track('spare', customer_message_at_column => NULL, agent_reply_at_column => NULL)",
+    "CREATE TABLE spare_messages (id int PRIMARY KEY, ticket_id bigint, kind text, private boolean, created_at timestamptz)",
+    r#"SELECT sla.track_messages('spare_messages', 'spare', 'ticket_id', customer_message => '{"kind": "in"}', agent_reply => '{"kind": {"not": "in"}, "private": false}')"#,
+    "INSERT INTO spare (id) VALUES (1)",
+    "INSERT INTO spare_messages VALUES (1, 1, 'in', false, pg_catalog.now()), (2, 2, 'out', false, pg_catalog.now())",
+    "UPDATE spare_messages SET kind = 'out'",
+    "INSERT INTO spare (id) VALUES (2)",
+    "SELECT sla.untrack_messages('spare_messages')",
+    "DROP TABLE spare_messages",
+    "SELECT sla.untrack('spare')",
+    "DROP TABLE spare",
 ];
 
 #[test]
