@@ -262,8 +262,10 @@ CREATE TRIGGER alert_rules_validate BEFORE INSERT OR UPDATE ON sla.alert_rules
 CREATE TABLE sla.pending_ticket_updates (
     ticket_table        regclass NOT NULL REFERENCES sla.tracked_tables ON DELETE CASCADE,
     ticket_id           text COLLATE "C" NOT NULL,
-    -- The assignee is still to be released (when its clock is still open).
+    -- The assignee is still to be released (when its clock is still open
+    -- and the ticket still has the assignee it had then, as text).
     release_ownership   boolean NOT NULL,
+    assignee            text,
     first_failed_at     timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
     attempts            int NOT NULL DEFAULT 1,
     -- Not retried before this wall-clock time.
@@ -282,6 +284,36 @@ CREATE TRIGGER policies_edited AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON s
 CREATE TRIGGER calendars_edited AFTER UPDATE ON sla.calendars
     REFERENCING OLD TABLE AS old_calendars
     FOR EACH STATEMENT EXECUTE FUNCTION sla.calendars_edited();
+
+-- Creates the clocks of a tracked table's existing tickets (after
+-- sla.track(..., backfill => false)) in batches, committing after each, so
+-- that the application keeps reading and writing its tickets meanwhile.
+-- No SET clause (it would forbid COMMIT): every name is qualified.
+CREATE PROCEDURE sla.backfill(ticket_table regclass, batch_size int DEFAULT 5000)
+LANGUAGE plpgsql AS $$
+DECLARE
+    after_id pg_catalog.text;
+    found pg_catalog.int8;
+    done pg_catalog.int8 := 0;
+    started pg_catalog.timestamptz := pg_catalog.clock_timestamp();
+    reported pg_catalog.timestamptz := pg_catalog.clock_timestamp();
+BEGIN
+    LOOP
+        SELECT b.tickets, b.last_id INTO found, after_id
+          FROM sla.backfill_batch(ticket_table, after_id, batch_size) b;
+        COMMIT;
+        EXIT WHEN found OPERATOR(pg_catalog.=) 0;
+        done := done OPERATOR(pg_catalog.+) found;
+        IF pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) reported
+           OPERATOR(pg_catalog.>=) pg_catalog.make_interval(secs => 5) THEN
+            RAISE NOTICE 'pg_sla: % tickets of table % have their clocks so far', done, ticket_table;
+            reported := pg_catalog.clock_timestamp();
+        END IF;
+    END LOOP;
+    RAISE NOTICE 'pg_sla: the % existing tickets of table % have their clocks (% s)', done, ticket_table,
+        pg_catalog.round(pg_catalog.date_part('epoch',
+            pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) started)::pg_catalog.numeric, 1);
+END $$;
 
 -- A dropped ticket table takes its tracking and its clocks with it (no
 -- trigger of the table fires on DROP TABLE).

@@ -250,8 +250,10 @@ AS 'MODULE_PATHNAME', 'preview_due_wrapper';
 CREATE TABLE sla.pending_ticket_updates (
     ticket_table        regclass NOT NULL REFERENCES sla.tracked_tables ON DELETE CASCADE,
     ticket_id           text COLLATE "C" NOT NULL,
-    -- The assignee is still to be released (when its clock is still open).
+    -- The assignee is still to be released (when its clock is still open
+    -- and the ticket still has the assignee it had then, as text).
     release_ownership   boolean NOT NULL,
+    assignee            text,
     first_failed_at     timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
     attempts            int NOT NULL DEFAULT 1,
     -- Not retried before this wall-clock time.
@@ -292,7 +294,8 @@ CREATE FUNCTION sla."track"(
 	"assignee_column" TEXT DEFAULT NULL,
 	"timestamp_zone" TEXT DEFAULT NULL,
 	"unassigned_value" TEXT DEFAULT NULL,
-	"waiting_since_column" TEXT DEFAULT NULL
+	"waiting_since_column" TEXT DEFAULT NULL,
+	"backfill" bool DEFAULT true
 ) RETURNS bigint
 VOLATILE PARALLEL UNSAFE
 LANGUAGE c
@@ -403,3 +406,45 @@ CREATE FUNCTION sla."messages_written"()
 	AS 'MODULE_PATHNAME', 'messages_written_wrapper';
 -- pg_sla attaches it itself, as the owner of its tables.
 REVOKE ALL ON FUNCTION sla.messages_written() FROM PUBLIC;
+
+-- Tracking a large table without holding its lock: the backfill in batches.
+CREATE FUNCTION sla."backfill_batch"(
+	"ticket_table" regclass,
+	"after_id" TEXT,
+	"batch_size" INT DEFAULT 5000
+) RETURNS TABLE (
+	"tickets" bigint,
+	"last_id" TEXT
+)
+VOLATILE PARALLEL UNSAFE
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'backfill_batch_wrapper';
+-- Creates the clocks of a tracked table's existing tickets (after
+-- sla.track(..., backfill => false)) in batches, committing after each, so
+-- that the application keeps reading and writing its tickets meanwhile.
+-- No SET clause (it would forbid COMMIT): every name is qualified.
+CREATE PROCEDURE sla.backfill(ticket_table regclass, batch_size int DEFAULT 5000)
+LANGUAGE plpgsql AS $$
+DECLARE
+    after_id pg_catalog.text;
+    found pg_catalog.int8;
+    done pg_catalog.int8 := 0;
+    started pg_catalog.timestamptz := pg_catalog.clock_timestamp();
+    reported pg_catalog.timestamptz := pg_catalog.clock_timestamp();
+BEGIN
+    LOOP
+        SELECT b.tickets, b.last_id INTO found, after_id
+          FROM sla.backfill_batch(ticket_table, after_id, batch_size) b;
+        COMMIT;
+        EXIT WHEN found OPERATOR(pg_catalog.=) 0;
+        done := done OPERATOR(pg_catalog.+) found;
+        IF pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) reported
+           OPERATOR(pg_catalog.>=) pg_catalog.make_interval(secs => 5) THEN
+            RAISE NOTICE 'pg_sla: % tickets of table % have their clocks so far', done, ticket_table;
+            reported := pg_catalog.clock_timestamp();
+        END IF;
+    END LOOP;
+    RAISE NOTICE 'pg_sla: the % existing tickets of table % have their clocks (% s)', done, ticket_table,
+        pg_catalog.round(pg_catalog.date_part('epoch',
+            pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) started)::pg_catalog.numeric, 1);
+END $$;

@@ -11,7 +11,7 @@ use std::ops::Deref;
 use std::rc::Rc;
 
 use pgrx::prelude::*;
-use sla_core::policy::{parse_conditions, Condition, Policy, PolicyOrder};
+use sla_core::policy::{parse_conditions_text, Condition, Policy, PolicyOrder};
 use sla_core::{Calendar, Hours};
 
 use crate::calendar_cache;
@@ -165,16 +165,13 @@ fn load(generation: u64) -> Configuration {
         .into_iter()
         .map(|table| {
             let parse = |text: &str, field: &str| {
-                serde_json::from_str(text)
-                    .map_err(|e| e.to_string())
-                    .and_then(|value| parse_conditions(&value))
-                    .unwrap_or_else(|message| {
-                        ereport!(
-                            ERROR,
-                            pgrx::PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
-                            format!("messages table {}: {field}: {message}", table.name)
-                        );
-                    })
+                parse_conditions_text(text).unwrap_or_else(|message| {
+                    ereport!(
+                        ERROR,
+                        pgrx::PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+                        format!("messages table {}: {field}: {message}", table.name)
+                    );
+                })
             };
             let customer_message = parse(&table.customer_message, "customer_message");
             let agent_reply = parse(&table.agent_reply, "agent_reply");

@@ -8,6 +8,17 @@ use sla_core::{Error, Micros, MICROS_PER_DAY};
 /// Microseconds from the Unix epoch to PostgreSQL's epoch (2000-01-01 UTC).
 pub const PG_EPOCH_OFFSET: Micros = 946_684_800 * 1_000_000;
 
+/// A required argument, or 22004 naming it.
+pub fn required<T>(value: Option<T>, argument: &str) -> T {
+    value.unwrap_or_else(|| {
+        ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
+            format!("{argument} must not be NULL")
+        );
+    })
+}
+
 /// A finite timestamptz as core microseconds; `None` for ±infinity.
 pub fn finite_instant(ts: TimestampWithTimeZone) -> Option<Micros> {
     if ts.is_finite() {

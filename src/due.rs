@@ -19,6 +19,7 @@ use crate::store::clocks::{self, ClockChanges};
 use crate::store::notifications::NotificationBatch;
 use crate::store::pending_ticket_updates::{self, FailedUpdate};
 use crate::store::tickets::{self, TicketUpdates};
+use crate::store::tracked_messages;
 use crate::subxact::{attempt, Failure};
 use crate::time_budget::{self, TIMEOUT_MESSAGE};
 
@@ -129,6 +130,7 @@ fn process_due(
         }
     }
     retry_pending_updates(&configuration, &skipped_tables, owned_by);
+    apply_early_messages(&configuration, &skipped_tables, owned_by);
     if applied > 0 || alerts_evaluated_long_ago() {
         if let Err(Failure { message, .. }) =
             attempt(|| alerts::evaluate(&configuration, at, owned_by))
@@ -559,12 +561,6 @@ fn write_ticket_rows(table: &TrackedTable, ids: Vec<String>, updates: TicketUpda
             .map(|(_, id)| (*id).clone())
             .collect()
     };
-    let failed_update = |i: usize, failure: &Failure| FailedUpdate {
-        ticket_id: ids[i].clone(),
-        release_ownership: releases[i],
-        sqlstate: failure.sqlstate(),
-        error: failure.error().to_owned(),
-    };
     let whole = attempt(|| updates.clone().write(table, false));
     let failure = match whole {
         Ok(()) => {
@@ -573,6 +569,20 @@ fn write_ticket_rows(table: &TrackedTable, ids: Vec<String>, updates: TicketUpda
             return false;
         }
         Err(failure) => failure,
+    };
+    // Who the tickets whose release failed are assigned to now: a retry
+    // releases only a ticket nobody reassigned meanwhile.
+    let assignees = if releases.iter().any(|r| *r) {
+        updates.assignees(table)
+    } else {
+        vec![None; ids.len()]
+    };
+    let failed_update = |i: usize, failure: &Failure| FailedUpdate {
+        ticket_id: ids[i].clone(),
+        release_ownership: releases[i],
+        assignee: assignees[i].clone(),
+        sqlstate: failure.sqlstate(),
+        error: failure.error().to_owned(),
     };
     if failure.budget_ran_out {
         if ids.len() > 1 {
@@ -664,25 +674,72 @@ fn report_failed_row(table: &TrackedTable, id: &str, release: bool, failure: &Fa
     record_failure(message);
 }
 
+/// Tickets whose early messages are looked at per call of `process_due`.
+const EARLY_BATCH: i32 = 1000;
+
+/// Applies the messages kept for tickets that exist now: written before
+/// their ticket in a transaction that committed after the ticket's insert
+/// had looked for them, or that failed to apply when written.
+fn apply_early_messages(
+    configuration: &Configuration,
+    skipped_tables: &[pg_sys::Oid],
+    owned_by: Option<pg_sys::Oid>,
+) {
+    // Early messages come from messages tables only.
+    if configuration.messages.is_empty() {
+        return;
+    }
+    let mut by_table: BTreeMap<u32, Vec<String>> = BTreeMap::new();
+    for (relid, id) in tracked_messages::early_tickets(EARLY_BATCH, skipped_tables, owned_by) {
+        by_table.entry(relid.to_u32()).or_default().push(id);
+    }
+    for (relid, ids) in by_table {
+        let relid = pg_sys::Oid::from(relid);
+        let Some(table) = configuration.tracked.get(&relid) else {
+            continue;
+        };
+        let applied = attempt_within_budget(ids.len(), || {
+            let missing: HashSet<String> = tickets::missing(table, &ids).into_iter().collect();
+            let present: Vec<String> = ids.into_iter().filter(|id| !missing.contains(id)).collect();
+            if !present.is_empty() {
+                crate::messages::apply_early(table, &present);
+            }
+        });
+        if let Err(failure) = applied {
+            if failure.budget_ran_out {
+                remember_slow(relid);
+            }
+            let message = format!(
+                "pg_sla: applying early messages of table {} failed: {}",
+                table.name, failure.message
+            );
+            pgrx::warning!("{message}");
+            record_failure(message);
+        }
+    }
+}
+
 /// Pending ticket row updates retried per call of `process_due`.
 const PENDING_BATCH: i32 = 1000;
 
 /// Retries the ticket row updates that failed earlier and whose retry time
 /// has come: each ticket's SLA columns as its clocks say now, and the
 /// release of its assignee when the clock that released it is still open
-/// (an agent who answered since, or a closed ticket, keeps the assignee).
+/// and nobody reassigned the ticket (an agent who answered since, a closed
+/// or reassigned ticket, keeps its assignee).
 fn retry_pending_updates(
     configuration: &Configuration,
     skipped_tables: &[pg_sys::Oid],
     owned_by: Option<pg_sys::Oid>,
 ) {
-    let mut by_table: BTreeMap<u32, Vec<(String, bool)>> = BTreeMap::new();
-    for (relid, id, release) in pending_ticket_updates::due(PENDING_BATCH, skipped_tables, owned_by)
+    let mut by_table: BTreeMap<u32, Vec<Pending>> = BTreeMap::new();
+    for (relid, id, release, assignee) in
+        pending_ticket_updates::due(PENDING_BATCH, skipped_tables, owned_by)
     {
         by_table
             .entry(relid.to_u32())
             .or_default()
-            .push((id, release));
+            .push((id, release, assignee));
     }
     for (relid, pending) in by_table {
         let relid = pg_sys::Oid::from(relid);
@@ -693,31 +750,37 @@ fn retry_pending_updates(
         if !unsafe { pg_sys::ConditionalLockRelationOid(relid, pg_sys::RowExclusiveLock as i32) } {
             continue;
         }
-        let retried = attempt_within_budget(pending.len(), || retry_table_updates(table, &pending));
-        match retried {
-            Ok(false) => {}
-            Ok(true) => remember_slow(relid),
-            Err(failure) => {
-                if failure.budget_ran_out {
-                    report_slow_table(table, pending.len());
-                    remember_slow(relid);
-                } else {
+        // One by one, each with a budget: one row whose trigger hangs must
+        // not keep the others of its table from being retried.
+        for one in pending.chunks(1) {
+            let retried = attempt_within_budget(1, || retry_table_updates(table, one));
+            let slow = match retried {
+                Ok(slow) => slow,
+                Err(failure) => {
                     let message = format!(
                         "pg_sla: retrying the failed ticket row updates of table {} failed: {}",
                         table.name, failure.message
                     );
                     pgrx::warning!("{message}");
                     record_failure(message);
+                    failure.budget_ran_out
                 }
+            };
+            if slow {
+                remember_slow(relid);
+                break;
             }
         }
     }
 }
 
+/// A pending row update: ticket id, release still owed, the assignee then.
+type Pending = (String, bool, Option<String>);
+
 /// Retries one table's pending row updates; returns whether its time
 /// budget ran out.
-fn retry_table_updates(table: &TrackedTable, pending: &[(String, bool)]) -> bool {
-    let ids: Vec<String> = pending.iter().map(|(id, _)| id.clone()).collect();
+fn retry_table_updates(table: &TrackedTable, pending: &[Pending]) -> bool {
+    let ids: Vec<String> = pending.iter().map(|(id, _, _)| id.clone()).collect();
     let locked = tickets::lock_free(table, ids.clone());
     let missing = tickets::missing(table, &ids);
     if !missing.is_empty() {
@@ -726,7 +789,9 @@ fn retry_table_updates(table: &TrackedTable, pending: &[(String, bool)]) -> bool
     if locked.is_empty() {
         return false;
     }
-    let owes_release: HashMap<&String, bool> = pending.iter().map(|(id, r)| (id, *r)).collect();
+    let owes_release: HashMap<&String, bool> = pending.iter().map(|(id, r, _)| (id, *r)).collect();
+    let assignee_then: HashMap<&String, &Option<String>> =
+        pending.iter().map(|(id, _, a)| (id, a)).collect();
     let locked_ids: Vec<String> = locked.iter().map(|(_, id)| id.clone()).collect();
     let stored = clocks::read(table, &locked_ids, true);
     let mut updates = TicketUpdates::default();
@@ -741,6 +806,9 @@ fn retry_table_updates(table: &TrackedTable, pending: &[(String, bool)]) -> bool
                 .iter()
                 .any(|c| c.released_at.is_some() && c.is_open());
         updates.push(*ctid, None, &summarize(&clocks), release);
+        if release {
+            updates.guard_last_release(assignee_then.get(id).and_then(|a| (*a).clone()));
+        }
         updated_ids.push(id.clone());
     }
     // A release no longer owed is done with.

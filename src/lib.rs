@@ -59,6 +59,7 @@ extension_sql_file!(
         ticket_triggers::tickets_deleted,
         ticket_triggers::tickets_truncated,
         messages::messages_written,
+        tracking::backfill_batch,
         worker::worker_status
     ]
 );

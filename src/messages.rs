@@ -16,26 +16,18 @@ use pgrx::trigger_support::{
 use sla_core::policy::{matches, parse_conditions, ColumnValue, Condition};
 
 use crate::configuration::{self, TrackedMessages, TrackedTable};
-use crate::convert::printed_as_type;
+use crate::convert::{printed_as_type, required};
+use crate::identity::current_user;
 use crate::jsonb_arg::JsonbArg;
 use crate::recompute::{resync_tickets_with_messages, RESYNC_CHUNK};
 use crate::regclass::RegClass;
 use crate::sql_text::quote_literal;
 use crate::store::ticket_definitions::{self, column_type, table_info};
 use crate::store::tracked_messages::{self, EarlyMessage, MessagesTable};
+use crate::subxact::attempt;
 use crate::ticket::Message;
 use crate::ticket_columns::{find_column, Column, ID_TYPES, TIME_TYPES};
 use crate::trigger_support::{for_each_transition_row, require_firing, untracked, TriggerResult};
-
-fn required<T>(value: Option<T>, argument: &str) -> T {
-    value.unwrap_or_else(|| {
-        ereport!(
-            ERROR,
-            PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
-            format!("{argument} must not be NULL")
-        );
-    })
-}
 
 /// Starts driving a tracked ticket table's replies from a messages table:
 /// checks the mapping and the two conditions, installs pg_sla's triggers on
@@ -85,6 +77,18 @@ fn track_messages(
             "Track it with sla.track() first."
         );
     };
+    // Its rows will change that table's tickets: the caller must act for
+    // that table's owner too.
+    if !unsafe { pg_sys::has_privs_of_role(current_user(), table.owner) } {
+        ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            format!(
+                "must be owner of table {} to drive its tickets from messages",
+                table.name
+            )
+        );
+    }
     if configuration.tracked.contains_key(&messages_relid)
         || configuration.messages.contains_key(&messages_relid)
     {
@@ -126,7 +130,35 @@ fn track_messages(
         }
         found
     };
-    column("ticket_column", ticket_column, &ID_TYPES);
+    let ticket_type = column("ticket_column", ticket_column, &ID_TYPES);
+    // Ids compare as they print, and are cast to the ticket id's type to
+    // find tickets: both columns must be of one kind.
+    let id_type = column_type(ticket_relid, &table.id_column);
+    let kind_of = |oid: pg_sys::Oid| {
+        if [pg_sys::INT2OID, pg_sys::INT4OID, pg_sys::INT8OID].contains(&oid) {
+            "an integer type"
+        } else if oid == pg_sys::UUIDOID {
+            "uuid"
+        } else {
+            "text or varchar"
+        }
+    };
+    if let Some(id_type) = id_type {
+        if kind_of(id_type.type_oid) != kind_of(ticket_type.type_oid) {
+            ereport!(
+                ERROR,
+                PgSqlErrorCode::ERRCODE_DATATYPE_MISMATCH,
+                format!(
+                    "ticket_column \"{ticket_column}\" of table {name} has type {}, and the id column \"{}\" of table {} has type {}: they must both be {}",
+                    ticket_type.type_name,
+                    table.id_column,
+                    table.name,
+                    id_type.type_name,
+                    kind_of(id_type.type_oid)
+                )
+            );
+        }
+    }
     column("created_at_column", created_at_column, &TIME_TYPES);
     for (argument, text) in [
         ("customer_message", &customer_message),
@@ -144,7 +176,7 @@ fn track_messages(
         customer_message,
         agent_reply,
     };
-    ticket_definitions::drop_triggers(messages_relid, &info.qualified);
+    ticket_definitions::drop_message_triggers(messages_relid, &info.qualified);
     ticket_definitions::create_message_triggers(&info.qualified);
     tracked_messages::insert(&mapping);
     unsafe { pg_sys::CommandCounterIncrement() };
@@ -175,7 +207,14 @@ fn check_conditions(relid: pg_sys::Oid, table_name: &str, argument: &str, text: 
                 ),
             );
         };
-        for value in condition.accepted.iter().flatten() {
+        // A negated condition's impossible value is harmless (see
+        // `policy_fit`).
+        let listed = condition
+            .accepted
+            .iter()
+            .flatten()
+            .filter(|_| !condition.negated);
+        for value in listed {
             if printed_as_type(value, found.type_oid, found.type_modifier).as_deref()
                 != Some(value.as_str())
             {
@@ -200,24 +239,29 @@ fn check_conditions(relid: pg_sys::Oid, table_name: &str, argument: &str, text: 
 fn untrack_messages(messages_table: Option<RegClass>) {
     let relid = required(messages_table, "messages_table").0;
     let info = table_info(relid);
-    if !info.owned_by_caller {
-        ereport!(
-            ERROR,
-            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
-            format!(
-                "must be owner of table {} to untrack its messages",
-                info.name
-            )
-        );
-    }
-    if !configuration::current().messages.contains_key(&relid) {
+    let configuration = configuration::current();
+    let Some(messages) = configuration.messages.get(&relid) else {
         ereport!(
             ERROR,
             PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
             format!("table {} is not a tracked messages table", info.name)
         );
+    };
+    // The owner of either table may end the link.
+    let owns_tickets = configuration
+        .tracked(messages.table.ticket_table)
+        .is_some_and(|t| unsafe { pg_sys::has_privs_of_role(current_user(), t.owner) });
+    if !info.owned_by_caller && !owns_tickets {
+        ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            format!(
+                "must be owner of table {} or of its ticket table to untrack its messages",
+                info.name
+            )
+        );
     }
-    ticket_definitions::drop_triggers(relid, &info.qualified);
+    ticket_definitions::drop_message_triggers(relid, &info.qualified);
     tracked_messages::delete(relid);
 }
 
@@ -281,6 +325,16 @@ impl MessageColumns {
     }
 }
 
+/// Whether a message's ticket value can be an id of the ticket table's id
+/// type (an integer id narrower than the messages' column).
+fn fits_id(id: &str, id_type: &str) -> bool {
+    match id_type {
+        "smallint" => id.parse::<i16>().is_ok(),
+        "integer" => id.parse::<i32>().is_ok(),
+        _ => true,
+    }
+}
+
 /// Whether a message is the customer's (`Some(true)`), an agent's reply
 /// (`Some(false)`) or neither (an internal note, a bot, an event).
 fn kind(
@@ -327,6 +381,11 @@ fn messages_written<'a>(trigger: &'a PgTrigger<'a>) -> TriggerResult<'a> {
         let Some(ticket_id) = row.text(&columns.ticket) else {
             return;
         };
+        if !fits_id(&ticket_id, &table.id_type) {
+            // No ticket can have it (a bigint past an integer id's range):
+            // looking it up would fail the application's write.
+            return;
+        }
         let Some(sent_at) = row.instant(&columns.sent_at) else {
             return;
         };
@@ -359,7 +418,21 @@ pub fn apply(table: &TrackedTable, by_ticket: HashMap<String, Vec<Message>>) {
     let mut ids: Vec<String> = by_ticket.keys().cloned().collect();
     ids.sort();
     for chunk in ids.chunks(RESYNC_CHUNK) {
-        let found = resync_tickets_with_messages(table, chunk, &by_ticket);
+        // The application's write must not fail for pg_sla's bookkeeping
+        // (a trigger of its ticket table raising, a calendar without
+        // business time): the messages then wait to be applied later.
+        let found = match attempt(|| resync_tickets_with_messages(table, chunk, &by_ticket)) {
+            Ok(found) => found,
+            Err(failure) => {
+                pgrx::warning!(
+                    "pg_sla: the new messages of {} tickets of table {} could not be applied now, due processing applies them later: {}",
+                    chunk.len(),
+                    table.name,
+                    failure.message
+                );
+                Vec::new()
+            }
+        };
         if found.len() < chunk.len() {
             let found: std::collections::HashSet<&String> = found.iter().collect();
             let early = chunk
@@ -416,6 +489,9 @@ fn apply_existing(relid: pg_sys::Oid, qualified: &str) -> i64 {
     let mut applied = 0;
     for (ticket_id, sent_at, values) in rows {
         let Some(sent_at) = sent_at else { continue };
+        if !fits_id(&ticket_id, &table.id_type) {
+            continue;
+        }
         let from_customer =
             kind(
                 &messages.customer_message,

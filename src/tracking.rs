@@ -2,8 +2,8 @@
 use pgrx::pg_sys::errcodes::PgSqlErrorCode;
 use pgrx::prelude::*;
 
-use crate::configuration;
-use crate::convert::{local_time_in_zone, printed_as_type};
+use crate::configuration::{self, TrackedTable};
+use crate::convert::{local_time_in_zone, printed_as_type, required};
 use crate::policy_fit;
 use crate::recompute::{resync_tickets, RESYNC_CHUNK};
 use crate::regclass::RegClass;
@@ -23,17 +23,6 @@ fn require_owner(info: &TableInfo, action: &str) {
             format!("must be owner of table {} to {action} it", info.name)
         );
     }
-}
-
-/// A required argument, or 22004 naming it.
-fn required<T>(value: Option<T>, argument: &str) -> T {
-    value.unwrap_or_else(|| {
-        ereport!(
-            ERROR,
-            PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
-            format!("{argument} must not be NULL")
-        );
-    })
 }
 
 /// Checks that a mapped column exists with an accepted type (`None`: any).
@@ -116,7 +105,7 @@ fn check_timestamp_zone(zone: &str, table_name: &str, needed: bool) {
             "Leave timestamp_zone out."
         );
     }
-    if local_time_in_zone_checked(zone).is_none() {
+    if !ticket_definitions::is_time_zone_name(zone) || local_time_in_zone_checked(zone).is_none() {
         ereport!(
             ERROR,
             PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
@@ -151,6 +140,7 @@ fn track_table(
     timestamp_zone: default!(Option<&str>, "NULL"),
     unassigned_value: default!(Option<&str>, "NULL"),
     waiting_since_column: default!(Option<&str>, "NULL"),
+    backfill: default!(Option<bool>, "true"),
 ) -> i64 {
     let ticket_table = required(ticket_table, "ticket_table").0;
     let id_column = required(id_column, "id_column");
@@ -208,6 +198,17 @@ fn track_table(
             ERROR,
             PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
             "closed_statuses must not contain NULL"
+        );
+    }
+    if configuration::current()
+        .messages
+        .contains_key(&ticket_table)
+    {
+        ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_DUPLICATE_OBJECT,
+            format!("table {} is tracked as a messages table", info.name),
+            "Call sla.untrack_messages() first to track it as a ticket table."
         );
     }
     if configuration::current().tracked.contains_key(&ticket_table) {
@@ -341,7 +342,71 @@ fn track_table(
     unsafe { pg_sys::CommandCounterIncrement() };
     check_policies_fit(ticket_table);
 
-    backfill(ticket_table)
+    if backfill == Some(false) {
+        // The lock sla.track took is held until the caller commits: the
+        // existing tickets get their clocks afterwards, batch by batch.
+        pgrx::notice!(
+            "pg_sla: table {name} is tracked; its existing tickets get their clocks with CALL sla.backfill('{}') after this transaction commits",
+            info.name.replace('\'', "''")
+        );
+        return 0;
+    }
+    backfill_all(ticket_table)
+}
+
+/// Creates the clocks of up to `batch_size` existing tickets after
+/// `after_id` (from the first when NULL), in id order, and returns how many
+/// it found and the last id. Once none is left, it removes the clocks of
+/// tickets that are gone. `CALL sla.backfill()` calls it batch after batch,
+/// committing in between; calling it again is harmless.
+#[pg_extern(volatile, parallel_unsafe)]
+fn backfill_batch(
+    ticket_table: Option<RegClass>,
+    after_id: Option<&str>,
+    batch_size: default!(Option<i32>, 5000),
+) -> TableIterator<'static, (name!(tickets, i64), name!(last_id, Option<String>))> {
+    let ticket_table = required(ticket_table, "ticket_table").0;
+    let batch_size = required(batch_size, "batch_size");
+    let info = table_info(ticket_table);
+    require_owner(&info, "backfill");
+    if batch_size < 1 {
+        ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("batch_size must be at least 1, got {batch_size}")
+        );
+    }
+    let Some(table) = configuration::current().tracked(ticket_table) else {
+        ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
+            format!("table {} is not tracked", info.name)
+        );
+    };
+    let ids = tickets::ids_after(&table, after_id, batch_size);
+    if ids.is_empty() {
+        remove_stale_clocks(&table);
+        return TableIterator::new(vec![(0, None)]);
+    }
+    resync_tickets(&table, &ids);
+    TableIterator::new(vec![(ids.len() as i64, ids.last().cloned())])
+}
+
+/// Removes the clocks of tickets no longer in the table (left from an
+/// earlier tracking of tickets deleted meanwhile).
+fn remove_stale_clocks(table: &TrackedTable) {
+    let mut after: Option<String> = None;
+    loop {
+        let ids = clocks::ticket_ids_after(table, after.as_deref(), RESYNC_CHUNK as i32);
+        let Some(last) = ids.last().cloned() else {
+            break;
+        };
+        let missing = tickets::missing(table, &ids);
+        if !missing.is_empty() {
+            clocks::delete_tickets(table, missing);
+        }
+        after = Some(last);
+    }
 }
 
 /// Checks every policy that applies to a newly tracked table against its
@@ -385,11 +450,12 @@ fn track(
         None,
         None,
         None,
+        None,
     )
 }
 
 /// Creates clocks for the rows a table already has, in batches.
-fn backfill(ticket_table: pg_sys::Oid) -> i64 {
+fn backfill_all(ticket_table: pg_sys::Oid) -> i64 {
     let Some(table) = configuration::current().tracked(ticket_table) else {
         ereport!(
             ERROR,

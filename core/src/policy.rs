@@ -236,6 +236,13 @@ pub enum ColumnValue<'a> {
     Text(Cow<'a, str>),
 }
 
+/// Parses conditions written as JSON text (as a jsonb column prints).
+pub fn parse_conditions_text(text: &str) -> Result<Vec<Condition>, String> {
+    serde_json::from_str(text)
+        .map_err(|e| e.to_string())
+        .and_then(|value| parse_conditions(&value))
+}
+
 /// Parses a policy's `conditions` object (the field names in errors are
 /// JSON paths such as `conditions.priority[1]`).
 pub fn parse_conditions(value: &Value) -> Result<Vec<Condition>, String> {

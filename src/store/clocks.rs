@@ -216,6 +216,20 @@ pub fn delete_except(table: &TicketTable, ids: &[String]) {
     })
 }
 
+/// Up to `limit` distinct ticket ids of a table's clocks after `after`, in
+/// their (text) order.
+pub fn ticket_ids_after(table: &TicketTable, after: Option<&str>, limit: i32) -> Vec<String> {
+    as_sla_owner(|| {
+        text_column(
+            "SELECT DISTINCT ticket_id FROM sla.clocks
+              WHERE ticket_table = $1::oid::regclass AND ($2::text IS NULL OR ticket_id > $2)
+              ORDER BY ticket_id LIMIT $3",
+            &[table.relid.into(), after.into(), limit.into()],
+            "list tickets with clocks",
+        )
+    })
+}
+
 /// Tickets with a transition due at `now`, earliest first, leaving out
 /// `skipped_tables`, the `held` tickets (table, id) and, with `owned_by`,
 /// the tables that role does not own.

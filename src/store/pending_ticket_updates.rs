@@ -29,6 +29,8 @@ fn exists() -> bool {
 pub struct FailedUpdate {
     pub ticket_id: String,
     pub release_ownership: bool,
+    /// The assignee (as text) when the release failed.
+    pub assignee: Option<String>,
     pub sqlstate: String,
     pub error: String,
 }
@@ -59,9 +61,11 @@ pub fn record(table: &TicketTable, failed: Vec<FailedUpdate>, delay: &str) {
     let mut release = Vec::with_capacity(failed.len());
     let mut sqlstate = Vec::with_capacity(failed.len());
     let mut error = Vec::with_capacity(failed.len());
+    let mut assignee = Vec::with_capacity(failed.len());
     for f in failed {
         ids.push(f.ticket_id);
         release.push(f.release_ownership);
+        assignee.push(f.assignee);
         sqlstate.push(f.sqlstate);
         error.push(f.error);
     }
@@ -72,17 +76,21 @@ pub fn record(table: &TicketTable, failed: Vec<FailedUpdate>, delay: &str) {
         sqlstate.into(),
         error.into(),
         delay.into(),
+        assignee.into(),
     ];
     as_sla_owner(|| {
         execute(
             "INSERT INTO sla.pending_ticket_updates AS p
-                    (ticket_table, ticket_id, release_ownership, retry_at, sqlstate, error)
-             SELECT $1::oid::regclass, f.id, f.release,
+                    (ticket_table, ticket_id, release_ownership, assignee, retry_at, sqlstate, error)
+             SELECT $1::oid::regclass, f.id, f.release, f.assignee,
                     pg_catalog.clock_timestamp() + $6::interval, f.sqlstate, f.error
-               FROM unnest($2::text[], $3::bool[], $4::text[], $5::text[])
-                    AS f(id, release, sqlstate, error)
+               FROM unnest($2::text[], $3::bool[], $4::text[], $5::text[], $7::text[])
+                    AS f(id, release, sqlstate, error, assignee)
              ON CONFLICT (ticket_table, ticket_id) DO UPDATE
                 SET release_ownership = p.release_ownership OR excluded.release_ownership,
+                    -- The assignee when the release first failed.
+                    assignee = CASE WHEN p.release_ownership THEN p.assignee
+                                    ELSE excluded.assignee END,
                     attempts = p.attempts + 1,
                     retry_at = excluded.retry_at,
                     sqlstate = excluded.sqlstate,
@@ -138,12 +146,12 @@ pub fn release_no_longer_owed(table: &TicketTable, ticket_ids: &[String]) {
 
 /// Pending updates whose retry time has come, oldest retry first, leaving
 /// out `skipped_tables` and, with `owned_by`, the tables that role does not
-/// own: (table, ticket id, release still owed).
+/// own: (table, ticket id, release still owed, the assignee then).
 pub fn due(
     limit: i32,
     skipped_tables: &[pg_sys::Oid],
     owned_by: Option<pg_sys::Oid>,
-) -> Vec<(pg_sys::Oid, String, bool)> {
+) -> Vec<(pg_sys::Oid, String, bool, Option<String>)> {
     if !exists() {
         return Vec::new();
     }
@@ -153,7 +161,7 @@ pub fn due(
         Spi::connect_mut(|client| {
             let rows = run_kept(
                 client,
-                "SELECT ticket_table::oid, ticket_id, release_ownership
+                "SELECT ticket_table::oid, ticket_id, release_ownership, assignee
                    FROM sla.pending_ticket_updates
                   WHERE retry_at <= pg_catalog.clock_timestamp()
                     AND ticket_table::oid <> ALL ($2::oid[])
@@ -174,6 +182,7 @@ pub fn due(
                     row.get::<pg_sys::Oid>(1)?.unwrap_or(pg_sys::InvalidOid),
                     row.get::<String>(2)?.unwrap_or_default(),
                     row.get::<bool>(3)?.unwrap_or(false),
+                    row.get::<String>(4)?,
                 ));
             }
             Ok(due)

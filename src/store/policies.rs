@@ -3,7 +3,7 @@
 //! `sla_core::policy::PolicyOrder`).
 use pgrx::datum::Interval;
 use pgrx::prelude::*;
-use sla_core::policy::{parse_conditions, Policy};
+use sla_core::policy::{parse_conditions_text, Policy};
 use sla_core::{Micros, Targets};
 
 use crate::convert::duration;
@@ -46,10 +46,7 @@ pub fn read_all() -> (Vec<Policy>, Option<pg_sys::Oid>) {
             for row in rows {
                 let name: String = row.get(1)?.unwrap_or_default();
                 let conditions_text: String = row.get(5)?.unwrap_or_else(|| "{}".into());
-                let conditions = serde_json::from_str(&conditions_text)
-                    .map_err(|e| e.to_string())
-                    .and_then(|value| parse_conditions(&value))
-                    .unwrap_or_else(|message| {
+                let conditions = parse_conditions_text(&conditions_text).unwrap_or_else(|message| {
                         ereport!(
                             ERROR,
                             pgrx::PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,

@@ -21,6 +21,14 @@ pub const TRUNCATED_TRIGGER: &str = "zz_pg_sla_truncated";
 /// `messages`).
 pub const MESSAGES_INSERTED_TRIGGER: &str = "zz_pg_sla_messages_inserted";
 pub const MESSAGES_UPDATED_TRIGGER: &str = "zz_pg_sla_messages_updated";
+const TICKET_TRIGGERS: [&str; 4] = [
+    ROW_TRIGGER,
+    INSERTED_TRIGGER,
+    DELETED_TRIGGER,
+    TRUNCATED_TRIGGER,
+];
+const MESSAGE_TRIGGERS: [&str; 2] = [MESSAGES_INSERTED_TRIGGER, MESSAGES_UPDATED_TRIGGER];
+/// Every trigger name pg_sla installs.
 pub const TRIGGERS: [&str; 6] = [
     ROW_TRIGGER,
     INSERTED_TRIGGER,
@@ -205,8 +213,19 @@ pub fn create_message_triggers(qualified: &str) {
     });
 }
 
-/// Drops the triggers of pg_sla's that a table has, as the caller.
+/// Drops the triggers of pg_sla's that a ticket table has, as the caller.
 pub fn drop_triggers(table: pg_sys::Oid, table_name: &str) {
+    drop_named_triggers(table, table_name, &TICKET_TRIGGERS)
+}
+
+/// Drops the triggers of pg_sla's that a messages table has, as the owner
+/// of pg_sla's tables (who created them): the owner of the ticket table
+/// may end the link without owning the messages table.
+pub fn drop_message_triggers(table: pg_sys::Oid, table_name: &str) {
+    as_sla_owner(|| drop_named_triggers(table, table_name, &MESSAGE_TRIGGERS));
+}
+
+fn drop_named_triggers(table: pg_sys::Oid, table_name: &str, trigger_names: &[&str]) {
     let existing = Spi::connect(|client| {
         let mut names = Vec::new();
         for row in client.select(
@@ -214,7 +233,14 @@ pub fn drop_triggers(table: pg_sys::Oid, table_name: &str) {
               WHERE tgrelid OPERATOR(pg_catalog.=) $1
                 AND tgname OPERATOR(pg_catalog.=) ANY ($2::pg_catalog.name[])",
             None,
-            &[table.into(), TRIGGERS.map(str::to_owned).to_vec().into()],
+            &[
+                table.into(),
+                trigger_names
+                    .iter()
+                    .map(|n: &&str| (*n).to_owned())
+                    .collect::<Vec<_>>()
+                    .into(),
+            ],
         )? {
             if let Some(name) = row.get::<String>(1)? {
                 names.push(name);
@@ -230,4 +256,17 @@ pub fn drop_triggers(table: pg_sys::Oid, table_name: &str) {
             "drop pg_sla's triggers",
         );
     }
+}
+
+/// Whether `zone` is a time zone name PostgreSQL knows (`pg_timezone_names`):
+/// not an abbreviation, whose meaning depends on each session's
+/// `timezone_abbreviations`.
+pub fn is_time_zone_name(zone: &str) -> bool {
+    Spi::get_one_with_args::<bool>(
+        "SELECT EXISTS (SELECT FROM pg_catalog.pg_timezone_names
+                         WHERE name OPERATOR(pg_catalog.=) $1)",
+        &[zone.into()],
+    )
+    .or_raise("read the time zone names")
+    .unwrap_or(false)
 }

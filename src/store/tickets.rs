@@ -83,6 +83,23 @@ pub fn all_ids(table: &TicketTable) -> Vec<String> {
     run_as(table.owner, || text_column(&query, &[], "list tickets"))
 }
 
+/// Up to `limit` ticket ids after `after` (from the first when `None`), in
+/// the order of the id column, read as the table's owner: one range scan
+/// of its unique index.
+pub fn ids_after(table: &TicketTable, after: Option<&str>, limit: i32) -> Vec<String> {
+    let query = format!(
+        "SELECT t.{id}::text FROM ONLY {name} t
+          WHERE $1::text IS NULL OR t.{id} > $1::text::{ty}
+          ORDER BY t.{id} LIMIT $2",
+        id = quote_identifier(&table.id_column),
+        name = table.name,
+        ty = table.id_type,
+    );
+    run_as(table.owner, || {
+        text_column(&query, &[after.into(), limit.into()], "list tickets")
+    })
+}
+
 /// How many of these tickets each of `recipients` is assigned, by the
 /// table's assignee column. Run as the table's owner.
 pub fn count_by_assignee(
@@ -132,6 +149,10 @@ pub struct TicketUpdates {
     due_at: Vec<Option<TimestampWithTimeZone>>,
     breached_at: Vec<Option<TimestampWithTimeZone>>,
     release: Vec<bool>,
+    /// A release retried later happens only if the assignee column still
+    /// holds what it held then (as text): nobody reassigned the ticket.
+    guarded: Vec<bool>,
+    assignee_then: Vec<Option<String>>,
 }
 
 impl TicketUpdates {
@@ -150,6 +171,49 @@ impl TicketUpdates {
         self.due_at.push(summary.due_at.map(timestamptz));
         self.breached_at.push(summary.breached_at.map(timestamptz));
         self.release.push(release);
+        self.guarded.push(false);
+        self.assignee_then.push(None);
+    }
+
+    /// Makes the release of the ticket pushed last happen only if its
+    /// assignee column still holds `assignee_then` (as text, NULL for
+    /// NULL).
+    pub fn guard_last_release(&mut self, assignee_then: Option<String>) {
+        if let (Some(guarded), Some(then)) =
+            (self.guarded.last_mut(), self.assignee_then.last_mut())
+        {
+            *guarded = true;
+            *then = assignee_then;
+        }
+    }
+
+    /// The assignee column of each ticket, as text, in the order pushed
+    /// (all NULL for a table without one).
+    pub fn assignees(&self, table: &TicketTable) -> Vec<Option<String>> {
+        let Some(column) = &table.assignee_column else {
+            return vec![None; self.ctid.len()];
+        };
+        let query = format!(
+            "SELECT u.i, t.{c}::text FROM unnest($1::tid[]) WITH ORDINALITY AS u(ctid, i)
+               JOIN ONLY {name} t ON t.ctid = u.ctid
+              WHERE t.ctid = ANY($1)",
+            c = quote_identifier(column),
+            name = table.name,
+        );
+        let mut assignees = vec![None; self.ctid.len()];
+        run_as(table.owner, || {
+            Spi::connect(|client| {
+                for row in client.select(&query, None, &[self.ctid.clone().into()])? {
+                    let i = row.get::<i64>(1)?.unwrap_or(0) as usize;
+                    if let Some(slot) = i.checked_sub(1).and_then(|i| assignees.get_mut(i)) {
+                        *slot = row.get::<String>(2)?;
+                    }
+                }
+                Ok::<_, pgrx::spi::Error>(())
+            })
+            .or_raise("read the assignees of tickets")
+        });
+        assignees
     }
 
     /// Whether each ticket's assignee is released, in the order pushed.
@@ -168,6 +232,8 @@ impl TicketUpdates {
                 due_at: vec![self.due_at[i]],
                 breached_at: vec![self.breached_at[i]],
                 release: vec![self.release[i]],
+                guarded: vec![self.guarded[i]],
+                assignee_then: vec![self.assignee_then[i].clone()],
             });
         }
         singles
@@ -182,7 +248,9 @@ impl TicketUpdates {
         // text to the column's type).
         let release = match (&table.assignee_column, &table.unassigned_value) {
             (Some(column), unassigned) if self.release.iter().any(|r| *r) => format!(
-                ", {c} = CASE WHEN u.release THEN {nobody} ELSE t.{c} END",
+                ", {c} = CASE WHEN u.release AND (NOT u.guarded
+                                OR t.{c}::text IS NOT DISTINCT FROM u.assignee_then)
+                         THEN {nobody} ELSE t.{c} END",
                 c = quote_identifier(column),
                 nobody = match (unassigned, &table.assignee_type) {
                     (Some(value), Some(ty)) => format!("CAST({} AS {ty})", quote_literal(value)),
@@ -202,8 +270,9 @@ impl TicketUpdates {
             "UPDATE ONLY {table} t SET sla_status = u.status, sla_due_at = u.due_at,
                     sla_breached_at = u.breached_at{policy}{release}
                FROM unnest($1::tid[], $2::text[], $3::text[], $4::timestamptz[],
-                           $5::timestamptz[], $6::bool[]) AS u(ctid, policy, status, due_at,
-                                                             breached_at, release)
+                           $5::timestamptz[], $6::bool[], $7::bool[], $8::text[])
+                    AS u(ctid, policy, status, due_at, breached_at, release, guarded,
+                         assignee_then)
               WHERE t.ctid = u.ctid AND t.ctid = ANY($1)",
             table = table.name,
         );
@@ -219,6 +288,8 @@ impl TicketUpdates {
             self.due_at.into(),
             self.breached_at.into(),
             self.release.into(),
+            self.guarded.into(),
+            self.assignee_then.into(),
         ];
         run_as(table.owner, || {
             Spi::connect_mut(|client| client.update(&query, None, &args).map(|_| ()))

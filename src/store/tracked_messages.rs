@@ -216,3 +216,53 @@ pub fn all_messages(
     })
     .or_raise("read the messages table")
 }
+
+/// Tickets with early messages, as (table, id), up to `limit`, leaving out
+/// `skipped_tables` and, with `owned_by`, the tables that role does not
+/// own. Empty on a schema older than 0.3.0.
+pub fn early_tickets(
+    limit: i32,
+    skipped_tables: &[pg_sys::Oid],
+    owned_by: Option<pg_sys::Oid>,
+) -> Vec<(pg_sys::Oid, String)> {
+    as_sla_owner(|| {
+        Spi::connect_mut(|client| {
+            let exists = client
+                .select(
+                    "SELECT pg_catalog.to_regclass('sla.early_messages') IS NOT NULL",
+                    None,
+                    &[],
+                )?
+                .first()
+                .get::<bool>(1)?
+                .unwrap_or(false);
+            if !exists {
+                return Ok(Vec::new());
+            }
+            let rows = super::kept_plans::run_kept(
+                client,
+                "SELECT DISTINCT ticket_table::oid, ticket_id FROM sla.early_messages
+                  WHERE ticket_table::oid <> ALL ($2::oid[])
+                    AND ($3::oid IS NULL OR EXISTS (
+                         SELECT FROM pg_catalog.pg_class t
+                          WHERE t.oid = ticket_table::oid
+                            AND pg_catalog.pg_has_role($3::oid, t.relowner, 'USAGE')))
+                  LIMIT $1",
+                &[
+                    limit.into(),
+                    skipped_tables.to_vec().into(),
+                    owned_by.into(),
+                ],
+            )?;
+            let mut tickets = Vec::new();
+            for row in rows {
+                tickets.push((
+                    row.get::<pg_sys::Oid>(1)?.unwrap_or(pg_sys::InvalidOid),
+                    row.get::<String>(2)?.unwrap_or_default(),
+                ));
+            }
+            Ok(tickets)
+        })
+        .or_raise("find early messages")
+    })
+}

@@ -319,6 +319,13 @@ fn bad_statuses_zones_and_unassigned_values_are_refused_naming_them_and_change_n
             "timestamp_zone \"Mars/Olympus_Mons\" is not a time zone PostgreSQL knows",
         ),
         (
+            // An abbreviation: its meaning depends on the session's
+            // timezone_abbreviations.
+            track("closed_statuses => '{4}', timestamp_zone => 'CEST'"),
+            "22023",
+            "timestamp_zone \"CEST\" is not a time zone PostgreSQL knows",
+        ),
+        (
             track("closed_statuses => '{4}', timestamp_zone => ''"),
             "22023",
             "timestamp_zone \"\" is not a time zone PostgreSQL knows",
@@ -502,10 +509,6 @@ fn condition_values_a_column_cannot_hold_are_refused_for_named_tables_and_warned
             "policy \"padded\": conditions.priority_id value \"03\" never matches column \"priority_id\" (integer) of table public.tickets: the column prints it as \"3\"",
         ),
         (
-            "INSERT INTO sla.policies (name, conditions, first_response, ticket_tables) VALUES ('negated', '{\"priority_id\": {\"not\": \"high\"}}', '1 hour', '{tickets}')",
-            "policy \"negated\": conditions.priority_id value \"high\" never matches",
-        ),
-        (
             "INSERT INTO sla.policies (name, first_response, pause_statuses, ticket_tables) VALUES ('paused', '1 hour', '{pending}', '{tickets}')",
             "policy \"paused\": pause_statuses value \"pending\" never matches column \"state_id\" (integer) of table public.tickets",
         ),
@@ -521,6 +524,13 @@ fn condition_values_a_column_cannot_hold_are_refused_for_named_tables_and_warned
         ),
         ["urgent all"]
     );
+    // A negated value the column cannot hold refuses nothing: harmless.
+    db.batch_execute(
+        "INSERT INTO sla.policies (name, conditions, first_response, ticket_tables, enabled)
+         VALUES ('negated', '{\"priority_id\": {\"not\": \"high\"}}', '1 hour', '{tickets}', false);
+         DELETE FROM sla.policies WHERE name = 'negated';",
+    )
+    .unwrap();
     // Values as the column prints them are fine.
     db.batch_execute(
         "UPDATE sla.policies SET conditions = '{\"priority_id\": 3}', ticket_tables = '{tickets}' WHERE name = 'urgent'",
@@ -911,6 +921,7 @@ fn track_messages_refuses_bad_mappings_and_changes_nothing() {
     for (args, code, message) in [
         (format!("'conversation', {ok_conditions}"), "42703", "ticket_column \"conversation\" is not a column of table messages"),
         (format!("'private', {ok_conditions}"), "42804", "ticket_column \"private\" of table messages has type boolean"),
+        (format!("'content', {ok_conditions}"), "42804", "ticket_column \"content\" of table messages has type text, and the id column \"id\" of table public.conversations has type integer: they must both be an integer type"),
         (format!("'conversation_id', created_at_column => 'sender_id', {ok_conditions}"), "42804", "created_at_column \"sender_id\" of table messages has type bigint"),
         ("'conversation_id', customer_message => '{\"kind\": 0}', agent_reply => '{\"message_type\": 1}'".to_owned(), "42703", "customer_message: column \"kind\" is not a column of table messages"),
         ("'conversation_id', customer_message => '{\"message_type\": \"incoming\"}', agent_reply => '{\"message_type\": 1}'".to_owned(), "22P02", "customer_message: conditions.message_type value 'incoming' never matches column \"message_type\" (integer)"),
@@ -927,12 +938,39 @@ fn track_messages_refuses_bad_mappings_and_changes_nothing() {
             0
         );
     }
-    // Tracked once; twice is refused; untracked, its triggers go.
+    // A role that owns a messages table but not the ticket table cannot
+    // drive that table's tickets.
+    db.batch_execute(
+        "CREATE ROLE eve LOGIN;
+         CREATE TABLE eve_messages (id int PRIMARY KEY, conversation_id integer, message_type integer,
+             created_at timestamptz);
+         ALTER TABLE eve_messages OWNER TO eve;",
+    )
+    .unwrap();
+    let mut eve = cluster.connect_as("eve");
+    let (code, message) = sql_error(eve.batch_execute(&format!(
+        "SELECT sla.track_messages('eve_messages', 'conversations', 'conversation_id', {ok_conditions})"
+    )));
+    assert_eq!(code, "42501", "{message}");
+    assert!(
+        message.contains(
+            "must be owner of table public.conversations to drive its tickets from messages"
+        ),
+        "{message}"
+    );
+    // Tracked once; twice is refused, and so is tracking it as tickets;
+    // untracked, its triggers go.
     db.batch_execute(&track(&format!("'conversation_id', {ok_conditions}")))
         .unwrap();
     let (code, _) =
         sql_error(db.batch_execute(&track(&format!("'conversation_id', {ok_conditions}"))));
     assert_eq!(code, "42710");
+    let (code, message) = sql_error(db.batch_execute("SELECT sla.track('messages')"));
+    assert_eq!(code, "42710", "{message}");
+    assert!(
+        message.contains("is tracked as a messages table"),
+        "{message}"
+    );
     db.batch_execute("SELECT sla.untrack_messages('messages')")
         .unwrap();
     assert_eq!(
@@ -941,5 +979,166 @@ fn track_messages_refuses_bad_mappings_and_changes_nothing() {
             "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'messages'::regclass"
         ),
         0
+    );
+}
+
+#[test]
+fn a_large_table_is_tracked_without_holding_its_lock_and_backfilled_in_batches() {
+    let cluster = Cluster::start("online-track", &[]);
+    let (mut db, notices) = session_with_notices(&cluster);
+    db.batch_execute(
+        "INSERT INTO sla.policies (name, first_response, resolution) VALUES ('p', '1 hour', '1 day');
+         CREATE TABLE tickets (id bigint PRIMARY KEY, status text NOT NULL DEFAULT 'open',
+             created_at timestamptz NOT NULL DEFAULT now(),
+             last_customer_message_at timestamptz, last_agent_reply_at timestamptz);
+         INSERT INTO tickets (id) SELECT generate_series(1, 20000);",
+    )
+    .unwrap();
+    // Left from an earlier tracking: clocks of a ticket deleted since.
+    db.batch_execute(
+        "SELECT sla.track('tickets');
+         SELECT sla.untrack('tickets');
+         DELETE FROM tickets WHERE id = 20000;
+         ALTER TABLE tickets DROP COLUMN sla_policy, DROP COLUMN sla_status,
+             DROP COLUMN sla_due_at, DROP COLUMN sla_breached_at;",
+    )
+    .unwrap();
+    notices.lock().unwrap().clear();
+    assert_eq!(
+        int(&mut db, "SELECT sla.track('tickets', backfill => false)"),
+        0
+    );
+    assert!(
+        notices.lock().unwrap()[0].contains("CALL sla.backfill('tickets')"),
+        "{:?}",
+        notices.lock().unwrap()
+    );
+    // Changed before the backfill reaches it: the trigger gives it clocks.
+    db.batch_execute("UPDATE tickets SET status = 'pending' WHERE id = 5")
+        .unwrap();
+    // The backfill runs in batches while the application inserts and reads
+    // without waiting for a lock.
+    let backfill = {
+        let (mut session, notices) = session_with_notices(&cluster);
+        std::thread::spawn(move || {
+            session
+                .batch_execute("CALL sla.backfill('tickets', 100)")
+                .unwrap();
+            notices.lock().unwrap().clone()
+        })
+    };
+    let mut app = cluster.connect();
+    app.batch_execute("SET lock_timeout = '100ms'").unwrap();
+    for i in 0..20 {
+        app.batch_execute(&format!(
+            "INSERT INTO tickets (id) VALUES ({}); SELECT count(*) FROM tickets WHERE id < 100;",
+            30000 + i
+        ))
+        .unwrap_or_else(|e| panic!("the application waited: {e}"));
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let backfill_notices = backfill.join().unwrap();
+    // Its count: the tickets there, and those inserted meanwhile that a
+    // later batch reached.
+    let last = backfill_notices.last().cloned().unwrap_or_default();
+    let counted: i64 = last
+        .strip_prefix("pg_sla: the ")
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{backfill_notices:?}"));
+    assert!((19999..=20019).contains(&counted), "{last}");
+    assert!(
+        last.contains("existing tickets of table tickets have their clocks"),
+        "{last}"
+    );
+    // Every ticket has its two clocks, once; the deleted one has none.
+    assert_eq!(
+        rows(
+            &mut db,
+            "SELECT count(*) || ' ' || count(DISTINCT ticket_id) FROM sla.clocks"
+        ),
+        ["40038 20019"]
+    );
+    assert_eq!(
+        int(
+            &mut db,
+            "SELECT count(*) FROM sla.clocks WHERE ticket_id = '20000'"
+        ),
+        0
+    );
+    assert_eq!(
+        int(
+            &mut db,
+            "SELECT count(*) FROM tickets WHERE sla_status IS NULL"
+        ),
+        0
+    );
+    assert_eq!(
+        text(&mut db, "SELECT sla_status FROM tickets WHERE id = 5"),
+        "running"
+    );
+    // Bad input.
+    let (code, message) = sql_error(db.batch_execute("CALL sla.backfill('tickets', 0)"));
+    assert_eq!(code, "22023", "{message}");
+    db.batch_execute("CREATE TABLE untracked (id int PRIMARY KEY)")
+        .unwrap();
+    let (code, message) = sql_error(db.batch_execute("CALL sla.backfill('untracked')"));
+    assert_eq!(code, "42704", "{message}");
+}
+
+#[test]
+fn a_message_write_never_fails_for_pg_slas_bookkeeping_and_waiting_messages_are_applied_later() {
+    let cluster = Cluster::start("messages-isolated", &[]);
+    let (mut db, notices) = session_with_notices(&cluster);
+    db.batch_execute(CHATWOOT_CONVERSATIONS).unwrap();
+    db.batch_execute(CHATWOOT_MESSAGES).unwrap();
+    db.batch_execute(
+        "ALTER TABLE messages ALTER COLUMN conversation_id TYPE bigint;
+         INSERT INTO sla.policies (name, first_response, ticket_tables) VALUES ('inbox', '1 hour', '{conversations}');
+         SELECT sla.track('conversations', closed_statuses => '{1}',
+             customer_message_at_column => NULL, agent_reply_at_column => NULL);
+         SELECT sla.track_messages('messages', 'conversations', 'conversation_id',
+             customer_message => '{\"message_type\": 0}', agent_reply => '{\"message_type\": 1}');
+         INSERT INTO conversations (account_id, inbox_id, display_id, last_activity_at, created_at, updated_at)
+         VALUES (1, 1, 1, now(), now(), now());
+         CREATE FUNCTION frozen() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN RAISE EXCEPTION 'conversations are frozen'; END $$;
+         CREATE TRIGGER frozen BEFORE UPDATE ON conversations FOR EACH ROW EXECUTE FUNCTION frozen();",
+    )
+    .unwrap();
+    notices.lock().unwrap().clear();
+    // The conversation cannot be updated: the reply is written all the
+    // same, with a warning, and waits. An id no conversation can have (past
+    // the integer range of their ids) is no error either.
+    db.batch_execute(
+        "INSERT INTO messages (account_id, inbox_id, conversation_id, message_type, created_at, updated_at)
+         VALUES (1, 1, 1, 1, now(), now()), (1, 1, 99999999999, 1, now(), now())",
+    )
+    .unwrap();
+    let warned = notices.lock().unwrap().clone();
+    assert!(
+        warned.iter().any(|w| w
+            .contains("could not be applied now, due processing applies them later")
+            && w.contains("conversations are frozen")),
+        "{warned:?}"
+    );
+    assert_eq!(int(&mut db, "SELECT count(*) FROM sla.early_messages"), 1);
+    assert_eq!(
+        text(
+            &mut db,
+            "SELECT status FROM sla.clocks WHERE metric = 'first_response'"
+        ),
+        "running"
+    );
+    // Cured, due processing applies it.
+    db.batch_execute("DROP TRIGGER frozen ON conversations; SELECT sla.process_due();")
+        .unwrap();
+    assert_eq!(int(&mut db, "SELECT count(*) FROM sla.early_messages"), 0);
+    assert_eq!(
+        text(
+            &mut db,
+            "SELECT status FROM sla.clocks WHERE metric = 'first_response'"
+        ),
+        "achieved"
     );
 }

@@ -165,6 +165,8 @@ const SUPERUSER_RUNS: &[&str] = &[
     "UPDATE spare_messages SET kind = 'out'",
     "INSERT INTO spare (id) VALUES (2)",
     "SELECT sla.untrack_messages('spare_messages')",
+    "SELECT count(*) FROM sla.backfill_batch('spare', NULL)",
+    "CALL sla.backfill('spare')",
     "DROP TABLE spare_messages",
     "SELECT sla.untrack('spare')",
     "DROP TABLE spare",

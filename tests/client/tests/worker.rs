@@ -552,38 +552,40 @@ fn a_release_refused_by_a_not_null_assignee_does_not_withhold_the_breach() {
          -- Made NOT NULL after tracking: releasing the assignee now fails.
          UPDATE tickets SET assignee = 'nobody' WHERE assignee IS NULL;
          ALTER TABLE tickets ALTER COLUMN assignee SET NOT NULL;
-         INSERT INTO tickets (id, assignee) VALUES (1, 'ann'), (2, 'bob');",
+         INSERT INTO tickets (id, assignee) VALUES (1, 'ann'), (2, 'bob'), (3, 'cid');",
     )
     .unwrap();
-    wait_for("both breaches notified", Duration::from_secs(10), || {
-        (breached_notifications(&mut db) == 2).then_some(())
+    wait_for("the breaches notified", Duration::from_secs(10), || {
+        (breached_notifications(&mut db) == 3).then_some(())
     });
-    wait_for("both failures kept", Duration::from_secs(10), || {
-        (int(&mut db, "SELECT count(*) FROM sla.pending_ticket_updates") == 2).then_some(())
+    wait_for("the failures kept", Duration::from_secs(10), || {
+        (int(&mut db, "SELECT count(*) FROM sla.pending_ticket_updates") == 3).then_some(())
     });
     assert_eq!(
         text(
             &mut db,
-            "SELECT string_agg(concat_ws(' ', ticket_id, release_ownership, sqlstate), ', ' ORDER BY ticket_id)
+            "SELECT string_agg(concat_ws(' ', ticket_id, release_ownership, assignee, sqlstate), ', ' ORDER BY ticket_id)
                FROM sla.pending_ticket_updates"
         ),
-        "1 t 23502, 2 t 23502"
+        "1 t ann 23502, 2 t bob 23502, 3 t cid 23502"
     );
     assert_eq!(
         int(
             &mut db,
             "SELECT count(*) FROM sla.notifications WHERE kind = 'ownership_released'"
         ),
-        2,
+        3,
         "the release is recorded and notified too"
     );
     assert!(cluster
         .server_log()
         .contains("updating its SLA columns and the release of its assignee failed"));
     // Meanwhile an agent answers ticket 2: its clock stops, so its release
-    // is no longer owed and it keeps its assignee.
+    // is no longer owed and it keeps its assignee; ticket 3 is reassigned,
+    // and keeps its new assignee.
     db.batch_execute(
         "UPDATE tickets SET last_agent_reply_at = now() WHERE id = 2;
+         UPDATE tickets SET assignee = 'dan' WHERE id = 3;
          ALTER TABLE tickets ALTER COLUMN assignee DROP NOT NULL;
          UPDATE sla.pending_ticket_updates SET retry_at = now();",
     )
@@ -596,7 +598,7 @@ fn a_release_refused_by_a_not_null_assignee_does_not_withhold_the_breach() {
             &mut db,
             "SELECT string_agg(concat_ws(' ', id, coalesce(assignee, '-'), sla_status), ', ' ORDER BY id) FROM tickets"
         ),
-        "1 - breached, 2 bob missed"
+        "1 - breached, 2 bob missed, 3 dan breached"
     );
     // Nothing was notified twice.
     assert_eq!(
@@ -605,7 +607,7 @@ fn a_release_refused_by_a_not_null_assignee_does_not_withhold_the_breach() {
             "SELECT string_agg(kind || ':' || n, ',' ORDER BY kind)
                FROM (SELECT kind, count(*) n FROM sla.notifications GROUP BY kind) k"
         ),
-        "breached:2,ownership_released:2"
+        "breached:3,ownership_released:3"
     );
 }
 
