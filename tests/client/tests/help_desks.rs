@@ -206,6 +206,23 @@ fn a_zammad_shaped_desk_is_tracked_unchanged_and_its_day_gives_the_hand_worked_d
             "5 resolution breached",
         ]
     );
+    // The day's report, as worked by hand: compliance counts the met
+    // clocks against the met, missed and breached ones.
+    assert_eq!(
+        rows(
+            &mut db,
+            "SELECT concat_ws(' ', policy, metric, started, achieved, missed, cancelled, open,
+                              breached_now, coalesce(compliance_pct::text, '-'),
+                              coalesce(avg_time_to_stop::text, '-'))
+               FROM sla.report('2026-11-30', '2026-12-01') ORDER BY policy, metric"
+        ),
+        [
+            "desk first_response 4 1 0 1 2 2 33.3 00:20:00",
+            "desk resolution 4 1 0 0 3 0 100.0 01:45:00",
+            "high first_response 1 1 0 0 0 0 100.0 00:20:00",
+            "high resolution 1 0 0 0 1 1 0.0 -",
+        ]
+    );
 }
 
 #[test]
