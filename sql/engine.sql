@@ -73,6 +73,8 @@ CREATE TABLE sla.tracked_tables (
     -- When the customer started waiting, cleared by a reply: instead of the
     -- two time columns of customer messages and agent replies.
     waiting_since_column        name,
+    -- sla.track added the sla_* columns (false: add_columns => false).
+    sla_columns                 boolean NOT NULL DEFAULT true,
     -- Replies come from two time columns, from "waiting since", or (both
     -- NULL) from a messages table (sla.tracked_messages).
     CONSTRAINT tracked_tables_replies_mapped CHECK (

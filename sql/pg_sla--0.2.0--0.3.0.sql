@@ -277,6 +277,7 @@ ALTER TABLE sla.tracked_tables
     ADD COLUMN timestamp_zone text,
     ADD COLUMN unassigned_value text,
     ADD COLUMN waiting_since_column name,
+    ADD COLUMN sla_columns boolean NOT NULL DEFAULT true,
     ALTER COLUMN customer_message_at_column DROP NOT NULL,
     ALTER COLUMN agent_reply_at_column DROP NOT NULL,
     ADD CONSTRAINT tracked_tables_replies_mapped CHECK (
@@ -295,7 +296,8 @@ CREATE FUNCTION sla."track"(
 	"timestamp_zone" TEXT DEFAULT NULL,
 	"unassigned_value" TEXT DEFAULT NULL,
 	"waiting_since_column" TEXT DEFAULT NULL,
-	"backfill" bool DEFAULT true
+	"backfill" bool DEFAULT true,
+	"add_columns" bool DEFAULT true
 ) RETURNS bigint
 VOLATILE PARALLEL UNSAFE
 LANGUAGE c
@@ -448,3 +450,17 @@ BEGIN
         pg_catalog.round(pg_catalog.date_part('epoch',
             pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) started)::pg_catalog.numeric, 1);
 END $$;
+
+-- Tables tracked without the sla_* columns read their tickets' SLA here.
+CREATE FUNCTION sla."ticket_sla"(
+	"ticket_table" regclass,
+	"ticket_id" anyelement
+) RETURNS TABLE (
+	"policy" TEXT,
+	"status" TEXT,
+	"due_at" timestamp with time zone,
+	"breached_at" timestamp with time zone
+)
+STRICT STABLE
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'ticket_sla_wrapper';

@@ -101,17 +101,27 @@ impl Ticket<'_> {
         self.row.text(&self.columns.status)
     }
 
-    pub fn sla_policy(&self) -> Option<String> {
-        self.row.text(&self.columns.sla_policy)
+    /// The policy the row's `sla_policy` column names (the row trigger
+    /// chose it), or, on a table without SLA columns, the policy that
+    /// matches the row.
+    pub fn sla_policy_name(&self, configuration: &Configuration) -> Option<String> {
+        match &self.columns.sla {
+            Some(sla) => self.row.text(&sla.policy),
+            None => self.matching_policy(configuration).map(|p| p.name.clone()),
+        }
     }
 
     /// Whether the row's SLA columns already say `policy` and `summary`.
     pub fn shows(&self, policy: Option<&str>, summary: &sla_core::Summary) -> bool {
-        self.sla_policy().as_deref() == policy
-            && self.row.text(&self.columns.sla_status).as_deref()
+        // A table without SLA columns shows nothing to update.
+        let Some(sla) = &self.columns.sla else {
+            return true;
+        };
+        self.row.text(&sla.policy).as_deref() == policy
+            && self.row.text(&sla.status).as_deref()
                 == summary.status.map(sla_core::ClockStatus::as_str)
-            && self.row.instant(&self.columns.sla_due_at) == summary.due_at
-            && self.row.instant(&self.columns.sla_breached_at) == summary.breached_at
+            && self.row.instant(&sla.due_at) == summary.due_at
+            && self.row.instant(&sla.breached_at) == summary.breached_at
     }
 
     /// The policy that applies to this ticket (`PolicyOrder::choose`). A

@@ -97,6 +97,14 @@ pub struct Column {
     pub(crate) local_zone: Option<String>,
 }
 
+/// The SLA columns `sla.track` adds to a ticket table.
+pub struct SlaColumns {
+    pub policy: Column,
+    pub status: Column,
+    pub due_at: Column,
+    pub breached_at: Column,
+}
+
 /// Attribute numbers of a ticket table's mapped and condition columns.
 pub struct Columns {
     natts: i32,
@@ -106,10 +114,9 @@ pub struct Columns {
     pub customer_message_at: Option<Column>,
     pub agent_reply_at: Option<Column>,
     pub waiting_since: Option<Column>,
-    pub sla_policy: Column,
-    pub sla_status: Column,
-    pub sla_due_at: Column,
-    pub sla_breached_at: Column,
+    /// The SLA columns `sla.track` added; `None` for a table tracked with
+    /// `add_columns => false`.
+    pub sla: Option<SlaColumns>,
     /// Condition columns the table has; absent ones are not in the map.
     pub(crate) conditions: HashMap<String, Column>,
 }
@@ -229,10 +236,12 @@ impl Columns {
                 .waiting_since_column
                 .as_deref()
                 .map(|name| typed(name, "waiting_since_column", &TIME_TYPES)),
-            sla_policy: typed(SLA_POLICY, "added by sla.track", &SLA_TEXT_TYPES),
-            sla_status: typed(SLA_STATUS, "added by sla.track", &SLA_TEXT_TYPES),
-            sla_due_at: typed(SLA_DUE_AT, "added by sla.track", &SLA_TIME_TYPES),
-            sla_breached_at: typed(SLA_BREACHED_AT, "added by sla.track", &SLA_TIME_TYPES),
+            sla: table.sla_columns.then(|| SlaColumns {
+                policy: typed(SLA_POLICY, "added by sla.track", &SLA_TEXT_TYPES),
+                status: typed(SLA_STATUS, "added by sla.track", &SLA_TEXT_TYPES),
+                due_at: typed(SLA_DUE_AT, "added by sla.track", &SLA_TIME_TYPES),
+                breached_at: typed(SLA_BREACHED_AT, "added by sla.track", &SLA_TIME_TYPES),
+            }),
             conditions: condition_columns
                 .iter()
                 .filter_map(|name| find_column(tupdesc, name).map(|c| (name.clone(), c)))
@@ -242,19 +251,12 @@ impl Columns {
 
     fn still_valid(&self, tupdesc: pg_sys::TupleDesc, condition_columns: &[String]) -> bool {
         (unsafe { (*tupdesc).natts }) == self.natts
-            && [
-                &self.id,
-                &self.created_at,
-                &self.status,
-                &self.sla_policy,
-                &self.sla_status,
-                &self.sla_due_at,
-                &self.sla_breached_at,
-            ]
-            .into_iter()
-            .chain(self.time_columns())
-            .chain(self.conditions.values())
-            .all(|c| column_still_there(tupdesc, c))
+            && [&self.id, &self.created_at, &self.status]
+                .into_iter()
+                .chain(self.sla_columns())
+                .chain(self.time_columns())
+                .chain(self.conditions.values())
+                .all(|c| column_still_there(tupdesc, c))
             && condition_columns.iter().all(|name| {
                 self.conditions.contains_key(name) || find_column(tupdesc, name).is_none()
             })
@@ -262,6 +264,13 @@ impl Columns {
 }
 
 impl Columns {
+    /// The SLA columns the table has.
+    fn sla_columns(&self) -> impl Iterator<Item = &Column> {
+        self.sla
+            .iter()
+            .flat_map(|sla| [&sla.policy, &sla.status, &sla.due_at, &sla.breached_at])
+    }
+
     /// The mapped time columns of messages and replies the table has.
     fn time_columns(&self) -> impl Iterator<Item = &Column> {
         [
@@ -279,8 +288,10 @@ impl Columns {
     pub fn select_list(&self) -> (String, Vec<(i32, bool)>) {
         let mut items = Vec::new();
         let mut layout = Vec::new();
-        let text_columns = [&self.id, &self.status, &self.sla_policy, &self.sla_status]
+        let sla_texts = self.sla.as_ref().map(|sla| [&sla.policy, &sla.status]);
+        let text_columns = [&self.id, &self.status]
             .into_iter()
+            .chain(sla_texts.into_iter().flatten())
             .chain(self.conditions.values());
         for column in text_columns {
             let c = quote_identifier(&column.name);
@@ -289,8 +300,10 @@ impl Columns {
             ));
             layout.push((column.attnum, true));
         }
-        for column in [&self.created_at, &self.sla_due_at, &self.sla_breached_at]
+        let sla_times = self.sla.as_ref().map(|sla| [&sla.due_at, &sla.breached_at]);
+        for column in [&self.created_at]
             .into_iter()
+            .chain(sla_times.into_iter().flatten())
             .chain(self.time_columns())
         {
             let c = quote_identifier(&column.name);

@@ -45,6 +45,10 @@ unsafe fn with_sla_columns(
     policy: Option<&str>,
     summary: &Summary,
 ) -> pg_sys::HeapTuple {
+    let Some(sla) = &columns.sla else {
+        // Tracked with add_columns => false: the row stays as written.
+        return tuple;
+    };
     let text = |s: Option<&str>| s.and_then(|s| s.into_datum());
     let instant = |t: Option<sla_core::Micros>| t.and_then(|t| timestamptz(t).into_datum());
     let values = [
@@ -54,10 +58,10 @@ unsafe fn with_sla_columns(
         instant(summary.breached_at),
     ];
     let mut attnums = [
-        columns.sla_policy.attnum,
-        columns.sla_status.attnum,
-        columns.sla_due_at.attnum,
-        columns.sla_breached_at.attnum,
+        sla.policy.attnum,
+        sla.status.attnum,
+        sla.due_at.attnum,
+        sla.breached_at.attnum,
     ];
     let mut datums = values.map(|v| v.unwrap_or(pg_sys::Datum::from(0)));
     let mut nulls = values.map(|v| v.is_none());
@@ -139,7 +143,14 @@ fn ticket_row_changed<'a>(trigger: &'a PgTrigger<'a>) -> TriggerResult<'a> {
         };
         let old_id = old.id();
         let new_id = new.id();
-        let same_policy = policy.map(|p| p.name.as_str()) == new.sla_policy().as_deref();
+        // The policy the row had: its sla_policy column, or the one its
+        // old values matched.
+        let same_policy = match &columns.sla {
+            Some(_) => {
+                policy.map(|p| p.name.as_str()) == new.sla_policy_name(&configuration).as_deref()
+            }
+            None => policy.map(|p| &p.name) == old.matching_policy(&configuration).map(|p| &p.name),
+        };
         let policy_ref = policy.map(|p| &**p);
         if same_policy
             && old_id == new_id
@@ -295,9 +306,10 @@ fn tickets_inserted<'a>(trigger: &'a PgTrigger<'a>) -> TriggerResult<'a> {
         if with_messages {
             inserted.push(ticket.id());
         }
-        // The row trigger chose the policy and stored its name.
+        // The row trigger chose the policy and stored its name (or, without
+        // SLA columns, the row's values choose it again).
         let Some(policy) = ticket
-            .sla_policy()
+            .sla_policy_name(&configuration)
             .and_then(|name| configuration.by_name.get(&name))
         else {
             return;

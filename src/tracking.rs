@@ -141,7 +141,9 @@ fn track_table(
     unassigned_value: default!(Option<&str>, "NULL"),
     waiting_since_column: default!(Option<&str>, "NULL"),
     backfill: default!(Option<bool>, "true"),
+    add_columns: default!(Option<bool>, "true"),
 ) -> i64 {
+    let add_columns = required(add_columns, "add_columns");
     let ticket_table = required(ticket_table, "ticket_table").0;
     let id_column = required(id_column, "id_column");
     let created_at_column = required(created_at_column, "created_at_column");
@@ -284,9 +286,11 @@ fn track_table(
         }
         None => None,
     };
-    // The SLA columns, added when absent; existing ones must fit.
+    // The SLA columns, added when absent; existing ones must fit. With
+    // add_columns => false the table is left as it is.
     let mut additions = Vec::new();
-    for (column, accepted, type_sql) in SLA_COLUMNS {
+    let sla_columns = if add_columns { &SLA_COLUMNS[..] } else { &[] };
+    for &(column, accepted, type_sql) in sla_columns {
         match column_type(ticket_table, column) {
             Some(found) if found.generated => {
                 ereport!(
@@ -334,6 +338,7 @@ fn track_table(
             customer_message_at_column,
             agent_reply_at_column,
             waiting_since_column,
+            sla_columns: add_columns,
             assignee_column,
             timestamp_zone,
             unassigned_value: unassigned_value.as_deref(),
@@ -450,7 +455,8 @@ fn track(
         None,
         None,
         None,
-        None,
+        Some(true),
+        Some(true),
     )
 }
 

@@ -239,9 +239,11 @@ impl TicketUpdates {
         singles
     }
 
-    /// Writes the SLA columns (and `sla_policy` when `set_policy`).
+    /// Writes the SLA columns (and `sla_policy` when `set_policy`), and
+    /// releases assignees. A table without SLA columns only has its
+    /// releases written.
     pub fn write(self, table: &TicketTable, set_policy: bool) {
-        if self.ctid.is_empty() {
+        if self.ctid.is_empty() || (!table.sla_columns && !self.release.iter().any(|r| *r)) {
             return;
         }
         // Releasing writes NULL, or the value that means nobody (cast from
@@ -259,16 +261,26 @@ impl TicketUpdates {
             ),
             _ => String::new(),
         };
-        let policy = if set_policy {
+        let policy = if set_policy && table.sla_columns {
             ", sla_policy = u.policy"
         } else {
             ""
         };
+        let set = if table.sla_columns {
+            format!(
+                "sla_status = u.status, sla_due_at = u.due_at, sla_breached_at = u.breached_at{policy}{release}"
+            )
+        } else {
+            // Only releases: drop the leading comma.
+            release.trim_start_matches(',').to_owned()
+        };
+        if set.is_empty() {
+            return;
+        }
         // The ANY() lets the planner fetch the rows by address rather than
         // hash the whole table for a join with the array.
         let query = format!(
-            "UPDATE ONLY {table} t SET sla_status = u.status, sla_due_at = u.due_at,
-                    sla_breached_at = u.breached_at{policy}{release}
+            "UPDATE ONLY {table} t SET {set}
                FROM unnest($1::tid[], $2::text[], $3::text[], $4::timestamptz[],
                            $5::timestamptz[], $6::bool[], $7::bool[], $8::text[])
                     AS u(ctid, policy, status, due_at, breached_at, release, guarded,

@@ -24,6 +24,9 @@ pub struct TicketTable {
     pub agent_reply_at_column: Option<String>,
     /// When the customer started waiting; cleared by a reply.
     pub waiting_since_column: Option<String>,
+    /// `sla.track` added the `sla_*` columns (not with `add_columns =>
+    /// false`).
+    pub sla_columns: bool,
     pub assignee_column: Option<String>,
     /// The assignee column's type as SQL, to cast `unassigned_value` to.
     pub assignee_type: Option<String>,
@@ -57,7 +60,8 @@ pub fn read_all() -> (Vec<TicketTable>, Option<pg_sys::Oid>) {
                         -- new library may run until updated, has neither.
                         pg_catalog.to_jsonb(t) OPERATOR(pg_catalog.->>) 'timestamp_zone',
                         pg_catalog.to_jsonb(t) OPERATOR(pg_catalog.->>) 'unassigned_value',
-                        pg_catalog.to_jsonb(t) OPERATOR(pg_catalog.->>) 'waiting_since_column'
+                        pg_catalog.to_jsonb(t) OPERATOR(pg_catalog.->>) 'waiting_since_column',
+                        pg_catalog.to_jsonb(t) OPERATOR(pg_catalog.->>) 'sla_columns'
                    FROM sla.tracked_tables t
                    JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) t.ticket_table
                    LEFT JOIN pg_catalog.pg_attribute a
@@ -94,6 +98,7 @@ pub fn read_all() -> (Vec<TicketTable>, Option<pg_sys::Oid>) {
                     customer_message_at_column: row.get(9)?,
                     agent_reply_at_column: row.get(10)?,
                     waiting_since_column: row.get(16)?,
+                    sla_columns: row.get::<String>(17)?.is_none_or(|v| v == "true"),
                     assignee_column: row.get(11)?,
                     assignee_type: row.get(13)?,
                     timestamp_zone: row.get(14)?,
@@ -116,6 +121,7 @@ pub struct Mapping<'a> {
     pub customer_message_at_column: Option<&'a str>,
     pub agent_reply_at_column: Option<&'a str>,
     pub waiting_since_column: Option<&'a str>,
+    pub sla_columns: bool,
     pub assignee_column: Option<&'a str>,
     pub timestamp_zone: Option<&'a str>,
     pub unassigned_value: Option<&'a str>,
@@ -126,13 +132,14 @@ pub fn insert(relid: pg_sys::Oid, mapping: Mapping) {
     // older than 0.3.0 (a new library before the update) lacks the others.
     let newer = mapping.timestamp_zone.is_some()
         || mapping.unassigned_value.is_some()
-        || mapping.waiting_since_column.is_some();
+        || mapping.waiting_since_column.is_some()
+        || !mapping.sla_columns;
     let query = if newer {
         "INSERT INTO sla.tracked_tables (ticket_table, id_column, created_at_column,
              status_column, closed_statuses, customer_message_at_column,
              agent_reply_at_column, assignee_column, timestamp_zone, unassigned_value,
-             waiting_since_column)
-         VALUES ($1::oid::regclass, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+             waiting_since_column, sla_columns)
+         VALUES ($1::oid::regclass, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
     } else {
         "INSERT INTO sla.tracked_tables (ticket_table, id_column, created_at_column,
              status_column, closed_statuses, customer_message_at_column,
@@ -153,6 +160,7 @@ pub fn insert(relid: pg_sys::Oid, mapping: Mapping) {
         args.push(mapping.timestamp_zone.into());
         args.push(mapping.unassigned_value.into());
         args.push(mapping.waiting_since_column.into());
+        args.push(mapping.sla_columns.into());
     }
     as_sla_owner(|| execute(query, &args, "record the tracked table"))
 }

@@ -1159,3 +1159,72 @@ fn a_message_write_never_fails_for_pg_slas_bookkeeping_and_waiting_messages_are_
         "achieved"
     );
 }
+
+#[test]
+fn a_table_tracked_without_columns_is_left_as_it_is_and_read_through_ticket_sla() {
+    let cluster = Cluster::start("no-columns", &[]);
+    let mut db = cluster.connect();
+    db.batch_execute(ZAMMAD_TICKETS).unwrap();
+    db.batch_execute(POLICIES).unwrap();
+    let definition = |db: &mut Client| {
+        rows(
+            db,
+            "SELECT attname || ' ' || format_type(atttypid, atttypmod) FROM pg_attribute
+              WHERE attrelid = 'tickets'::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
+        )
+    };
+    let before = definition(&mut db);
+    db.batch_execute(&TRACK_ZAMMAD.replace(
+        "timestamp_zone => 'UTC')",
+        "timestamp_zone => 'UTC', add_columns => false)",
+    ))
+    .unwrap();
+    assert_eq!(definition(&mut db), before, "no column added");
+    at(
+        &mut db,
+        "2026-11-30 09:00",
+        "INSERT INTO tickets (state_id, owner_id, priority_id, number, title, created_at, updated_at)
+         VALUES (1, 7, 2, '1', 'a', '2026-11-30 09:00', '2026-11-30 09:00'),
+                (2, 8, 3, '2', 'b', '2026-11-30 09:00', '2026-11-30 09:00'),
+                (2, 9, 2, '3', 'c', '2026-11-30 08:00', '2026-11-30 08:00')",
+    );
+    at(
+        &mut db,
+        "2026-11-30 09:10",
+        "UPDATE tickets SET last_contact_agent_at = '2026-11-30 09:10' WHERE id = 2",
+    );
+    // The worker's releases (tickets 1 and 3) still write the owner column
+    // (to 1); ticket 3 also breaches.
+    assert_eq!(
+        int(&mut db, "SELECT sla.process_due('2026-11-30 10:05Z')"),
+        3
+    );
+    // Read by the ticket's own id, joined laterally, sorted by due time.
+    assert_eq!(
+        rows(
+            &mut db,
+            "SELECT t.id || ' ' || t.owner_id || ' ' || s.policy || ' ' || s.status || ' '
+                    || coalesce(to_char(s.due_at AT TIME ZONE 'UTC', 'HH24:MI'), '-')
+               FROM tickets t CROSS JOIN LATERAL sla.ticket_sla('tickets', t.id) s
+              ORDER BY s.due_at, t.id"
+        ),
+        [
+            "1 1 desk running 11:00",
+            "2 8 high running 13:00",
+            "3 1 desk breached 16:00"
+        ]
+    );
+    assert_eq!(
+        int(
+            &mut db,
+            "SELECT count(*) FROM sla.ticket_sla('tickets', 42)"
+        ),
+        0,
+        "a ticket without clocks has no row"
+    );
+    // A role that cannot read the table cannot read its tickets' SLA.
+    db.batch_execute("CREATE ROLE stranger LOGIN").unwrap();
+    let mut stranger = cluster.connect_as("stranger");
+    let (code, _) = sql_error(stranger.batch_execute("SELECT * FROM sla.ticket_sla('tickets', 1)"));
+    assert_eq!(code, "42501");
+}

@@ -129,6 +129,7 @@ const SUPERUSER_RUNS: &[&str] = &[
     "SELECT sla.clock_business_time('utc', pg_catalog.now() - interval '3 days', pg_catalog.now())",
     "SELECT sla.clock_business_time(NULL, pg_catalog.now() - interval '3 days', pg_catalog.now())",
     "SELECT sla.event_time()",
+    "SELECT count(*) FROM sla.ticket_sla('public.tickets', 1::bigint)",
     "SELECT sla.clock_is_open('paused'), sla.clock_is_breached_open('paused', pg_catalog.now())",
     "SELECT sla.readable_tracked_tables(), sla.tracked_table_list(), sla.reads_all_data()",
     "SELECT sla.add_business_time('utc', pg_catalog.now(), '1 hour')",

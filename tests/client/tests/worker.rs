@@ -909,11 +909,17 @@ fn database_defaults_do_not_change_how_the_worker_runs() {
     // on the timeout it computed before, up to a minute, and misses the
     // worker's 3-second restart time; any connection wakes it, as a
     // monitoring client's would (see docs/worker.md).
+    // The database's own defaults are overridden from the start (a 1 ms
+    // statement timeout could cancel the very statements that turn it off).
     let connect = || {
-        let mut db = cluster.connect();
-        db.batch_execute("SET default_transaction_read_only = off; SET statement_timeout = 0")
-            .unwrap();
-        db
+        Client::connect(
+            &format!(
+                "{} options='-c statement_timeout=0 -c default_transaction_read_only=off'",
+                cluster.connection_string("postgres", "postgres")
+            ),
+            pg_sla_client_tests::NoTls,
+        )
+        .unwrap()
     };
     wait_for("a new worker", Duration::from_secs(15), || {
         worker_pid(&mut connect()).filter(|&pid| pid != old)
