@@ -74,7 +74,17 @@ fn ticket_sla(
         ereport!(
             ERROR,
             pgrx::PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
-            format!("permission denied for table with OID {}", relid.to_u32())
+            format!(
+                "permission denied for table {}: sla.ticket_sla reads the SLA of tickets its caller may read",
+                unsafe {
+                    let name = pg_sys::get_rel_name(relid);
+                    if name.is_null() {
+                        relid.to_u32().to_string()
+                    } else {
+                        std::ffi::CStr::from_ptr(name).to_string_lossy().into_owned()
+                    }
+                }
+            )
         );
     }
     let Some(table) = configuration::current().tracked(relid) else {
