@@ -72,8 +72,10 @@ fn process_due(
     let held = held_tickets();
     // Tables locked whole by someone else, skipped for the rest of the call.
     let mut skipped_tables: Vec<pg_sys::Oid> = Vec::new();
-    // Tables whose due processing ran out of its time budget lately.
-    skipped_tables.extend(slow_tables());
+    // Tables whose triggers ran out of their time budget lately: their
+    // transitions are recorded and notified, and their rows left for
+    // later, without running their triggers again.
+    let mut slow: HashSet<u32> = slow_tables().iter().map(|t| t.to_u32()).collect();
     // Due clocks of tables not skipped: what `max_rows` bounds.
     let mut taken = 0;
     let mut applied = 0;
@@ -113,15 +115,15 @@ fn process_due(
             // Statements over a thousand keys at most, so that the planner
             // reaches rows through their keys and addresses.
             for chunk in ids.chunks(DUE_CHUNK) {
-                let outcome = process_due_isolated(&configuration, table, chunk, at);
+                let write_rows = !slow.contains(&relid.to_u32());
+                let outcome = process_due_isolated(&configuration, table, chunk, at, write_rows);
                 applied += outcome.applied;
                 if outcome.slow {
-                    // Left alone for a while, its tickets staying due: a
-                    // table whose triggers hang costs the others one budget
-                    // a while, however many of its tickets fall due.
+                    // Its rows are left alone for a while: a table whose
+                    // triggers hang costs the others one budget a while,
+                    // however many of its tickets fall due.
                     remember_slow(relid);
-                    skipped_tables.push(relid);
-                    break;
+                    slow.insert(relid.to_u32());
                 }
             }
         }
@@ -129,6 +131,8 @@ fn process_due(
             break;
         }
     }
+    // Nothing that runs a slow table's triggers.
+    skipped_tables.extend(slow.iter().map(|t| pg_sys::Oid::from(*t)));
     retry_pending_updates(&configuration, &skipped_tables, owned_by);
     apply_early_messages(&configuration, &skipped_tables, owned_by);
     if applied > 0 || alerts_evaluated_long_ago() {
@@ -344,14 +348,15 @@ fn process_due_isolated(
     table: &TrackedTable,
     ids: &[String],
     at: Micros,
+    write_rows: bool,
 ) -> Outcome {
     let one = |id: &String| {
         attempt_within_budget(1, || {
-            process_due_tickets(configuration, table, vec![id.clone()], at)
+            process_due_tickets(configuration, table, vec![id.clone()], at, write_rows)
         })
     };
     let whole = attempt_within_budget(ids.len(), || {
-        process_due_tickets(configuration, table, ids.to_vec(), at)
+        process_due_tickets(configuration, table, ids.to_vec(), at, write_rows)
     });
     match whole {
         Ok(outcome) => outcome,
@@ -453,12 +458,14 @@ const FAILED_RETRY: &str = "1 minute";
 const DUE_CHUNK: usize = 1000;
 
 /// Applies the due transitions of some tickets of one table: how many it
-/// applied, and whether writing the ticket rows ran out of time.
+/// applied, and whether writing the ticket rows ran out of time. Without
+/// `write_rows` (a slow table's), the rows are kept for later instead.
 fn process_due_tickets(
     configuration: &Configuration,
     table: &TrackedTable,
     ids: Vec<String>,
     at: Micros,
+    write_rows: bool,
 ) -> Outcome {
     let relid = table.relid;
     // Lock order everywhere: the ticket row, then its clocks.
@@ -537,10 +544,44 @@ fn process_due_tickets(
     // The record first: the transitions and their notifications stand even
     // when the ticket rows cannot be updated.
     changes.write_with_notifications(table, notifications, at);
+    if !write_rows {
+        defer_ticket_rows(table, updated_ids, updates);
+        return Outcome {
+            applied,
+            slow: false,
+        };
+    }
     Outcome {
         applied,
         slow: write_ticket_rows(table, updated_ids, updates),
     }
+}
+
+/// Keeps a slow table's ticket rows for later, without trying them (their
+/// triggers ran out of time lately): their transitions are recorded.
+fn defer_ticket_rows(table: &TrackedTable, ids: Vec<String>, updates: TicketUpdates) {
+    if ids.is_empty() {
+        return;
+    }
+    let releases = updates.releases().to_vec();
+    let assignees = if releases.iter().any(|r| *r) {
+        updates.assignees(table)
+    } else {
+        vec![None; ids.len()]
+    };
+    let deferred = ids
+        .into_iter()
+        .zip(releases)
+        .zip(assignees)
+        .map(|((ticket_id, release_ownership), assignee)| FailedUpdate {
+            ticket_id,
+            release_ownership,
+            assignee,
+            sqlstate: "57014".to_owned(),
+            error: "not tried: the table's triggers ran out of their time budget lately".to_owned(),
+        })
+        .collect();
+    pending_ticket_updates::record(table, deferred, FAILED_RETRY);
 }
 
 /// Writes some tickets' SLA columns (and releases their assignees) after
