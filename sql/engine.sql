@@ -295,17 +295,17 @@ CREATE PROCEDURE sla.backfill(ticket_table regclass, batch_size int DEFAULT 5000
 LANGUAGE plpgsql AS $$
 DECLARE
     after_id pg_catalog.text;
-    found pg_catalog.int8;
+    batch_tickets pg_catalog.int8;
     done pg_catalog.int8 := 0;
     started pg_catalog.timestamptz := pg_catalog.clock_timestamp();
     reported pg_catalog.timestamptz := pg_catalog.clock_timestamp();
 BEGIN
     LOOP
-        SELECT b.tickets, b.last_id INTO found, after_id
+        SELECT b.tickets, b.last_id INTO batch_tickets, after_id
           FROM sla.backfill_batch(ticket_table, after_id, batch_size) b;
         COMMIT;
-        EXIT WHEN found OPERATOR(pg_catalog.=) 0;
-        done := done OPERATOR(pg_catalog.+) found;
+        EXIT WHEN batch_tickets OPERATOR(pg_catalog.=) 0;
+        done := done OPERATOR(pg_catalog.+) batch_tickets;
         IF pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) reported
            OPERATOR(pg_catalog.>=) pg_catalog.make_interval(secs => 5) THEN
             RAISE NOTICE 'pg_sla: % tickets of table % have their clocks so far', done, ticket_table;

@@ -222,6 +222,8 @@ thread_local! {
     /// worker sets: none for other callers.
     static TABLE_BUDGET: std::cell::Cell<Option<std::time::Duration>> =
         const { std::cell::Cell::new(None) };
+    /// Where the last look at early messages stopped, as (table, id).
+    static EARLY_CURSOR: RefCell<Option<(pg_sys::Oid, String)>> = const { RefCell::new(None) };
     /// Tables whose due processing ran out of its budget lately, until
     /// when the worker leaves them alone.
     static SLOW: RefCell<HashMap<u32, std::time::Instant>> = RefCell::new(HashMap::new());
@@ -560,7 +562,8 @@ fn process_due_tickets(
 /// Keeps a slow table's ticket rows for later, without trying them (their
 /// triggers ran out of time lately): their transitions are recorded.
 fn defer_ticket_rows(table: &TrackedTable, ids: Vec<String>, updates: TicketUpdates) {
-    if ids.is_empty() {
+    // A table without SLA columns only ever owes releases.
+    if ids.is_empty() || (!table.sla_columns && !updates.releases().iter().any(|r| *r)) {
         return;
     }
     let releases = updates.releases().to_vec();
@@ -730,8 +733,16 @@ fn apply_early_messages(
     if configuration.messages.is_empty() {
         return;
     }
+    // Where the last call stopped: the next takes the following tickets,
+    // and starts over once it reaches the end.
+    let after = EARLY_CURSOR.with(|c| c.borrow().clone());
+    let early = tracked_messages::early_tickets(EARLY_BATCH, skipped_tables, owned_by, after);
+    let next = (early.len() == EARLY_BATCH as usize)
+        .then(|| early.last().cloned())
+        .flatten();
+    EARLY_CURSOR.with(|c| *c.borrow_mut() = next);
     let mut by_table: BTreeMap<u32, Vec<String>> = BTreeMap::new();
-    for (relid, id) in tracked_messages::early_tickets(EARLY_BATCH, skipped_tables, owned_by) {
+    for (relid, id) in early {
         by_table.entry(relid.to_u32()).or_default().push(id);
     }
     for (relid, ids) in by_table {
@@ -792,8 +803,13 @@ fn retry_pending_updates(
             continue;
         }
         // One by one, each with a budget: one row whose trigger hangs must
-        // not keep the others of its table from being retried.
+        // not keep the others of its table from being retried; all of them
+        // together within one budget a call.
+        let started = std::time::Instant::now();
         for one in pending.chunks(1) {
+            if table_budget().is_some_and(|budget| started.elapsed() > budget) {
+                break;
+            }
             let retried = attempt_within_budget(1, || retry_table_updates(table, one));
             let slow = match retried {
                 Ok(slow) => slow,

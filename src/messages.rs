@@ -27,6 +27,7 @@ use crate::store::tracked_messages::{self, EarlyMessage, MessagesTable};
 use crate::subxact::attempt;
 use crate::ticket::Message;
 use crate::ticket_columns::{find_column, Column, ID_TYPES, TIME_TYPES};
+use crate::time_budget::TIMEOUT_MESSAGE;
 use crate::trigger_support::{for_each_transition_row, require_firing, untracked, TriggerResult};
 
 /// Starts driving a tracked ticket table's replies from a messages table:
@@ -423,6 +424,18 @@ pub fn apply(table: &TrackedTable, by_ticket: HashMap<String, Vec<Message>>) {
         // business time): the messages then wait to be applied later.
         let found = match attempt(|| resync_tickets_with_messages(table, chunk, &by_ticket)) {
             Ok(found) => found,
+            // Due processing's own time budget: its caller sets the table
+            // aside.
+            Err(failure) if failure.budget_ran_out => {
+                ereport!(
+                    ERROR,
+                    PgSqlErrorCode::ERRCODE_QUERY_CANCELED,
+                    format!(
+                        "{TIMEOUT_MESSAGE}: applying the messages of table {} took longer than its time budget",
+                        table.name
+                    )
+                );
+            }
             Err(failure) => {
                 pgrx::warning!(
                     "pg_sla: the new messages of {} tickets of table {} could not be applied now, due processing applies them later: {}",

@@ -179,6 +179,11 @@ fn ticket_row_changed<'a>(trigger: &'a PgTrigger<'a>) -> TriggerResult<'a> {
             new_tuple, tupdesc, &columns, policy, &summary,
         )));
     }
+    if columns.sla.is_none() {
+        // A new row without SLA columns has nothing to show: its clocks
+        // come from the statement trigger.
+        return Ok(trigger.new());
+    }
     match reconcile_ticket(&new, None, policy, &mut clocks, now) {
         Ok(summary) => Ok(Some(modified(
             new_tuple, tupdesc, &columns, policy, &summary,

@@ -144,6 +144,7 @@ fn track_table(
     add_columns: default!(Option<bool>, "true"),
 ) -> i64 {
     let add_columns = required(add_columns, "add_columns");
+    let backfill = required(backfill, "backfill");
     let ticket_table = required(ticket_table, "ticket_table").0;
     let id_column = required(id_column, "id_column");
     let created_at_column = required(created_at_column, "created_at_column");
@@ -347,7 +348,7 @@ fn track_table(
     unsafe { pg_sys::CommandCounterIncrement() };
     check_policies_fit(ticket_table);
 
-    if backfill == Some(false) {
+    if !backfill {
         // The lock sla.track took is held until the caller commits: the
         // existing tickets get their clocks afterwards, batch by batch.
         pgrx::notice!(
@@ -494,14 +495,15 @@ fn untrack(ticket_table: Option<RegClass>) {
         );
     }
     ticket_definitions::drop_triggers(ticket_table, &info.qualified);
-    // Its messages tables go with it (their rows by cascade); their
-    // triggers too where the caller owns them (left ones do nothing).
+    // Its messages tables go with it (their rows by cascade), and their
+    // triggers (dropped as the owner of pg_sla's tables, who made them).
     for messages in configuration::current().messages.values() {
         if messages.table.ticket_table == ticket_table {
             let messages_info = table_info(messages.table.relid);
-            if messages_info.owned_by_caller {
-                ticket_definitions::drop_triggers(messages.table.relid, &messages_info.qualified);
-            }
+            ticket_definitions::drop_message_triggers(
+                messages.table.relid,
+                &messages_info.qualified,
+            );
         }
     }
     tracked_tables::delete(ticket_table);

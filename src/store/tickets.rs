@@ -285,8 +285,14 @@ impl TicketUpdates {
                            $5::timestamptz[], $6::bool[], $7::bool[], $8::text[])
                     AS u(ctid, policy, status, due_at, breached_at, release, guarded,
                          assignee_then)
-              WHERE t.ctid = u.ctid AND t.ctid = ANY($1)",
+              WHERE t.ctid = u.ctid AND t.ctid = ANY($1){only_releases}",
             table = table.name,
+            // Without SLA columns, only the rows released change.
+            only_releases = if table.sla_columns {
+                ""
+            } else {
+                " AND u.release"
+            },
         );
         let status: Vec<Option<String>> = self
             .status

@@ -217,14 +217,21 @@ pub fn all_messages(
     .or_raise("read the messages table")
 }
 
-/// Tickets with early messages, as (table, id), up to `limit`, leaving out
+/// Tickets with early messages, as (table, id), up to `limit` after
+/// `after` in (table, id) order (so that ids that never appear cannot keep
+/// the others waiting), leaving out
 /// `skipped_tables` and, with `owned_by`, the tables that role does not
 /// own. Empty on a schema older than 0.3.0.
 pub fn early_tickets(
     limit: i32,
     skipped_tables: &[pg_sys::Oid],
     owned_by: Option<pg_sys::Oid>,
+    after: Option<(pg_sys::Oid, String)>,
 ) -> Vec<(pg_sys::Oid, String)> {
+    let (after_table, after_id) = match after {
+        Some((table, id)) => (Some(table), Some(id)),
+        None => (None, None),
+    };
     as_sla_owner(|| {
         Spi::connect_mut(|client| {
             let exists = client
@@ -247,11 +254,14 @@ pub fn early_tickets(
                          SELECT FROM pg_catalog.pg_class t
                           WHERE t.oid = ticket_table::oid
                             AND pg_catalog.pg_has_role($3::oid, t.relowner, 'USAGE')))
-                  LIMIT $1",
+                    AND ($4::oid IS NULL OR (ticket_table::oid, ticket_id) > ($4::oid, $5::text))
+                  ORDER BY 1, 2 LIMIT $1",
                 &[
                     limit.into(),
                     skipped_tables.to_vec().into(),
                     owned_by.into(),
+                    after_table.into(),
+                    after_id.into(),
                 ],
             )?;
             let mut tickets = Vec::new();

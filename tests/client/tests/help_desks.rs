@@ -997,6 +997,20 @@ fn track_messages_refuses_bad_mappings_and_changes_nothing() {
         ),
         0
     );
+    // Untracking the ticket table ends its messages tables' tracking too,
+    // triggers included.
+    db.batch_execute(&track(&format!("'conversation_id', {ok_conditions}")))
+        .unwrap();
+    db.batch_execute("SELECT sla.untrack('conversations')")
+        .unwrap();
+    assert_eq!(
+        int(
+            &mut db,
+            "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'messages'::regclass"
+        ),
+        0
+    );
+    assert_eq!(int(&mut db, "SELECT count(*) FROM sla.tracked_messages"), 0);
 }
 
 #[test]
