@@ -378,14 +378,12 @@ fn process_due_isolated(
         }
         Err(_) => {
             let mut outcome = Outcome::default();
-            // Consecutive failures with one SQLSTATE: the table's problem
-            // (a full tablespace, say) rather than each ticket's.
-            let mut streak: Option<(i32, usize)> = None;
+            let mut streak = SameFailures::default();
             for (i, id) in ids.iter().enumerate() {
                 match one(id) {
                     Ok(done) => {
                         outcome.applied += done.applied;
-                        streak = None;
+                        streak.succeeded();
                         if done.slow {
                             outcome.slow = true;
                             break;
@@ -398,12 +396,7 @@ fn process_due_isolated(
                     }
                     Err(failure) => {
                         report_failed_ticket(table, id, &failure);
-                        let code = failure.code as i32;
-                        let count = match streak {
-                            Some((c, n)) if c == code => n + 1,
-                            _ => 1,
-                        };
-                        streak = Some((code, count));
+                        let count = streak.failed(&failure);
                         let rest = &ids[i + 1..];
                         if count >= SAME_FAILURE_LIMIT && !rest.is_empty() {
                             let message = format!(
@@ -436,6 +429,29 @@ fn report_slow_table(table: &TrackedTable, due: usize) {
     );
     pgrx::warning!("{message}");
     record_failure(message);
+}
+
+/// Consecutive failures with one SQLSTATE, when tickets are tried one by
+/// one: the table's problem (a full tablespace, say) rather than each
+/// ticket's, once there are `SAME_FAILURE_LIMIT` of them.
+#[derive(Default)]
+struct SameFailures(Option<(i32, usize)>);
+
+impl SameFailures {
+    fn succeeded(&mut self) {
+        self.0 = None;
+    }
+
+    /// Counts a failure; returns how many in a row had its SQLSTATE.
+    fn failed(&mut self, failure: &Failure) -> usize {
+        let code = failure.code as i32;
+        let count = match self.0 {
+            Some((c, n)) if c == code => n + 1,
+            _ => 1,
+        };
+        self.0 = Some((code, count));
+        count
+    }
 }
 
 /// Consecutive same-SQLSTATE failures after which the rest of a batch is
@@ -653,15 +669,13 @@ fn write_ticket_rows(table: &TrackedTable, ids: Vec<String>, updates: TicketUpda
     let mut done: Vec<(usize, &String)> = Vec::new();
     let mut failed = Vec::new();
     let mut slow = false;
-    // Consecutive failures with one SQLSTATE: the table's problem (a full
-    // tablespace, say) rather than each ticket's.
-    let mut streak: Option<(i32, usize)> = None;
+    let mut streak = SameFailures::default();
     let singles = updates.split();
     for (i, single) in singles.into_iter().enumerate() {
         let failure = match attempt(|| single.write(table, false)) {
             Ok(()) => {
                 done.push((i, &ids[i]));
-                streak = None;
+                streak.succeeded();
                 continue;
             }
             Err(failure) => failure,
@@ -674,12 +688,7 @@ fn write_ticket_rows(table: &TrackedTable, ids: Vec<String>, updates: TicketUpda
         }
         report_failed_row(table, &ids[i], releases[i], &failure);
         failed.push(failed_update(i, &failure));
-        let code = failure.code as i32;
-        let count = match streak {
-            Some((c, n)) if c == code => n + 1,
-            _ => 1,
-        };
-        streak = Some((code, count));
+        let count = streak.failed(&failure);
         let rest = i + 1..ids.len();
         if count >= SAME_FAILURE_LIMIT && !rest.is_empty() {
             let message = format!(

@@ -16,9 +16,10 @@ use pgrx::trigger_support::{
 use sla_core::policy::{matches, parse_conditions, ColumnValue, Condition};
 
 use crate::configuration::{self, TrackedMessages, TrackedTable};
-use crate::convert::{printed_as_type, required};
+use crate::convert::required;
 use crate::identity::current_user;
 use crate::jsonb_arg::JsonbArg;
+use crate::policy_fit::{checked_values, why_never_matches};
 use crate::recompute::{resync_tickets_with_messages, RESYNC_CHUNK};
 use crate::regclass::RegClass;
 use crate::sql_text::quote_literal;
@@ -208,21 +209,12 @@ fn check_conditions(relid: pg_sys::Oid, table_name: &str, argument: &str, text: 
                 ),
             );
         };
-        // A negated condition's impossible value is harmless (see
-        // `policy_fit`).
-        let listed = condition
-            .accepted
-            .iter()
-            .flatten()
-            .filter(|_| !condition.negated);
-        for value in listed {
-            if printed_as_type(value, found.type_oid, found.type_modifier).as_deref()
-                != Some(value.as_str())
-            {
+        for value in checked_values(condition) {
+            if let Some(why) = why_never_matches(value, &found) {
                 refuse(
                     PgSqlErrorCode::ERRCODE_INVALID_TEXT_REPRESENTATION,
                     format!(
-                        "conditions.{} value {} never matches column \"{}\" ({}) of table {table_name}",
+                        "conditions.{} value {} never matches column \"{}\" ({}) of table {table_name}: {why}",
                         condition.column,
                         quote_literal(value),
                         condition.column,

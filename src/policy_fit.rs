@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use pgrx::pg_sys::errcodes::PgSqlErrorCode;
 use pgrx::prelude::*;
-use sla_core::policy::Policy;
+use sla_core::policy::{Condition, Policy};
 
 use crate::configuration::TrackedTable;
 use crate::convert::printed_as_type;
@@ -28,15 +28,12 @@ pub fn check(policies: &[&Policy], tables: &[&TrackedTable]) {
                 types
                     .entry((table.relid.to_u32(), column.to_owned()))
                     .or_insert_with(|| column_type(table.relid, column))
-                    .as_ref()
-                    .map(|t| (t.type_oid, t.type_modifier, t.type_name.clone()))
+                    .clone()
             };
             let mut values: Vec<(String, String, &str)> = Vec::new();
-            // A refused value the column cannot hold is refused by every
-            // row: such a negated condition always holds, harmlessly.
-            for condition in policy.conditions.iter().filter(|c| !c.negated) {
+            for condition in &policy.conditions {
                 let field = format!("conditions.{}", condition.column);
-                for value in condition.accepted.iter().flatten() {
+                for value in checked_values(condition) {
                     values.push((field.clone(), condition.column.clone(), value));
                 }
             }
@@ -50,17 +47,15 @@ pub fn check(policies: &[&Policy], tables: &[&TrackedTable]) {
             for (field, column, value) in values {
                 // A column the table lacks meets no condition: tables differ,
                 // and a policy for all of them may name columns some lack.
-                let Some((type_oid, type_modifier, type_name)) = type_of(&column) else {
+                let Some(found) = type_of(&column) else {
                     continue;
                 };
-                let why = match printed_as_type(value, type_oid, type_modifier) {
-                    Some(printed) if printed == value => continue,
-                    Some(printed) => format!("the column prints it as \"{printed}\""),
-                    None => format!("it is not a value of type {type_name}"),
+                let Some(why) = why_never_matches(value, &found) else {
+                    continue;
                 };
                 let message = format!(
-                    "policy \"{}\": {field} value \"{value}\" never matches column \"{column}\" ({type_name}) of table {}: {why}",
-                    policy.name, table.name
+                    "policy \"{}\": {field} value \"{value}\" never matches column \"{column}\" ({}) of table {}: {why}",
+                    policy.name, found.type_name, table.name
                 );
                 if policy.tables.is_some() {
                     ereport!(
@@ -78,5 +73,26 @@ pub fn check(policies: &[&Policy], tables: &[&TrackedTable]) {
                 );
             }
         }
+    }
+}
+
+/// The values of a condition worth checking: a refused value the column
+/// cannot hold is refused by every row, so such a negated condition always
+/// holds, harmlessly.
+pub fn checked_values(condition: &Condition) -> impl Iterator<Item = &String> {
+    condition
+        .accepted
+        .iter()
+        .flatten()
+        .filter(|_| !condition.negated)
+}
+
+/// Why a condition value never matches a column of this type, compared as
+/// the column prints: `None` when it may.
+pub fn why_never_matches(value: &str, column: &ColumnType) -> Option<String> {
+    match printed_as_type(value, column.type_oid, column.type_modifier) {
+        Some(printed) if printed == value => None,
+        Some(printed) => Some(format!("the column prints it as \"{printed}\"")),
+        None => Some(format!("it is not a value of type {}", column.type_name)),
     }
 }

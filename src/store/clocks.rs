@@ -14,7 +14,7 @@ use sla_core::Clock;
 
 use super::clock_layout::{clock_select_list, read_clock, update_statement, UpdateArrays};
 use super::kept_plans::run_kept;
-use super::spi::{execute, text_column, text_column_fresh};
+use super::spi::{execute, owned_by, text_column, text_column_fresh};
 use super::tracked_tables::TicketTable;
 use super::{bulk_insert, notifications::NotificationBatch};
 use crate::errors::SpiResultExt;
@@ -245,17 +245,18 @@ pub fn due_tickets(
     as_sla_owner(|| {
         Spi::connect(|client| {
             let rows = client.select(
-                "SELECT ticket_table::oid, ticket_id FROM sla.clocks
+                concat!(
+                    r#"SELECT ticket_table::oid, ticket_id FROM sla.clocks
                   WHERE next_transition_at <= $1
                     AND (retry_at IS NULL OR retry_at <= pg_catalog.clock_timestamp())
                     AND ticket_table::oid <> ALL ($3::oid[])
                     AND (ticket_table::oid, ticket_id) NOT IN
                         (SELECT h.relid, h.id FROM unnest($4::oid[], $5::text[]) AS h(relid, id))
-                    AND ($6::oid IS NULL OR EXISTS (
-                         SELECT FROM pg_catalog.pg_class t
-                          WHERE t.oid = ticket_table::oid
-                            AND pg_catalog.pg_has_role($6::oid, t.relowner, 'USAGE')))
-                  ORDER BY next_transition_at LIMIT $2",
+                    AND "#,
+                    owned_by!(6),
+                    r#"
+                  ORDER BY next_transition_at LIMIT $2"#
+                ),
                 None,
                 &[
                     now.into(),

@@ -7,21 +7,14 @@ use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 
 use super::kept_plans::run_kept;
-use super::spi::execute;
+use super::spi::{execute, owned_by, sla_relation};
 use super::tracked_tables::TicketTable;
 use crate::errors::SpiResultExt;
 use crate::identity::as_sla_owner;
 
-/// Whether the table exists: a new library may run on an older schema
-/// (before `ALTER EXTENSION pg_sla UPDATE`), which has none. Two catalog
-/// cache lookups.
+/// Whether the table exists (not on a schema older than 0.3.0).
 fn exists() -> bool {
-    unsafe {
-        let schema = pg_sys::get_namespace_oid(c"sla".as_ptr(), true);
-        schema != pg_sys::InvalidOid
-            && pg_sys::get_relname_relid(c"pending_ticket_updates".as_ptr(), schema)
-                != pg_sys::InvalidOid
-    }
+    sla_relation(c"pending_ticket_updates").is_some()
 }
 
 /// A ticket row update that failed: which ticket, whether its assignee is
@@ -161,15 +154,16 @@ pub fn due(
         Spi::connect_mut(|client| {
             let rows = run_kept(
                 client,
-                "SELECT ticket_table::oid, ticket_id, release_ownership, assignee
+                concat!(
+                    r#"SELECT ticket_table::oid, ticket_id, release_ownership, assignee
                    FROM sla.pending_ticket_updates
                   WHERE retry_at <= pg_catalog.clock_timestamp()
                     AND ticket_table::oid <> ALL ($2::oid[])
-                    AND ($3::oid IS NULL OR EXISTS (
-                         SELECT FROM pg_catalog.pg_class t
-                          WHERE t.oid = ticket_table::oid
-                            AND pg_catalog.pg_has_role($3::oid, t.relowner, 'USAGE')))
-                  ORDER BY retry_at LIMIT $1",
+                    AND "#,
+                    owned_by!(3),
+                    r#"
+                  ORDER BY retry_at LIMIT $1"#
+                ),
                 &[
                     limit.into(),
                     skipped_tables.to_vec().into(),

@@ -6,6 +6,7 @@ use pgrx::prelude::*;
 use sla_core::policy::{parse_conditions_text, Policy};
 use sla_core::{Micros, Targets};
 
+use super::spi::sla_column_exists;
 use crate::convert::duration;
 use crate::errors::SpiResultExt;
 use crate::identity::as_sla_owner;
@@ -17,18 +18,7 @@ pub fn read_all() -> (Vec<Policy>, Option<pg_sys::Oid>) {
         Spi::connect(|client| {
             // A schema older than 0.3.0 (a new library before the update)
             // has no ticket_tables: every policy applies to every table.
-            let restricted = client
-                .select(
-                    "SELECT EXISTS (SELECT FROM pg_catalog.pg_attribute
-                                     WHERE attrelid OPERATOR(pg_catalog.=) 'sla.policies'::pg_catalog.regclass
-                                       AND attname OPERATOR(pg_catalog.=) 'ticket_tables'
-                                       AND NOT attisdropped)",
-                    None,
-                    &[],
-                )?
-                .first()
-                .get::<bool>(1)?
-                .unwrap_or(false);
+            let restricted = sla_column_exists(c"policies", c"ticket_tables");
             let query = format!(
                 "SELECT name, position, enabled, calendar, conditions::text, first_response,
                         next_response, resolution, warn_at, release_ownership_at,
@@ -46,7 +36,8 @@ pub fn read_all() -> (Vec<Policy>, Option<pg_sys::Oid>) {
             for row in rows {
                 let name: String = row.get(1)?.unwrap_or_default();
                 let conditions_text: String = row.get(5)?.unwrap_or_else(|| "{}".into());
-                let conditions = parse_conditions_text(&conditions_text).unwrap_or_else(|message| {
+                let conditions =
+                    parse_conditions_text(&conditions_text).unwrap_or_else(|message| {
                         ereport!(
                             ERROR,
                             pgrx::PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
@@ -77,9 +68,9 @@ pub fn read_all() -> (Vec<Policy>, Option<pg_sys::Oid>) {
                         .into_iter()
                         .flatten()
                         .collect(),
-                    tables: row.get::<Vec<Option<pg_sys::Oid>>>(14)?.map(|tables| {
-                        tables.into_iter().flatten().map(|t| t.to_u32()).collect()
-                    }),
+                    tables: row
+                        .get::<Vec<Option<pg_sys::Oid>>>(14)?
+                        .map(|tables| tables.into_iter().flatten().map(|t| t.to_u32()).collect()),
                 });
                 table_oid = row.get::<pg_sys::Oid>(13)?;
             }

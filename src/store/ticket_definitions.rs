@@ -110,6 +110,7 @@ pub fn has_unique_key(table: pg_sys::Oid, column: &str) -> bool {
 }
 
 /// A column's type as SQL and its catalog facts, or `None` when absent.
+#[derive(Clone)]
 pub struct ColumnType {
     pub type_name: String,
     pub type_oid: pg_sys::Oid,

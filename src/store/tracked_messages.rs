@@ -5,7 +5,7 @@ use pgrx::datum::{DatumWithOid, TimestampWithTimeZone};
 use pgrx::prelude::*;
 use sla_core::Micros;
 
-use super::spi::execute;
+use super::spi::{execute, owned_by, sla_relation};
 use super::tracked_tables::TicketTable;
 use crate::convert::{finite_instant, timestamptz};
 use crate::errors::SpiResultExt;
@@ -29,18 +29,11 @@ pub struct MessagesTable {
 /// (for cache invalidation), `None` on a schema older than 0.3.0.
 pub fn read_all() -> (Vec<MessagesTable>, Option<pg_sys::Oid>) {
     as_sla_owner(|| {
+        let table_oid = sla_relation(c"tracked_messages");
+        if table_oid.is_none() {
+            return (Vec::new(), None);
+        }
         Spi::connect(|client| {
-            let table_oid = client
-                .select(
-                    "SELECT pg_catalog.to_regclass('sla.tracked_messages')::pg_catalog.oid",
-                    None,
-                    &[],
-                )?
-                .first()
-                .get::<pg_sys::Oid>(1)?;
-            if table_oid.is_none() {
-                return Ok((Vec::new(), None));
-            }
             let rows = client.select(
                 "SELECT messages_table::oid, messages_table::text, ticket_table::oid,
                         ticket_column::text, created_at_column::text,
@@ -232,30 +225,22 @@ pub fn early_tickets(
         Some((table, id)) => (Some(table), Some(id)),
         None => (None, None),
     };
+    if sla_relation(c"early_messages").is_none() {
+        return Vec::new();
+    }
     as_sla_owner(|| {
         Spi::connect_mut(|client| {
-            let exists = client
-                .select(
-                    "SELECT pg_catalog.to_regclass('sla.early_messages') IS NOT NULL",
-                    None,
-                    &[],
-                )?
-                .first()
-                .get::<bool>(1)?
-                .unwrap_or(false);
-            if !exists {
-                return Ok(Vec::new());
-            }
             let rows = super::kept_plans::run_kept(
                 client,
-                "SELECT DISTINCT ticket_table::oid, ticket_id FROM sla.early_messages
+                concat!(
+                    r#"SELECT DISTINCT ticket_table::oid, ticket_id FROM sla.early_messages
                   WHERE ticket_table::oid <> ALL ($2::oid[])
-                    AND ($3::oid IS NULL OR EXISTS (
-                         SELECT FROM pg_catalog.pg_class t
-                          WHERE t.oid = ticket_table::oid
-                            AND pg_catalog.pg_has_role($3::oid, t.relowner, 'USAGE')))
+                    AND "#,
+                    owned_by!(3),
+                    r#"
                     AND ($4::oid IS NULL OR (ticket_table::oid, ticket_id) > ($4::oid, $5::text))
-                  ORDER BY 1, 2 LIMIT $1",
+                  ORDER BY 1, 2 LIMIT $1"#
+                ),
                 &[
                     limit.into(),
                     skipped_tables.to_vec().into(),
