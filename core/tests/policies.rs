@@ -285,7 +285,7 @@ proptest! {
             .iter()
             .enumerate()
             .filter(|(_, p)| {
-                let listed = p.tables.as_ref().is_none_or(|tables| tables.iter().any(|t| *t == table));
+                let listed = p.tables.as_ref().is_none_or(|tables| tables.contains(&table));
                 p.enabled && listed && p.conditions.iter().all(holds)
             })
             .min_by_key(|(place, p)| (p.position, *place))
