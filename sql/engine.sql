@@ -343,6 +343,19 @@ END $$;
 CREATE EVENT TRIGGER pg_sla_tables_dropped ON sql_drop
     EXECUTE FUNCTION sla.tables_dropped();
 
+-- Partitions of tracked partitioned tables get pg_sla's statement triggers
+-- as they are created or attached, and their tickets lose their clocks when
+-- they are detached or dropped (src/partitions.rs). DROP is seen before it
+-- runs, while the partition's rows can still be read.
+CREATE FUNCTION sla.partitions_changed() RETURNS event_trigger
+LANGUAGE c AS 'MODULE_PATHNAME', 'partitions_changed';
+CREATE EVENT TRIGGER pg_sla_partitions_dropping ON ddl_command_start
+    WHEN TAG IN ('DROP TABLE')
+    EXECUTE FUNCTION sla.partitions_changed();
+CREATE EVENT TRIGGER pg_sla_partitions_changed ON ddl_command_end
+    WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE')
+    EXECUTE FUNCTION sla.partitions_changed();
+
 -- Everyone may use the functions and read the settings; only the extension's
 -- owner (or roles it grants) may change them.
 GRANT USAGE ON SCHEMA sla TO PUBLIC;
@@ -354,7 +367,7 @@ REVOKE ALL ON FUNCTION sla.process_due(timestamptz, int) FROM PUBLIC;
 -- pg_sla attaches its trigger functions itself, as the owner of its tables.
 REVOKE ALL ON FUNCTION sla.ticket_row_changed(), sla.tickets_inserted(), sla.tickets_deleted(),
     sla.tickets_truncated(), sla.messages_written(), sla.policies_edited(), sla.calendars_edited(), sla.catalog_changed(),
-    sla.tables_dropped() FROM PUBLIC;
+    sla.tables_dropped(), sla.partitions_changed() FROM PUBLIC;
 -- The worker's last error may quote ticket data: like other sessions'
 -- activity, it is for monitoring roles.
 REVOKE ALL ON FUNCTION sla.worker_status() FROM PUBLIC;

@@ -464,3 +464,18 @@ CREATE FUNCTION sla."ticket_sla"(
 STRICT STABLE
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'ticket_sla_wrapper';
+
+-- Partitioned ticket tables (issue 14).
+-- Partitions of tracked partitioned tables get pg_sla's statement triggers
+-- as they are created or attached, and their tickets lose their clocks when
+-- they are detached or dropped (src/partitions.rs). DROP is seen before it
+-- runs, while the partition's rows can still be read.
+CREATE FUNCTION sla.partitions_changed() RETURNS event_trigger
+LANGUAGE c AS 'MODULE_PATHNAME', 'partitions_changed';
+CREATE EVENT TRIGGER pg_sla_partitions_dropping ON ddl_command_start
+    WHEN TAG IN ('DROP TABLE')
+    EXECUTE FUNCTION sla.partitions_changed();
+CREATE EVENT TRIGGER pg_sla_partitions_changed ON ddl_command_end
+    WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE')
+    EXECUTE FUNCTION sla.partitions_changed();
+REVOKE ALL ON FUNCTION sla.partitions_changed() FROM PUBLIC;

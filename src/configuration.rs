@@ -27,7 +27,7 @@ use crate::ticket_columns::Columns;
 /// once resolved against its row type (`ticket_columns::columns_for`).
 pub struct TrackedTable {
     pub table: TicketTable,
-    pub columns: RefCell<Option<Rc<Columns>>>,
+    pub columns: RefCell<Vec<Rc<Columns>>>,
 }
 
 impl Deref for TrackedTable {
@@ -93,6 +93,31 @@ impl Configuration {
         self.tracked.get(&relid).cloned()
     }
 
+    /// The tracked table whose tickets `relation` holds: the relation
+    /// itself, or the tracked partitioned table a partition (at any level)
+    /// belongs to.
+    pub fn tracked_relation(&self, relation: pg_sys::Relation) -> Option<Rc<TrackedTable>> {
+        let (relid, is_partition) =
+            unsafe { ((*relation).rd_id, (*(*relation).rd_rel).relispartition) };
+        if let Some(table) = self.tracked(relid) {
+            return Some(table);
+        }
+        if !is_partition || !self.tracked.values().any(|t| t.partitioned) {
+            return None;
+        }
+        let root = PARTITION_ROOTS.with(|roots| {
+            let mut roots = roots.borrow_mut();
+            if roots.0 != self.generation {
+                *roots = (self.generation, HashMap::new());
+            }
+            *roots
+                .1
+                .entry(relid)
+                .or_insert_with(|| store::ticket_definitions::partition_root(relid))
+        });
+        self.tracked(root).filter(|table| table.partitioned)
+    }
+
     /// Whether a messages table drives this ticket table's replies.
     pub fn has_messages(&self, ticket_table: pg_sys::Oid) -> bool {
         self.messages
@@ -103,6 +128,12 @@ impl Configuration {
 
 thread_local! {
     static CURRENT: RefCell<Option<Rc<Configuration>>> = const { RefCell::new(None) };
+    /// The partitioned table at the top of each partition looked up, for
+    /// the configuration generation it was found in: attaching or
+    /// detaching a partition invalidates its partitioned table, which a
+    /// tracked one is watched for.
+    static PARTITION_ROOTS: RefCell<(u64, HashMap<pg_sys::Oid, pg_sys::Oid>)> =
+        RefCell::new((0, HashMap::new()));
 }
 
 /// The configuration as of the latest commit (and this transaction's own
@@ -200,7 +231,7 @@ fn load(generation: u64) -> Configuration {
                     table.relid,
                     Rc::new(TrackedTable {
                         table,
-                        columns: RefCell::new(None),
+                        columns: RefCell::new(Vec::new()),
                     }),
                 )
             })

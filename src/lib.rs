@@ -31,6 +31,7 @@ mod trigger_support;
 mod due;
 mod functions;
 mod messages;
+mod partitions;
 mod policies;
 mod recompute;
 mod reporting;

@@ -165,7 +165,7 @@ pub fn resync_tickets_with_messages(
     // Locked in id order and read as the table's owner.
     let rows = tickets::lock_and_read(table, ids, &select_list, &layout);
 
-    let tickets: Vec<(pg_sys::ItemPointerData, Ticket)> = rows
+    let tickets: Vec<(tickets::RowAddress, Ticket)> = rows
         .into_iter()
         .map(|(ctid, values)| {
             (

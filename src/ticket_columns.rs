@@ -317,20 +317,31 @@ impl Columns {
     }
 }
 
+/// Row types a table's column cache keeps: a partitioned table's
+/// partitions may each lay their columns out differently (a partition
+/// created before a column was dropped from the others, or attached).
+const LAYOUTS_KEPT: usize = 8;
+
 /// A table's columns for rows of `tupdesc`, from `cache` unless the table
 /// or the policies' condition columns changed since it was filled.
 pub fn columns_for(
     table: &TicketTable,
-    cache: &std::cell::RefCell<Option<Rc<Columns>>>,
+    cache: &std::cell::RefCell<Vec<Rc<Columns>>>,
     tupdesc: pg_sys::TupleDesc,
     condition_columns: &[String],
 ) -> Rc<Columns> {
-    if let Some(columns) = cache.borrow().as_ref() {
-        if columns.still_valid(tupdesc, condition_columns) {
-            return Rc::clone(columns);
-        }
+    if let Some(columns) = cache
+        .borrow()
+        .iter()
+        .find(|columns| columns.still_valid(tupdesc, condition_columns))
+    {
+        return Rc::clone(columns);
     }
     let columns = Rc::new(Columns::resolve(tupdesc, table, condition_columns));
-    *cache.borrow_mut() = Some(Rc::clone(&columns));
+    let mut cache = cache.borrow_mut();
+    if cache.len() >= LAYOUTS_KEPT {
+        cache.remove(0);
+    }
+    cache.push(Rc::clone(&columns));
     columns
 }

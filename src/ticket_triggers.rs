@@ -12,7 +12,7 @@
 //! `store::ticket_definitions` installs them; their names sort after most
 //! user triggers, so the row trigger sees the row as other BEFORE triggers
 //! left it.
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashSet;
 use std::rc::Rc;
 
@@ -33,6 +33,7 @@ use crate::gucs::event_time;
 use crate::invalidation::transactions_ended;
 use crate::store::clocks::{self, ClockChanges};
 use crate::store::tickets;
+use crate::subxact::attempt_only;
 use crate::ticket::{reconcile_ticket, warn_deadline_unavailable, Row, Ticket};
 use crate::ticket_columns::{columns_for, Columns};
 use crate::trigger_support::{for_each_transition_row, require_firing, untracked, TriggerResult};
@@ -102,7 +103,9 @@ fn ticket_row_changed<'a>(trigger: &'a PgTrigger<'a>) -> TriggerResult<'a> {
             && (trigger_fired_by_insert(event) || trigger_fired_by_update(event)),
         "BEFORE INSERT OR UPDATE, FOR EACH ROW",
     );
-    if unsafe { (*(*data.tg_relation).rd_rel).relispartition } {
+    let is_partition = unsafe { (*(*data.tg_relation).rd_rel).relispartition };
+    let configuration = configuration::current();
+    if is_partition && configuration.tracked(trigger.relid()?).is_some() {
         ereport!(
             ERROR,
             PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE,
@@ -110,11 +113,10 @@ fn ticket_row_changed<'a>(trigger: &'a PgTrigger<'a>) -> TriggerResult<'a> {
                 "tracked table {} has become a partition; pg_sla cannot track it there",
                 trigger.table_name().unwrap_or_default()
             ),
-            "Detach it, or call sla.untrack() on it."
+            "Detach it, or call sla.untrack() on it and track the partitioned table."
         );
     }
-    let configuration = configuration::current();
-    let Some(table) = configuration.tracked(trigger.relid()?) else {
+    let Some(table) = configuration.tracked_relation(data.tg_relation) else {
         untracked(trigger);
         return Ok(trigger.new());
     };
@@ -143,6 +145,11 @@ fn ticket_row_changed<'a>(trigger: &'a PgTrigger<'a>) -> TriggerResult<'a> {
         };
         let old_id = old.id();
         let new_id = new.id();
+        if is_partition {
+            // The row may move to another partition: PostgreSQL then
+            // inserts it there, and that is no new ticket.
+            remember_update(table.relid, &new_id);
+        }
         // The policy the row had: its sla_policy column, or the one its
         // old values matched.
         let same_policy = match &columns.sla {
@@ -178,6 +185,11 @@ fn ticket_row_changed<'a>(trigger: &'a PgTrigger<'a>) -> TriggerResult<'a> {
         return Ok(Some(modified(
             new_tuple, tupdesc, &columns, policy, &summary,
         )));
+    }
+    if is_partition && moved_by_update(table.relid, &new.id()) {
+        // The row an UPDATE moves out of another partition, its SLA
+        // columns and clocks already brought in line there.
+        return Ok(trigger.new());
     }
     if columns.sla.is_none() {
         // A new row without SLA columns has nothing to show: its clocks
@@ -222,6 +234,48 @@ fn modified<'a>(
 }
 
 thread_local! {
+    /// The ticket a row trigger on a partition last saw updated, with the
+    /// transaction and client statement it was updated in: an UPDATE that
+    /// moves a row to another partition fires BEFORE UPDATE on the old
+    /// one, then BEFORE INSERT on the new one, for the same row in the same
+    /// statement. (The command counter does not tell: pg_sla's own writes
+    /// in between advance it.) Only a statement that updates a ticket and
+    /// then inserts one with the same id, with no move, would be taken for
+    /// a move; ids identify tickets across partitions, so that insert
+    /// would first need the ticket deleted in that same statement.
+    static LAST_UPDATED: RefCell<Option<(pg_sys::Oid, String, u64, pg_sys::TimestampTz)>> =
+        const { RefCell::new(None) };
+}
+
+fn this_statement() -> (u64, pg_sys::TimestampTz) {
+    (transactions_ended(), unsafe {
+        pg_sys::GetCurrentStatementStartTimestamp()
+    })
+}
+
+fn remember_update(table: pg_sys::Oid, id: &str) {
+    let (transaction, statement) = this_statement();
+    LAST_UPDATED
+        .with(|last| *last.borrow_mut() = Some((table, id.to_owned(), transaction, statement)));
+}
+
+/// Whether the row being inserted is the one updated last, in this very
+/// statement (and forgets it: one insert per move).
+fn moved_by_update(table: pg_sys::Oid, id: &str) -> bool {
+    let (transaction, statement) = this_statement();
+    LAST_UPDATED.with(|last| {
+        let mut last = last.borrow_mut();
+        let moved = last.as_ref().is_some_and(|(t, i, x, s)| {
+            *t == table && i == id && *x == transaction && *s == statement
+        });
+        if moved {
+            *last = None;
+        }
+        moved
+    })
+}
+
+thread_local! {
     /// Tickets whose clocks were created or removed by statements nested in
     /// an INSERT (a user's AFTER ROW trigger updating or deleting the new
     /// row), with the transaction they happened in: the INSERT's statement
@@ -259,7 +313,42 @@ fn insert_new_clocks(table: &TrackedTable, mut new_clocks: ClockChanges) {
         skip.extend(tickets::missing(table, &ids));
         new_clocks.skip_inserts(|id| skip.contains(id));
     }
-    new_clocks.write(table);
+    if !table.partitioned {
+        new_clocks.write(table);
+        return;
+    }
+    // A partitioned table's unique key holds its partition key, so an id
+    // may be taken by a ticket in another partition. pg_sla identifies
+    // tickets by id: the new row shares that ticket's clocks, and the
+    // application's insert goes through.
+    let again = new_clocks.inserts_only();
+    if attempt_only(PgSqlErrorCode::ERRCODE_UNIQUE_VIOLATION, || {
+        new_clocks.write(table)
+    })
+    .is_err()
+    {
+        let mut new_clocks = again;
+        let ids = new_clocks.inserted_tickets();
+        let taken: HashSet<String> = clocks::tickets_with_clocks(table, &ids)
+            .into_iter()
+            .collect();
+        let mut shown: Vec<&String> = taken.iter().collect();
+        shown.sort();
+        shown.truncate(10);
+        ereport!(
+            WARNING,
+            PgSqlErrorCode::ERRCODE_UNIQUE_VIOLATION,
+            format!(
+                "pg_sla: {} new rows of partitioned table {} have the id of a ticket it already has (ids {}); they share that ticket's clocks",
+                taken.len(),
+                table.name,
+                shown.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+            ),
+            "pg_sla identifies tickets by the id column across partitions: give each ticket its own id."
+        );
+        new_clocks.skip_inserts(|id| taken.contains(id));
+        new_clocks.write(table);
+    }
 }
 
 /// A tracked table as a statement trigger sees it: mapping, columns, row type.
@@ -271,7 +360,7 @@ fn statement_table(
     trigger: &PgTrigger,
     configuration: &Configuration,
 ) -> Result<Option<StatementTable>, PgTriggerError> {
-    let Some(table) = configuration.tracked(trigger.relid()?) else {
+    let Some(table) = configuration.tracked_relation(trigger.trigger_data().tg_relation) else {
         untracked(trigger);
         return Ok(None);
     };
@@ -374,18 +463,41 @@ fn tickets_deleted<'a>(trigger: &'a PgTrigger<'a>) -> TriggerResult<'a> {
 
 #[pg_trigger]
 fn tickets_truncated<'a>(trigger: &'a PgTrigger<'a>) -> TriggerResult<'a> {
-    let event = trigger.trigger_data().tg_event;
+    let data = trigger.trigger_data();
+    let event = data.tg_event;
+    let on_partition = unsafe { (*(*data.tg_relation).rd_rel).relispartition };
     require_firing(
         trigger,
         trigger_fired_for_statement(event)
-            && trigger_fired_after(event)
-            && trigger_fired_by_truncate(event),
-        "AFTER TRUNCATE, FOR EACH STATEMENT",
+            && trigger_fired_by_truncate(event)
+            && if on_partition {
+                trigger_fired_before(event)
+            } else {
+                trigger_fired_after(event)
+            },
+        "AFTER TRUNCATE (BEFORE TRUNCATE on a partition), FOR EACH STATEMENT",
     );
     let relid = trigger.relid()?;
-    if configuration::current().tracked(relid).is_none() {
-        untracked(trigger);
+    let configuration = configuration::current();
+    if !on_partition {
+        if configuration.tracked(relid).is_none() {
+            untracked(trigger);
+        }
+        clocks::delete_table(relid);
+        return Ok(None);
     }
-    clocks::delete_table(relid);
+    // A partition's tickets are those of its partitioned table that it
+    // holds: read before they go.
+    let Some(table) = configuration.tracked_relation(data.tg_relation) else {
+        untracked(trigger);
+        return Ok(None);
+    };
+    let ids = tickets::ids_in_relation(relid, &table.id_column);
+    if !ids.is_empty() {
+        note_nested_change();
+        for chunk in ids.chunks(INSERT_BATCH) {
+            clocks::delete_tickets(&table, chunk.to_vec());
+        }
+    }
     Ok(None)
 }

@@ -4,11 +4,12 @@ use pgrx::prelude::*;
 
 use crate::configuration::{self, TrackedTable};
 use crate::convert::{local_time_in_zone, printed_as_type, required};
+use crate::partitions;
 use crate::policy_fit;
 use crate::recompute::{resync_tickets, RESYNC_CHUNK};
 use crate::regclass::RegClass;
 use crate::store::ticket_definitions::{
-    self, column_type, has_unique_key, table_info, ColumnType, TableInfo,
+    self, column_type, has_unique_key, has_unique_key_containing, table_info, ColumnType, TableInfo,
 };
 use crate::store::tracked_tables::{self, Mapping};
 use crate::store::{clocks, tickets};
@@ -174,14 +175,24 @@ fn track_table(
     }
     let info = table_info(ticket_table);
     require_owner(&info, "track");
-    // Rows of a partitioned or inherited table live in several relations,
-    // where row addresses and statement triggers do not add up.
-    if info.relkind != "r" || info.in_hierarchy {
+    // A partitioned table is tracked as a whole, through the partitioned
+    // table; the rows of an inherited table live in several relations
+    // whose statement triggers do not add up.
+    let partitioned = info.relkind == "p";
+    if info.is_partition {
+        ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE,
+            format!("{} is a partition", info.name),
+            "Track the partitioned table: its partitions, present and future, are tracked with it."
+        );
+    }
+    if !(partitioned || info.relkind == "r" && !info.in_hierarchy) {
         ereport!(
             ERROR,
             PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE,
             format!(
-                "{} is not a plain table; pg_sla tracks tables that are not partitioned, partitions or part of table inheritance",
+                "{} is not a table pg_sla can track; it tracks plain and partitioned tables, not views, foreign tables or tables in table inheritance",
                 info.name
             )
         );
@@ -225,7 +236,15 @@ fn track_table(
 
     let name = info.name.as_str();
     check_column(ticket_table, name, "id_column", id_column, Some(&ID_TYPES));
-    if !has_unique_key(ticket_table, id_column) {
+    if partitioned && !has_unique_key_containing(ticket_table, id_column) {
+        ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_INVALID_COLUMN_REFERENCE,
+            format!("id_column \"{id_column}\" of partitioned table {name} is in no primary key or unique index"),
+            "pg_sla finds tickets by this column across partitions: give the table a primary key or unique index on it (with the partition key, as PostgreSQL requires)."
+        );
+    }
+    if !partitioned && !has_unique_key(ticket_table, id_column) {
         ereport!(
             ERROR,
             PgSqlErrorCode::ERRCODE_INVALID_COLUMN_REFERENCE,
@@ -346,6 +365,13 @@ fn track_table(
         },
     );
     unsafe { pg_sys::CommandCounterIncrement() };
+    if partitioned {
+        if let Some(table) = configuration::current().tracked(ticket_table) {
+            // Their rows get clocks with the table's, below or by
+            // sla.backfill().
+            partitions::equip_partitions(&table, false);
+        }
+    }
     check_policies_fit(ticket_table);
 
     if !backfill {
@@ -495,6 +521,9 @@ fn untrack(ticket_table: Option<RegClass>) {
         );
     }
     ticket_definitions::drop_triggers(ticket_table, &info.qualified);
+    if info.relkind == "p" {
+        partitions::unequip_partitions(ticket_table);
+    }
     // Its messages tables go with it (their rows by cascade), and their
     // triggers (dropped as the owner of pg_sla's tables, who made them).
     for messages in configuration::current().messages.values() {

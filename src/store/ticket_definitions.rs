@@ -17,23 +17,28 @@ pub const ROW_TRIGGER: &str = "zz_pg_sla_row";
 pub const INSERTED_TRIGGER: &str = "zz_pg_sla_inserted";
 pub const DELETED_TRIGGER: &str = "zz_pg_sla_deleted";
 pub const TRUNCATED_TRIGGER: &str = "zz_pg_sla_truncated";
+/// On each partition of a tracked partitioned table: BEFORE TRUNCATE, when
+/// its rows can still be read.
+pub const PARTITION_TRUNCATED_TRIGGER: &str = "zz_pg_sla_partition_truncated";
 /// The triggers `sla.track_messages` installs on a messages table (see
 /// `messages`).
 pub const MESSAGES_INSERTED_TRIGGER: &str = "zz_pg_sla_messages_inserted";
 pub const MESSAGES_UPDATED_TRIGGER: &str = "zz_pg_sla_messages_updated";
-const TICKET_TRIGGERS: [&str; 4] = [
+const TICKET_TRIGGERS: [&str; 5] = [
     ROW_TRIGGER,
     INSERTED_TRIGGER,
     DELETED_TRIGGER,
     TRUNCATED_TRIGGER,
+    PARTITION_TRUNCATED_TRIGGER,
 ];
 const MESSAGE_TRIGGERS: [&str; 2] = [MESSAGES_INSERTED_TRIGGER, MESSAGES_UPDATED_TRIGGER];
 /// Every trigger name pg_sla installs.
-pub const TRIGGERS: [&str; 6] = [
+pub const TRIGGERS: [&str; 7] = [
     ROW_TRIGGER,
     INSERTED_TRIGGER,
     DELETED_TRIGGER,
     TRUNCATED_TRIGGER,
+    PARTITION_TRUNCATED_TRIGGER,
     MESSAGES_INSERTED_TRIGGER,
     MESSAGES_UPDATED_TRIGGER,
 ];
@@ -48,6 +53,8 @@ pub struct TableInfo {
     pub temporary: bool,
     /// A partition, or a parent or child in table inheritance.
     pub in_hierarchy: bool,
+    /// A partition of a partitioned table.
+    pub is_partition: bool,
     pub owned_by_caller: bool,
 }
 
@@ -64,7 +71,8 @@ pub fn table_info(table: pg_sys::Oid) -> TableInfo {
                          WHERE i.inhrelid OPERATOR(pg_catalog.=) c.oid
                             OR i.inhparent OPERATOR(pg_catalog.=) c.oid),
                     pg_catalog.quote_ident(n.nspname) OPERATOR(pg_catalog.||) '.'
-                        OPERATOR(pg_catalog.||) pg_catalog.quote_ident(c.relname)
+                        OPERATOR(pg_catalog.||) pg_catalog.quote_ident(c.relname),
+                    c.relispartition
                FROM pg_catalog.pg_class c
                JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
               WHERE c.oid OPERATOR(pg_catalog.=) $1",
@@ -86,6 +94,7 @@ pub fn table_info(table: pg_sys::Oid) -> TableInfo {
             temporary: row.get(4)?.unwrap_or(false),
             in_hierarchy: row.get(5)?.unwrap_or(false),
             qualified: row.get(6)?.unwrap_or_default(),
+            is_partition: row.get(7)?.unwrap_or(false),
         })
     })
     .or_raise("read the table's definition")
@@ -101,6 +110,25 @@ pub fn has_unique_key(table: pg_sys::Oid, column: &str) -> bool {
                 AND a.attnum OPERATOR(pg_catalog.=) i.indkey[0]
               WHERE i.indrelid OPERATOR(pg_catalog.=) $1 AND i.indisunique AND i.indisvalid
                 AND i.indnkeyatts OPERATOR(pg_catalog.=) 1
+                AND i.indpred IS NULL AND i.indexprs IS NULL
+                AND a.attname OPERATOR(pg_catalog.=) $2::name)",
+        &[table.into(), column.into()],
+    )
+    .or_raise("read the table's indexes")
+    .unwrap_or(false)
+}
+
+/// Whether a unique index without predicate has `column` among its key
+/// columns: what a partitioned table can have, since its unique indexes
+/// must contain the partition key.
+pub fn has_unique_key_containing(table: pg_sys::Oid, column: &str) -> bool {
+    Spi::get_one_with_args::<bool>(
+        "SELECT EXISTS (
+             SELECT FROM pg_catalog.pg_index i
+               JOIN pg_catalog.pg_attribute a
+                 ON a.attrelid OPERATOR(pg_catalog.=) i.indrelid
+                AND a.attnum OPERATOR(pg_catalog.=) ANY (i.indkey[0:i.indnkeyatts OPERATOR(pg_catalog.-) 1])
+              WHERE i.indrelid OPERATOR(pg_catalog.=) $1 AND i.indisunique
                 AND i.indpred IS NULL AND i.indexprs IS NULL
                 AND a.attname OPERATOR(pg_catalog.=) $2::name)",
         &[table.into(), column.into()],
@@ -191,6 +219,167 @@ pub fn create_triggers(qualified: &str) {
     });
 }
 
+/// Installs pg_sla's statement triggers on a partition of a tracked
+/// partitioned table (`qualified`: schema-qualified and quoted). Row
+/// triggers of the partitioned table are cloned to its partitions by
+/// PostgreSQL; statement triggers are not, and fire only for the table a
+/// statement names, so a write that names the partition needs its own.
+pub fn create_partition_triggers(qualified: &str) {
+    let name = qualified;
+    let ddl = [
+        format!(
+            "CREATE TRIGGER {INSERTED_TRIGGER} AFTER INSERT ON {name}
+               REFERENCING NEW TABLE AS pg_sla_new_tickets
+               FOR EACH STATEMENT EXECUTE FUNCTION sla.tickets_inserted()"
+        ),
+        format!(
+            "CREATE TRIGGER {DELETED_TRIGGER} AFTER DELETE ON {name}
+               REFERENCING OLD TABLE AS pg_sla_old_tickets
+               FOR EACH STATEMENT EXECUTE FUNCTION sla.tickets_deleted()"
+        ),
+        format!(
+            "CREATE TRIGGER {PARTITION_TRUNCATED_TRIGGER} BEFORE TRUNCATE ON {name}
+               FOR EACH STATEMENT EXECUTE FUNCTION sla.tickets_truncated()"
+        ),
+    ];
+    as_sla_owner(|| {
+        for statement in &ddl {
+            execute(statement, &[], "create pg_sla's triggers on a partition");
+        }
+    });
+}
+
+/// A partition (at any level) of a partitioned table.
+pub struct Partition {
+    pub relid: pg_sys::Oid,
+    /// Schema-qualified and quoted.
+    pub qualified: String,
+    /// Holds rows (not itself partitioned).
+    pub leaf: bool,
+}
+
+fn partitions(query: &str, root: pg_sys::Oid) -> Vec<Partition> {
+    Spi::connect(|client| {
+        let mut found = Vec::new();
+        for row in client.select(query, None, &[root.into()])? {
+            if let (Some(relid), Some(qualified)) = (row.get(1)?, row.get(2)?) {
+                let leaf = row.get::<bool>(3)?.unwrap_or(true);
+                found.push(Partition {
+                    relid,
+                    qualified,
+                    leaf,
+                });
+            }
+        }
+        Ok::<_, pgrx::spi::Error>(found)
+    })
+    .or_raise("read the partitions of a table")
+}
+
+/// The partitions of `root` at every level that do not have pg_sla's
+/// statement triggers: all of them when it is just tracked, and then those
+/// created or attached since.
+pub fn partitions_without_triggers(root: pg_sys::Oid) -> Vec<Partition> {
+    partitions(
+        &format!(
+            "SELECT c.oid, pg_catalog.quote_ident(n.nspname) OPERATOR(pg_catalog.||) '.'
+                        OPERATOR(pg_catalog.||) pg_catalog.quote_ident(c.relname), p.isleaf
+               FROM pg_catalog.pg_partition_tree($1) p
+               JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) p.relid
+               JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+              WHERE p.relid OPERATOR(pg_catalog.<>) $1
+                AND NOT EXISTS (SELECT FROM pg_catalog.pg_trigger g
+                                 WHERE g.tgrelid OPERATOR(pg_catalog.=) p.relid
+                                   AND g.tgname OPERATOR(pg_catalog.=) '{PARTITION_TRUNCATED_TRIGGER}')
+              ORDER BY p.level, c.oid"
+        ),
+        root,
+    )
+}
+
+/// Every partition of `root`, at every level.
+pub fn all_partitions(root: pg_sys::Oid) -> Vec<Partition> {
+    partitions(
+        "SELECT c.oid, pg_catalog.quote_ident(n.nspname) OPERATOR(pg_catalog.||) '.'
+                    OPERATOR(pg_catalog.||) pg_catalog.quote_ident(c.relname), p.isleaf
+           FROM pg_catalog.pg_partition_tree($1) p
+           JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) p.relid
+           JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+          WHERE p.relid OPERATOR(pg_catalog.<>) $1",
+        root,
+    )
+}
+
+/// Tables with pg_sla's partition triggers that are no longer partitions
+/// of any of `roots` (tracked partitioned tables): detached, or left from
+/// a copy of the table.
+pub fn former_partitions(roots: &[pg_sys::Oid]) -> Vec<Partition> {
+    Spi::connect(|client| {
+        let mut found = Vec::new();
+        let rows = client.select(
+            &format!(
+                "SELECT c.oid, pg_catalog.quote_ident(n.nspname) OPERATOR(pg_catalog.||) '.'
+                            OPERATOR(pg_catalog.||) pg_catalog.quote_ident(c.relname),
+                        c.relkind OPERATOR(pg_catalog.<>) 'p'
+                   FROM pg_catalog.pg_trigger g
+                   JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) g.tgrelid
+                   JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+                  WHERE g.tgname OPERATOR(pg_catalog.=) '{PARTITION_TRUNCATED_TRIGGER}'
+                    AND (NOT c.relispartition
+                         OR pg_catalog.pg_partition_root(c.oid) OPERATOR(pg_catalog.<>) ALL ($1))"
+            ),
+            None,
+            &[roots.to_vec().into()],
+        )?;
+        for row in rows {
+            if let (Some(relid), Some(qualified)) = (row.get(1)?, row.get(2)?) {
+                let leaf = row.get::<bool>(3)?.unwrap_or(true);
+                found.push(Partition {
+                    relid,
+                    qualified,
+                    leaf,
+                });
+            }
+        }
+        Ok::<_, pgrx::spi::Error>(found)
+    })
+    .or_raise("find tables detached from tracked tables")
+}
+
+/// A table's owner and, for a partition, its partitioned table; `None`
+/// when the table is gone.
+pub fn owner_and_parent(relid: pg_sys::Oid) -> Option<(pg_sys::Oid, Option<pg_sys::Oid>)> {
+    Spi::connect(|client| {
+        let rows = client.select(
+            "SELECT c.relowner,
+                    (SELECT i.inhparent FROM pg_catalog.pg_inherits i
+                      WHERE i.inhrelid OPERATOR(pg_catalog.=) c.oid AND c.relispartition)
+               FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) $1",
+            Some(1),
+            &[relid.into()],
+        )?;
+        if rows.is_empty() {
+            return Ok::<_, pgrx::spi::Error>(None);
+        }
+        let row = rows.first();
+        Ok(row
+            .get::<pg_sys::Oid>(1)?
+            .map(|owner| (owner, row.get::<pg_sys::Oid>(2).ok().flatten())))
+    })
+    .or_raise("read the table's owner")
+}
+
+/// The partitioned table at the top of `relid`'s partition tree (itself
+/// when it is not a partition).
+pub fn partition_root(relid: pg_sys::Oid) -> pg_sys::Oid {
+    Spi::get_one_with_args::<pg_sys::Oid>(
+        "SELECT pg_catalog.pg_partition_root($1)",
+        &[relid.into()],
+    )
+    .or_raise("find the partitioned table of a partition")
+    .unwrap_or(relid)
+}
+
 /// Installs pg_sla's triggers on a messages table (`qualified`:
 /// schema-qualified and quoted).
 pub fn create_message_triggers(qualified: &str) {
@@ -217,6 +406,23 @@ pub fn create_message_triggers(qualified: &str) {
 /// Drops the triggers of pg_sla's that a ticket table has, as the caller.
 pub fn drop_triggers(table: pg_sys::Oid, table_name: &str) {
     drop_named_triggers(table, table_name, &TICKET_TRIGGERS)
+}
+
+/// Drops pg_sla's statement triggers from a partition, or from a table
+/// that was one, as the owner of pg_sla's tables (who created them): a
+/// partition may belong to another role than the partitioned table.
+pub fn drop_partition_triggers(table: pg_sys::Oid, table_name: &str) {
+    as_sla_owner(|| {
+        drop_named_triggers(
+            table,
+            table_name,
+            &[
+                INSERTED_TRIGGER,
+                DELETED_TRIGGER,
+                PARTITION_TRUNCATED_TRIGGER,
+            ],
+        )
+    });
 }
 
 /// Drops the triggers of pg_sla's that a messages table has, as the owner

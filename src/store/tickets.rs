@@ -13,17 +13,40 @@ use crate::errors::SpiResultExt;
 use crate::identity::run_as;
 use crate::sql_text::{quote_identifier, quote_literal};
 
+/// Where a ticket's row is: the relation that holds it (the table, or a
+/// partition of a partitioned table) and its address there.
+#[derive(Clone, Copy)]
+pub struct RowAddress {
+    pub relid: pg_sys::Oid,
+    pub ctid: pg_sys::ItemPointerData,
+}
+
+impl RowAddress {
+    /// From the first two columns of a row, `tableoid` and `ctid`.
+    fn read(row: &pgrx::spi::SpiHeapTupleData) -> Result<Option<RowAddress>, pgrx::spi::Error> {
+        Ok(
+            match (
+                row.get::<pg_sys::Oid>(1)?,
+                row.get::<pg_sys::ItemPointerData>(2)?,
+            ) {
+                (Some(relid), Some(ctid)) => Some(RowAddress { relid, ctid }),
+                _ => None,
+            },
+        )
+    }
+}
+
 /// Locks the tickets with these ids that nobody else has locked, and
 /// returns their addresses and ids. Never waits: a ticket an application is
 /// changing now is left for the next round.
-pub fn lock_free(table: &TicketTable, ids: Vec<String>) -> Vec<(pg_sys::ItemPointerData, String)> {
+pub fn lock_free(table: &TicketTable, ids: Vec<String>) -> Vec<(RowAddress, String)> {
     let query = format!(
-        "SELECT t.ctid, t.{id}::text
+        "SELECT t.tableoid, t.ctid, t.{id}::text
            FROM unnest($1::text[]) AS u(id),
-                LATERAL (SELECT t.ctid, t.{id} FROM ONLY {table} t WHERE t.{id} = u.id::{ty} OFFSET 0) AS t
+                LATERAL (SELECT t.tableoid, t.ctid, t.{id} FROM {table} t WHERE t.{id} = u.id::{ty} OFFSET 0) AS t
           FOR NO KEY UPDATE OF t SKIP LOCKED",
         id = quote_identifier(&table.id_column),
-        table = table.name,
+        table = table.rows(),
         ty = table.id_type,
     );
     run_as(table.owner, || {
@@ -31,8 +54,8 @@ pub fn lock_free(table: &TicketTable, ids: Vec<String>) -> Vec<(pg_sys::ItemPoin
             let rows = client.update(&query, None, &[ids.into()])?;
             let mut locked = Vec::new();
             for row in rows {
-                if let Some(ctid) = row.get::<pg_sys::ItemPointerData>(1)? {
-                    locked.push((ctid, row.get::<String>(2)?.unwrap_or_default()));
+                if let Some(address) = RowAddress::read(&row)? {
+                    locked.push((address, row.get::<String>(3)?.unwrap_or_default()));
                 }
             }
             Ok(locked)
@@ -44,11 +67,11 @@ pub fn lock_free(table: &TicketTable, ids: Vec<String>) -> Vec<(pg_sys::ItemPoin
 /// Tickets whose status is not closed (a policy edit may concern any).
 pub fn open_ids(table: &TicketTable) -> Vec<String> {
     let query = format!(
-        "SELECT t.{id}::text FROM ONLY {name} t
+        "SELECT t.{id}::text FROM {name} t
           WHERE t.{status} IS NULL OR NOT (pg_catalog.format('%s', t.{status}) = ANY($1))",
         id = quote_identifier(&table.id_column),
         status = quote_identifier(&table.status_column),
-        name = table.name,
+        name = table.rows(),
     );
     run_as(table.owner, || {
         text_column(
@@ -63,9 +86,9 @@ pub fn open_ids(table: &TicketTable) -> Vec<String> {
 pub fn missing(table: &TicketTable, ids: &[String]) -> Vec<String> {
     let query = format!(
         "SELECT u.id FROM unnest($1::text[]) AS u(id)
-          WHERE NOT EXISTS (SELECT FROM ONLY {name} t WHERE t.{id} = u.id::{ty})",
+          WHERE NOT EXISTS (SELECT FROM {name} t WHERE t.{id} = u.id::{ty})",
         id = quote_identifier(&table.id_column),
-        name = table.name,
+        name = table.rows(),
         ty = table.id_type,
     );
     run_as(table.owner, || {
@@ -76,9 +99,9 @@ pub fn missing(table: &TicketTable, ids: &[String]) -> Vec<String> {
 /// Every ticket id of a table.
 pub fn all_ids(table: &TicketTable) -> Vec<String> {
     let query = format!(
-        "SELECT t.{id}::text FROM ONLY {name} t",
+        "SELECT t.{id}::text FROM {name} t",
         id = quote_identifier(&table.id_column),
-        name = table.name,
+        name = table.rows(),
     );
     run_as(table.owner, || text_column(&query, &[], "list tickets"))
 }
@@ -88,11 +111,11 @@ pub fn all_ids(table: &TicketTable) -> Vec<String> {
 /// of its unique index.
 pub fn ids_after(table: &TicketTable, after: Option<&str>, limit: i32) -> Vec<String> {
     let query = format!(
-        "SELECT t.{id}::text FROM ONLY {name} t
+        "SELECT t.{id}::text FROM {name} t
           WHERE $1::text IS NULL OR t.{id} > $1::text::{ty}
           ORDER BY t.{id} LIMIT $2",
         id = quote_identifier(&table.id_column),
-        name = table.name,
+        name = table.rows(),
         ty = table.id_type,
     );
     run_as(table.owner, || {
@@ -110,11 +133,11 @@ pub fn count_by_assignee(
 ) -> HashMap<String, i64> {
     let query = format!(
         "SELECT t.{assignee}::text, count(*) FROM unnest($1::text[]) AS u(id)
-           JOIN ONLY {name} t ON t.{id} = u.id::{ty}
+           JOIN {name} t ON t.{id} = u.id::{ty}
           WHERE t.{assignee}::text = ANY($2::text[])
           GROUP BY 1",
         assignee = quote_identifier(assignee_column),
-        name = table.name,
+        name = table.rows(),
         id = quote_identifier(&table.id_column),
         ty = table.id_type,
     );
@@ -143,6 +166,7 @@ pub fn count_by_assignee(
 /// New SLA columns for tickets, and whether to release their assignee.
 #[derive(Default, Clone)]
 pub struct TicketUpdates {
+    relid: Vec<pg_sys::Oid>,
     ctid: Vec<pg_sys::ItemPointerData>,
     policy: Vec<Option<String>>,
     status: Vec<Option<&'static str>>,
@@ -156,16 +180,17 @@ pub struct TicketUpdates {
 }
 
 impl TicketUpdates {
-    /// `ctid` is the address of the ticket's row, which the caller holds
+    /// `address` is where the ticket's row is, which the caller holds
     /// locked.
     pub fn push(
         &mut self,
-        ctid: pg_sys::ItemPointerData,
+        address: RowAddress,
         policy: Option<&str>,
         summary: &Summary,
         release: bool,
     ) {
-        self.ctid.push(ctid);
+        self.relid.push(address.relid);
+        self.ctid.push(address.ctid);
         self.policy.push(policy.map(str::to_owned));
         self.status.push(summary.status.map(ClockStatus::as_str));
         self.due_at.push(summary.due_at.map(timestamptz));
@@ -194,16 +219,21 @@ impl TicketUpdates {
             return vec![None; self.ctid.len()];
         };
         let query = format!(
-            "SELECT u.i, t.{c}::text FROM unnest($1::tid[]) WITH ORDINALITY AS u(ctid, i)
-               JOIN ONLY {name} t ON t.ctid = u.ctid
+            "SELECT u.i, t.{c}::text
+               FROM unnest($1::tid[], $2::oid[]) WITH ORDINALITY AS u(ctid, relid, i)
+               JOIN {name} t ON t.ctid = u.ctid AND t.tableoid = u.relid
               WHERE t.ctid = ANY($1)",
             c = quote_identifier(column),
-            name = table.name,
+            name = table.rows(),
         );
         let mut assignees = vec![None; self.ctid.len()];
         run_as(table.owner, || {
             Spi::connect(|client| {
-                for row in client.select(&query, None, &[self.ctid.clone().into()])? {
+                for row in client.select(
+                    &query,
+                    None,
+                    &[self.ctid.clone().into(), self.relid.clone().into()],
+                )? {
                     let i = row.get::<i64>(1)?.unwrap_or(0) as usize;
                     if let Some(slot) = i.checked_sub(1).and_then(|i| assignees.get_mut(i)) {
                         *slot = row.get::<String>(2)?;
@@ -226,6 +256,7 @@ impl TicketUpdates {
         let mut singles = Vec::with_capacity(self.ctid.len());
         for i in 0..self.ctid.len() {
             singles.push(TicketUpdates {
+                relid: vec![self.relid[i]],
                 ctid: vec![self.ctid[i]],
                 policy: vec![self.policy[i].clone()],
                 status: vec![self.status[i]],
@@ -280,13 +311,14 @@ impl TicketUpdates {
         // The ANY() lets the planner fetch the rows by address rather than
         // hash the whole table for a join with the array.
         let query = format!(
-            "UPDATE ONLY {table} t SET {set}
+            "UPDATE {table} t SET {set}
                FROM unnest($1::tid[], $2::text[], $3::text[], $4::timestamptz[],
-                           $5::timestamptz[], $6::bool[], $7::bool[], $8::text[])
+                           $5::timestamptz[], $6::bool[], $7::bool[], $8::text[], $9::oid[])
                     AS u(ctid, policy, status, due_at, breached_at, release, guarded,
-                         assignee_then)
-              WHERE t.ctid = u.ctid AND t.ctid = ANY($1){only_releases}",
-            table = table.name,
+                         assignee_then, relid)
+              WHERE t.ctid = u.ctid AND t.tableoid = u.relid
+                AND t.ctid = ANY($1){only_releases}",
+            table = table.rows(),
             // Without SLA columns, only the rows released change.
             only_releases = if table.sla_columns {
                 ""
@@ -308,6 +340,7 @@ impl TicketUpdates {
             self.release.into(),
             self.guarded.into(),
             self.assignee_then.into(),
+            self.relid.into(),
         ];
         run_as(table.owner, || {
             Spi::connect_mut(|client| client.update(&query, None, &args).map(|_| ()))
@@ -335,15 +368,15 @@ pub fn lock_and_read(
     ids: &[String],
     select_list: &str,
     layout: &[(i32, bool)],
-) -> Vec<(pg_sys::ItemPointerData, RowValues)> {
+) -> Vec<(RowAddress, RowValues)> {
     // One primary-key probe per ticket (the lateral join).
     let query = format!(
-        "SELECT t.ctid, {select_list}
+        "SELECT t.tableoid, t.ctid, {select_list}
            FROM unnest($1::text[]) AS u(id),
-                LATERAL (SELECT t.ctid, t.* FROM ONLY {name} t WHERE t.{id} = u.id::{ty} OFFSET 0) AS t
+                LATERAL (SELECT t.tableoid, t.ctid, t.* FROM {name} t WHERE t.{id} = u.id::{ty} OFFSET 0) AS t
           ORDER BY u.id FOR NO KEY UPDATE OF t",
         id = quote_identifier(&table.id_column),
-        name = table.name,
+        name = table.rows(),
         ty = table.id_type,
     );
     run_as(table.owner, || {
@@ -351,25 +384,55 @@ pub fn lock_and_read(
             let result = client.update(&query, None, &[ids.to_vec().into()])?;
             let mut rows = Vec::new();
             for row in result {
-                let Some(ctid) = row.get::<pg_sys::ItemPointerData>(1)? else {
+                let Some(address) = RowAddress::read(&row)? else {
                     continue;
                 };
                 let mut values = HashMap::new();
                 for (i, (attnum, is_text)) in layout.iter().enumerate() {
                     let value = if *is_text {
-                        RowValue::Text(row.get::<String>(i + 2)?)
+                        RowValue::Text(row.get::<String>(i + 3)?)
                     } else {
                         RowValue::Instant(
-                            row.get::<TimestampWithTimeZone>(i + 2)?
+                            row.get::<TimestampWithTimeZone>(i + 3)?
                                 .and_then(finite_instant),
                         )
                     };
                     values.insert((*attnum, *is_text), value);
                 }
-                rows.push((ctid, values));
+                rows.push((address, values));
             }
             Ok(rows)
         })
         .or_raise("read tickets")
+    })
+}
+
+/// Every ticket id in relation `relid` (a partition of a tracked table,
+/// or a table that was one) with its partitions, read as the relation's
+/// owner.
+pub fn ids_in_relation(relid: pg_sys::Oid, id_column: &str) -> Vec<String> {
+    let (owner, qualified) = Spi::connect(|client| {
+        let rows = client.select(
+            "SELECT c.relowner, pg_catalog.quote_ident(n.nspname) OPERATOR(pg_catalog.||) '.'
+                                OPERATOR(pg_catalog.||) pg_catalog.quote_ident(c.relname)
+               FROM pg_catalog.pg_class c
+               JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+              WHERE c.oid OPERATOR(pg_catalog.=) $1",
+            Some(1),
+            &[relid.into()],
+        )?;
+        let row = rows.first();
+        Ok::<_, pgrx::spi::Error>((
+            row.get::<pg_sys::Oid>(1)?.unwrap_or(pg_sys::InvalidOid),
+            row.get::<String>(2)?.unwrap_or_default(),
+        ))
+    })
+    .or_raise("read the name of a partition");
+    let query = format!(
+        "SELECT t.{id}::text FROM {qualified} t",
+        id = quote_identifier(id_column),
+    );
+    run_as(owner, || {
+        text_column(&query, &[], "list the tickets of a partition")
     })
 }

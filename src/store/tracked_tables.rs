@@ -11,6 +11,8 @@ pub struct TicketTable {
     pub relid: pg_sys::Oid,
     /// The table's name, qualified and quoted, for dynamic SQL.
     pub name: String,
+    /// A partitioned table: its tickets are in its partitions.
+    pub partitioned: bool,
     pub owner: pg_sys::Oid,
     pub id_column: String,
     /// The id column's type as SQL, to cast text ids back for index lookups.
@@ -39,6 +41,17 @@ pub struct TicketTable {
 }
 
 impl TicketTable {
+    /// The relation to read and write tickets from in a FROM clause: the
+    /// table only (`ONLY`, no inheritance children that are not
+    /// tickets), or a partitioned table with all its partitions.
+    pub fn rows(&self) -> String {
+        if self.partitioned {
+            self.name.clone()
+        } else {
+            format!("ONLY {}", self.name)
+        }
+    }
+
     pub fn is_closed(&self, status: Option<&str>) -> bool {
         status.is_some_and(|s| self.closed_statuses.iter().any(|c| c == s))
     }
@@ -61,7 +74,8 @@ pub fn read_all() -> (Vec<TicketTable>, Option<pg_sys::Oid>) {
                         pg_catalog.to_jsonb(t) OPERATOR(pg_catalog.->>) 'timestamp_zone',
                         pg_catalog.to_jsonb(t) OPERATOR(pg_catalog.->>) 'unassigned_value',
                         pg_catalog.to_jsonb(t) OPERATOR(pg_catalog.->>) 'waiting_since_column',
-                        pg_catalog.to_jsonb(t) OPERATOR(pg_catalog.->>) 'sla_columns'
+                        pg_catalog.to_jsonb(t) OPERATOR(pg_catalog.->>) 'sla_columns',
+                        c.relkind OPERATOR(pg_catalog.=) 'p'
                    FROM sla.tracked_tables t
                    JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) t.ticket_table
                    LEFT JOIN pg_catalog.pg_attribute a
@@ -84,6 +98,7 @@ pub fn read_all() -> (Vec<TicketTable>, Option<pg_sys::Oid>) {
                 tables.push(TicketTable {
                     relid: row.get(1)?.unwrap_or(pg_sys::InvalidOid),
                     name: text(2)?,
+                    partitioned: row.get::<bool>(18)?.unwrap_or(false),
                     owner: row.get(3)?.unwrap_or(pg_sys::InvalidOid),
                     id_column: text(4)?,
                     id_type: text(5)?,
