@@ -94,8 +94,8 @@ impl Configuration {
     }
 
     /// The tracked table whose tickets `relation` holds: the relation
-    /// itself, or the tracked partitioned table a partition (at any level)
-    /// belongs to.
+    /// itself, or the nearest tracked partitioned table a partition (at any
+    /// level) belongs to.
     pub fn tracked_relation(&self, relation: pg_sys::Relation) -> Option<Rc<TrackedTable>> {
         let (relid, is_partition) =
             unsafe { ((*relation).rd_id, (*(*relation).rd_rel).relispartition) };
@@ -105,17 +105,20 @@ impl Configuration {
         if !is_partition || !self.tracked.values().any(|t| t.partitioned) {
             return None;
         }
-        let root = PARTITION_ROOTS.with(|roots| {
-            let mut roots = roots.borrow_mut();
-            if roots.0 != self.generation {
-                *roots = (self.generation, HashMap::new());
-            }
-            *roots
-                .1
-                .entry(relid)
-                .or_insert_with(|| store::ticket_definitions::partition_root(relid))
-        });
-        self.tracked(root).filter(|table| table.partitioned)
+        let ancestors =
+            PARTITION_ANCESTORS.with(|cache| {
+                let mut cache = cache.borrow_mut();
+                if cache.0 != self.generation {
+                    *cache = (self.generation, HashMap::new());
+                }
+                Rc::clone(cache.1.entry(relid).or_insert_with(|| {
+                    Rc::new(store::ticket_definitions::partition_ancestors(relid))
+                }))
+            });
+        ancestors
+            .iter()
+            .find_map(|ancestor| self.tracked(*ancestor))
+            .filter(|table| table.partitioned)
     }
 
     /// Whether a messages table drives this ticket table's replies.
@@ -128,11 +131,14 @@ impl Configuration {
 
 thread_local! {
     static CURRENT: RefCell<Option<Rc<Configuration>>> = const { RefCell::new(None) };
-    /// The partitioned table at the top of each partition looked up, for
-    /// the configuration generation it was found in: attaching or
-    /// detaching a partition invalidates its partitioned table, which a
-    /// tracked one is watched for.
-    static PARTITION_ROOTS: RefCell<(u64, HashMap<pg_sys::Oid, pg_sys::Oid>)> =
+    /// The partitioned tables each partition looked up belongs to, nearest
+    /// first, for the configuration generation they were read in: attaching
+    /// or detaching a partition invalidates its partitioned table, which a
+    /// tracked one is watched for. (A partition moved between two
+    /// partitions of a tracked table by other sessions is seen at their
+    /// next change of settings.)
+    #[allow(clippy::type_complexity)]
+    static PARTITION_ANCESTORS: RefCell<(u64, HashMap<pg_sys::Oid, Rc<Vec<pg_sys::Oid>>>)> =
         RefCell::new((0, HashMap::new()));
 }
 

@@ -16,86 +16,153 @@
 //!   can still be read): its tickets lose their clocks. No trigger fires on
 //!   DROP, and once dropped, nothing says which tickets it held.
 //!
+//! Only the tables a statement names are looked at: other tenants' tables
+//! and a restore's own DDL (whose dump holds the triggers) are left alone,
+//! and pg_sla's triggers are known by their function, which only pg_sla may
+//! attach, not by their names. Ids are read a page at a time.
+//!
 //! A TRUNCATE of a partition is seen by its BEFORE TRUNCATE trigger
 //! (`ticket_triggers::tickets_truncated`). Tickets are identified by the id
 //! column across all partitions, so a row an UPDATE moves to another
 //! partition keeps its clocks (`ticket_triggers`).
 use std::ffi::CStr;
+use std::rc::Rc;
 
 use pgrx::prelude::*;
 use pgrx::PgList;
 
-use crate::configuration::{self, TrackedTable};
+use crate::configuration::{self, Configuration, TrackedTable};
 use crate::identity::{current_user, has_privileges_of};
-use crate::recompute::{resync_tickets, RESYNC_CHUNK};
+use crate::recompute::resync_tickets;
 use crate::store::clocks;
-use crate::store::ticket_definitions::{self, column_type};
+use crate::store::ticket_definitions::{self, Partition};
 use crate::store::tickets;
 
-/// Gives the partitions of a tracked partitioned table that lack them
-/// pg_sla's statement triggers; with `backfill`, the rows those partitions
-/// already hold get their clocks. Returns how many tickets it found.
-pub fn equip_partitions(table: &TrackedTable, backfill: bool) -> i64 {
+/// Ids read from a partition at a time: a partition may hold millions of
+/// tickets, which are never all in memory.
+const PAGE: i32 = 10_000;
+
+/// Gives `subtree` (the tracked table itself, or a partition just created
+/// or attached) and its partitions pg_sla's statement triggers where they
+/// lack them; with `backfill`, the rows of those partitions get their
+/// clocks. Returns how many tickets it found.
+pub fn equip(table: &TrackedTable, subtree: pg_sys::Oid, backfill: bool) -> i64 {
     let mut seen = 0;
-    for partition in ticket_definitions::partitions_without_triggers(table.relid) {
+    for partition in ticket_definitions::partition_tree(subtree) {
+        if partition.relid == table.relid || partition.equipped {
+            continue;
+        }
+        if partition.foreign {
+            ereport!(
+                WARNING,
+                PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+                format!(
+                    "pg_sla: foreign table {} is a partition of tracked table {}; writes that name it are not seen",
+                    partition.qualified, table.name
+                ),
+                "Write its tickets through the partitioned table."
+            );
+            continue;
+        }
         ticket_definitions::create_partition_triggers(&partition.qualified);
         if backfill && partition.leaf {
-            let ids = tickets::ids_in_relation(partition.relid, &table.id_column);
-            for chunk in ids.chunks(RESYNC_CHUNK) {
-                seen += resync_tickets(table, chunk);
-            }
-            if !ids.is_empty() {
+            let mut found = 0;
+            each_page_of_ids(table, &partition, |ids| {
+                found += resync_tickets(table, &ids);
+            });
+            if found > 0 {
                 pgrx::notice!(
-                    "pg_sla: the {} tickets of partition {} have their clocks",
-                    ids.len(),
+                    "pg_sla: the {found} tickets of partition {} have their clocks",
                     partition.qualified
                 );
             }
+            seen += found;
         }
     }
     seen
 }
 
-/// Removes pg_sla's statement triggers from every partition of a table
-/// (`sla.untrack`).
-pub fn unequip_partitions(root: pg_sys::Oid) {
-    for partition in ticket_definitions::all_partitions(root) {
-        ticket_definitions::drop_partition_triggers(partition.relid, &partition.qualified);
-    }
-}
-
-/// Tables that were partitions of a tracked table and are no longer (or
-/// whose partitioned table is no longer tracked): their tickets lose the
-/// clocks they had there, and the tables lose pg_sla's triggers.
-fn forget_former_partitions(roots: &[std::rc::Rc<TrackedTable>]) {
-    let root_ids: Vec<pg_sys::Oid> = roots.iter().map(|r| r.relid).collect();
-    for former in ticket_definitions::former_partitions(&root_ids) {
-        if former.leaf {
-            for root in roots {
-                if column_type(former.relid, &root.id_column).is_none() {
-                    continue;
-                }
-                let ids = tickets::ids_in_relation(former.relid, &root.id_column);
-                for chunk in ids.chunks(RESYNC_CHUNK) {
-                    let gone = tickets::missing(root, chunk);
-                    if !gone.is_empty() {
-                        clocks::delete_tickets(root, gone);
-                    }
-                }
-            }
+/// Calls `f` with the ids a leaf partition holds, a page at a time, read
+/// in id order by its unique index as the partition's owner.
+fn each_page_of_ids(table: &TrackedTable, partition: &Partition, mut f: impl FnMut(Vec<String>)) {
+    let mut after: Option<String> = None;
+    loop {
+        let ids = tickets::ids_after_in(
+            table,
+            &partition.qualified,
+            partition.owner,
+            after.as_deref(),
+            PAGE,
+        );
+        let Some(last) = ids.last().cloned() else {
+            break;
+        };
+        let full = ids.len() as i32 == PAGE;
+        f(ids);
+        if !full {
+            break;
         }
-        ticket_definitions::drop_partition_triggers(former.relid, &former.qualified);
+        after = Some(last);
     }
 }
 
-/// The tracked partitioned tables.
-fn partitioned_roots() -> Vec<std::rc::Rc<TrackedTable>> {
-    configuration::current()
-        .tracked
-        .values()
-        .filter(|t| t.partitioned)
-        .cloned()
-        .collect()
+/// The tickets `subtree` holds (a partition detached, truncated or about
+/// to be dropped, with its partitions) lose their clocks.
+pub fn forget_tickets(table: &TrackedTable, subtree: pg_sys::Oid) {
+    for partition in ticket_definitions::partition_tree(subtree) {
+        if partition.leaf && !partition.foreign {
+            each_page_of_ids(table, &partition, |ids| clocks::delete_tickets(table, ids));
+        }
+    }
+}
+
+/// Removes pg_sla's statement triggers from `subtree` and its partitions.
+fn unequip(subtree: pg_sys::Oid) {
+    for partition in ticket_definitions::partition_tree(subtree) {
+        if partition.equipped {
+            ticket_definitions::drop_partition_triggers(partition.relid, &partition.qualified);
+        }
+    }
+}
+
+/// Removes pg_sla's statement triggers from every partition of a tracked
+/// table (`sla.untrack`).
+pub fn unequip_partitions(root: pg_sys::Oid) {
+    unequip(root)
+}
+
+/// The tracked partitioned table whose tickets `relid`'s rows are: the
+/// nearest tracked table among `relid` and the tables it is a partition
+/// of.
+fn tracked_table_of(configuration: &Configuration, relid: pg_sys::Oid) -> Option<Rc<TrackedTable>> {
+    if let Some(table) = configuration.tracked(relid) {
+        return table.partitioned.then_some(table);
+    }
+    ticket_definitions::partition_ancestors(relid)
+        .into_iter()
+        .find_map(|ancestor| configuration.tracked(ancestor))
+        .filter(|table| table.partitioned)
+}
+
+/// A relation named in a statement, if it exists (no lock taken).
+unsafe fn named_relation(range: *mut pg_sys::RangeVar) -> Option<pg_sys::Oid> {
+    if range.is_null() {
+        return None;
+    }
+    let relid = unsafe {
+        pg_sys::RangeVarGetRelidExtended(
+            range,
+            pg_sys::NoLock as pg_sys::LOCKMODE,
+            pg_sys::RVROption::RVR_MISSING_OK,
+            None,
+            std::ptr::null_mut(),
+        )
+    };
+    (relid != pg_sys::InvalidOid).then_some(relid)
+}
+
+fn has_tracked_partitioned_tables(configuration: &Configuration) -> bool {
+    configuration.tracked.values().any(|t| t.partitioned)
 }
 
 /// `DROP TABLE` is about to run: the tickets of any partition of a
@@ -105,30 +172,23 @@ unsafe fn partitions_dropping(stmt: *mut pg_sys::DropStmt) {
         return;
     }
     let configuration = configuration::current();
-    if !configuration.tracked.values().any(|t| t.partitioned) {
+    if !has_tracked_partitioned_tables(&configuration) {
         return;
     }
     let objects = unsafe { PgList::<pg_sys::List>::from_pg((*stmt).objects) };
     for names in objects.iter_ptr() {
-        let relid = unsafe {
-            let range = pg_sys::makeRangeVarFromNameList(names);
-            pg_sys::RangeVarGetRelidExtended(
-                range,
-                pg_sys::NoLock as pg_sys::LOCKMODE,
-                pg_sys::RVROption::RVR_MISSING_OK,
-                None,
-                std::ptr::null_mut(),
-            )
+        let Some(relid) = (unsafe { named_relation(pg_sys::makeRangeVarFromNameList(names)) })
+        else {
+            continue;
         };
-        if relid == pg_sys::InvalidOid || configuration.tracked(relid).is_some() {
-            // Not there, or a tracked table itself (`sla.tables_dropped`).
+        if configuration.tracked(relid).is_some() {
+            // A tracked table itself (`sla.tables_dropped`).
             continue;
         }
         let Some((owner, Some(parent))) = ticket_definitions::owner_and_parent(relid) else {
             continue;
         };
-        let root = ticket_definitions::partition_root(relid);
-        let Some(table) = configuration.tracked(root).filter(|t| t.partitioned) else {
+        let Some(table) = tracked_table_of(&configuration, relid) else {
             continue;
         };
         if !has_privileges_of(current_user(), owner) {
@@ -141,49 +201,92 @@ unsafe fn partitions_dropping(stmt: *mut pg_sys::DropStmt) {
             pg_sys::LockRelationOid(parent, pg_sys::AccessExclusiveLock as pg_sys::LOCKMODE);
             pg_sys::LockRelationOid(relid, pg_sys::AccessExclusiveLock as pg_sys::LOCKMODE);
         }
-        let ids = tickets::ids_in_relation(relid, &table.id_column);
-        for chunk in ids.chunks(RESYNC_CHUNK) {
-            clocks::delete_tickets(&table, chunk.to_vec());
-        }
+        forget_tickets(&table, relid);
     }
 }
 
-/// `CREATE TABLE` or `ALTER TABLE` ran: partitions created or attached
-/// get their triggers and clocks, detached ones lose them.
-fn partitions_changed_end() {
-    let roots = partitioned_roots();
-    if roots.is_empty() {
-        return;
-    }
-    for root in &roots {
-        equip_partitions(root, true);
-    }
-    forget_former_partitions(&roots);
+/// A partition was created or attached (`attached`) or detached from
+/// `parent`.
+enum PartitionChange {
+    Added {
+        parent: pg_sys::Oid,
+        partition: pg_sys::Oid,
+    },
+    Detached {
+        parent: pg_sys::Oid,
+        partition: pg_sys::Oid,
+    },
 }
 
-/// Whether a CREATE TABLE or ALTER TABLE adds or removes a partition:
-/// other DDL (a restore's indexes and constraints, whose partitions get
-/// their triggers from the dump) is left alone.
-unsafe fn changes_partitions(parsetree: *mut pg_sys::Node) -> bool {
+/// What a CREATE TABLE or ALTER TABLE did to partitions.
+unsafe fn partition_changes(parsetree: *mut pg_sys::Node) -> Vec<PartitionChange> {
+    let mut changes = Vec::new();
     unsafe {
         match (*parsetree).type_ {
-            pg_sys::NodeTag::T_CreateStmt => !(*(parsetree as *mut pg_sys::CreateStmt))
-                .partbound
-                .is_null(),
+            pg_sys::NodeTag::T_CreateStmt => {
+                let stmt = parsetree as *mut pg_sys::CreateStmt;
+                if (*stmt).partbound.is_null() {
+                    return changes;
+                }
+                let parents = PgList::<pg_sys::RangeVar>::from_pg((*stmt).inhRelations);
+                if let (Some(partition), Some(parent)) = (
+                    named_relation((*stmt).relation),
+                    parents.get_ptr(0).and_then(|p| named_relation(p)),
+                ) {
+                    changes.push(PartitionChange::Added { parent, partition });
+                }
+            }
             pg_sys::NodeTag::T_AlterTableStmt => {
                 let stmt = parsetree as *mut pg_sys::AlterTableStmt;
-                PgList::<pg_sys::AlterTableCmd>::from_pg((*stmt).cmds)
-                    .iter_ptr()
-                    .any(|cmd| {
-                        matches!(
-                            (*cmd).subtype,
-                            pg_sys::AlterTableType::AT_AttachPartition
-                                | pg_sys::AlterTableType::AT_DetachPartition
-                                | pg_sys::AlterTableType::AT_DetachPartitionFinalize
-                        )
-                    })
+                let Some(parent) = named_relation((*stmt).relation) else {
+                    return changes;
+                };
+                for cmd in PgList::<pg_sys::AlterTableCmd>::from_pg((*stmt).cmds).iter_ptr() {
+                    let subtype = (*cmd).subtype;
+                    let attach = subtype == pg_sys::AlterTableType::AT_AttachPartition;
+                    let detach = subtype == pg_sys::AlterTableType::AT_DetachPartition
+                        || subtype == pg_sys::AlterTableType::AT_DetachPartitionFinalize;
+                    if !(attach || detach) || (*cmd).def.is_null() {
+                        continue;
+                    }
+                    let command = (*cmd).def as *mut pg_sys::PartitionCmd;
+                    let Some(partition) = named_relation((*command).name) else {
+                        continue;
+                    };
+                    changes.push(if attach {
+                        PartitionChange::Added { parent, partition }
+                    } else {
+                        PartitionChange::Detached { parent, partition }
+                    });
+                }
             }
-            _ => false,
+            _ => {}
+        }
+    }
+    changes
+}
+
+/// `CREATE TABLE` or `ALTER TABLE` ran: the partitions it created or
+/// attached under a tracked table get their triggers and clocks; those it
+/// detached lose them. Only the tables the statement names are looked at.
+unsafe fn partitions_changed_end(parsetree: *mut pg_sys::Node) {
+    let configuration = configuration::current();
+    if !has_tracked_partitioned_tables(&configuration) {
+        return;
+    }
+    for change in unsafe { partition_changes(parsetree) } {
+        match change {
+            PartitionChange::Added { parent, partition } => {
+                if let Some(table) = tracked_table_of(&configuration, parent) {
+                    equip(&table, partition, true);
+                }
+            }
+            PartitionChange::Detached { parent, partition } => {
+                if let Some(table) = tracked_table_of(&configuration, parent) {
+                    forget_tickets(&table, partition);
+                    unequip(partition);
+                }
+            }
         }
     }
 }
@@ -219,11 +322,8 @@ pub unsafe extern "C-unwind" fn partitions_changed(
         if !parsetree.is_null() && unsafe { (*parsetree).type_ } == pg_sys::NodeTag::T_DropStmt {
             unsafe { partitions_dropping(parsetree as *mut pg_sys::DropStmt) };
         }
-    } else if event == c"ddl_command_end"
-        && !parsetree.is_null()
-        && unsafe { changes_partitions(parsetree) }
-    {
-        partitions_changed_end();
+    } else if event == c"ddl_command_end" && !parsetree.is_null() {
+        unsafe { partitions_changed_end(parsetree) };
     }
     pg_sys::Datum::from(0)
 }

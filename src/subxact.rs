@@ -37,17 +37,6 @@ impl Failure {
 /// and returns the error's message; see `must_propagate` for what is not
 /// caught.
 pub fn attempt<R>(f: impl FnOnce() -> R) -> Result<R, Failure> {
-    attempt_catching(None, f)
-}
-
-/// The same, catching only the errors of SQLSTATE `code`: any other error
-/// is rethrown, after the subtransaction is rolled back.
-pub fn attempt_only<R>(code: PgSqlErrorCode, f: impl FnOnce() -> R) -> Result<R, Failure> {
-    attempt_catching(Some(code), f)
-}
-
-/// `attempt` when `only` is `None`.
-fn attempt_catching<R>(only: Option<PgSqlErrorCode>, f: impl FnOnce() -> R) -> Result<R, Failure> {
     let memory = unsafe { pg_sys::CurrentMemoryContext };
     let owner = unsafe { pg_sys::CurrentResourceOwner };
     unsafe {
@@ -69,8 +58,7 @@ fn attempt_catching<R>(only: Option<PgSqlErrorCode>, f: impl FnOnce() -> R) -> R
         restore();
         unsafe { pg_sys::RollbackAndReleaseCurrentSubTransaction() };
         restore();
-        let report = report_of(&error);
-        if must_propagate(report) || only.is_some_and(|code| code != report.sql_error_code()) {
+        if must_propagate(report_of(&error)) {
             error.rethrow();
         }
         Err(describe(&error))

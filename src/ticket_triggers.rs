@@ -32,8 +32,8 @@ use crate::convert::timestamptz;
 use crate::gucs::event_time;
 use crate::invalidation::transactions_ended;
 use crate::store::clocks::{self, ClockChanges};
+use crate::store::ticket_definitions;
 use crate::store::tickets;
-use crate::subxact::attempt_only;
 use crate::ticket::{reconcile_ticket, warn_deadline_unavailable, Row, Ticket};
 use crate::ticket_columns::{columns_for, Columns};
 use crate::trigger_support::{for_each_transition_row, require_firing, untracked, TriggerResult};
@@ -234,18 +234,21 @@ fn modified<'a>(
 }
 
 thread_local! {
-    /// The ticket a row trigger on a partition last saw updated, with the
-    /// transaction and client statement it was updated in: an UPDATE that
-    /// moves a row to another partition fires BEFORE UPDATE on the old
+    /// The tickets row triggers on partitions last saw updated, with the
+    /// transaction and client statement they were updated in: an UPDATE
+    /// that moves a row to another partition fires BEFORE UPDATE on the old
     /// one, then BEFORE INSERT on the new one, for the same row in the same
-    /// statement. (The command counter does not tell: pg_sla's own writes
-    /// in between advance it.) Only a statement that updates a ticket and
-    /// then inserts one with the same id, with no move, would be taken for
-    /// a move; ids identify tickets across partitions, so that insert
-    /// would first need the ticket deleted in that same statement.
-    static LAST_UPDATED: RefCell<Option<(pg_sys::Oid, String, u64, pg_sys::TimestampTz)>> =
-        const { RefCell::new(None) };
+    /// statement, with only other triggers (of the partitions, on the
+    /// application's side) in between. (The command counter does not tell:
+    /// pg_sla's own writes in between advance it.) A DELETE forgets them,
+    /// so that a ticket updated, deleted and inserted again by one
+    /// statement (a function) is a new ticket.
+    static LAST_UPDATED: RefCell<Vec<(pg_sys::Oid, String, u64, pg_sys::TimestampTz)>> =
+        const { RefCell::new(Vec::new()) };
 }
+
+/// Tickets remembered as possibly moving.
+const UPDATES_REMEMBERED: usize = 8;
 
 fn this_statement() -> (u64, pg_sys::TimestampTz) {
     (transactions_ended(), unsafe {
@@ -255,23 +258,33 @@ fn this_statement() -> (u64, pg_sys::TimestampTz) {
 
 fn remember_update(table: pg_sys::Oid, id: &str) {
     let (transaction, statement) = this_statement();
-    LAST_UPDATED
-        .with(|last| *last.borrow_mut() = Some((table, id.to_owned(), transaction, statement)));
+    LAST_UPDATED.with(|last| {
+        let mut last = last.borrow_mut();
+        last.retain(|(_, _, x, s)| *x == transaction && *s == statement);
+        if last.len() >= UPDATES_REMEMBERED {
+            last.remove(0);
+        }
+        last.push((table, id.to_owned(), transaction, statement));
+    });
 }
 
-/// Whether the row being inserted is the one updated last, in this very
-/// statement (and forgets it: one insert per move).
+fn forget_updates() {
+    LAST_UPDATED.with(|last| last.borrow_mut().clear());
+}
+
+/// Whether the row being inserted is one updated in this very statement
+/// (and forgets it: one insert per move).
 fn moved_by_update(table: pg_sys::Oid, id: &str) -> bool {
     let (transaction, statement) = this_statement();
     LAST_UPDATED.with(|last| {
         let mut last = last.borrow_mut();
-        let moved = last.as_ref().is_some_and(|(t, i, x, s)| {
+        let found = last.iter().position(|(t, i, x, s)| {
             *t == table && i == id && *x == transaction && *s == statement
         });
-        if moved {
-            *last = None;
+        if let Some(position) = found {
+            last.remove(position);
         }
-        moved
+        found.is_some()
     })
 }
 
@@ -313,42 +326,34 @@ fn insert_new_clocks(table: &TrackedTable, mut new_clocks: ClockChanges) {
         skip.extend(tickets::missing(table, &ids));
         new_clocks.skip_inserts(|id| skip.contains(id));
     }
-    if !table.partitioned {
-        new_clocks.write(table);
-        return;
-    }
-    // A partitioned table's unique key holds its partition key, so an id
-    // may be taken by a ticket in another partition. pg_sla identifies
-    // tickets by id: the new row shares that ticket's clocks, and the
-    // application's insert goes through.
-    let again = new_clocks.inserts_only();
-    if attempt_only(PgSqlErrorCode::ERRCODE_UNIQUE_VIOLATION, || {
-        new_clocks.write(table)
-    })
-    .is_err()
-    {
-        let mut new_clocks = again;
+    if table.partitioned && !table.id_unique {
+        // A partitioned table's unique key holds its partition key too, so
+        // an id may be taken by a ticket in another partition. pg_sla
+        // identifies tickets by id: the new row shares that ticket's
+        // clocks, and the application's insert goes through.
         let ids = new_clocks.inserted_tickets();
         let taken: HashSet<String> = clocks::tickets_with_clocks(table, &ids)
             .into_iter()
             .collect();
-        let mut shown: Vec<&String> = taken.iter().collect();
-        shown.sort();
-        shown.truncate(10);
-        ereport!(
-            WARNING,
-            PgSqlErrorCode::ERRCODE_UNIQUE_VIOLATION,
-            format!(
-                "pg_sla: {} new rows of partitioned table {} have the id of a ticket it already has (ids {}); they share that ticket's clocks",
-                taken.len(),
-                table.name,
-                shown.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
-            ),
-            "pg_sla identifies tickets by the id column across partitions: give each ticket its own id."
-        );
-        new_clocks.skip_inserts(|id| taken.contains(id));
-        new_clocks.write(table);
+        if !taken.is_empty() {
+            let mut shown: Vec<&str> = taken.iter().map(String::as_str).collect();
+            shown.sort();
+            shown.truncate(10);
+            ereport!(
+                WARNING,
+                PgSqlErrorCode::ERRCODE_UNIQUE_VIOLATION,
+                format!(
+                    "pg_sla: {} new rows of partitioned table {} have the id of a ticket it already has (ids {}); they share that ticket's clocks",
+                    taken.len(),
+                    table.name,
+                    shown.join(", ")
+                ),
+                "pg_sla identifies tickets by the id column across partitions: give each ticket its own id."
+            );
+            new_clocks.skip_inserts(|id| taken.contains(id));
+        }
     }
+    new_clocks.write(table);
 }
 
 /// A tracked table as a statement trigger sees it: mapping, columns, row type.
@@ -456,48 +461,69 @@ fn tickets_deleted<'a>(trigger: &'a PgTrigger<'a>) -> TriggerResult<'a> {
     });
     if !ids.is_empty() {
         note_nested_change();
+        forget_updates();
         clocks::delete_tickets(&table, ids);
     }
     Ok(None)
+}
+
+thread_local! {
+    /// A tracked partitioned table being truncated as a whole, with the
+    /// transaction and statement: its partitions' BEFORE TRUNCATE triggers
+    /// then leave the clocks to its AFTER TRUNCATE trigger, which removes
+    /// them all at once.
+    static TRUNCATING: Cell<Option<(pg_sys::Oid, u64, pg_sys::TimestampTz)>> = const { Cell::new(None) };
 }
 
 #[pg_trigger]
 fn tickets_truncated<'a>(trigger: &'a PgTrigger<'a>) -> TriggerResult<'a> {
     let data = trigger.trigger_data();
     let event = data.tg_event;
-    let on_partition = unsafe { (*(*data.tg_relation).rd_rel).relispartition };
+    // Which of pg_sla's two TRUNCATE triggers fired is told by its name:
+    // the table's own (AFTER), or the one of a partitioned table and its
+    // partitions (BEFORE).
+    let before = trigger.name().unwrap_or("") == ticket_definitions::PARTITION_TRUNCATED_TRIGGER;
     require_firing(
         trigger,
         trigger_fired_for_statement(event)
             && trigger_fired_by_truncate(event)
-            && if on_partition {
+            && if before {
                 trigger_fired_before(event)
             } else {
                 trigger_fired_after(event)
             },
-        "AFTER TRUNCATE (BEFORE TRUNCATE on a partition), FOR EACH STATEMENT",
+        if before {
+            "BEFORE TRUNCATE, FOR EACH STATEMENT"
+        } else {
+            "AFTER TRUNCATE, FOR EACH STATEMENT"
+        },
     );
     let relid = trigger.relid()?;
     let configuration = configuration::current();
-    if !on_partition {
+    if !before {
         if configuration.tracked(relid).is_none() {
             untracked(trigger);
         }
+        TRUNCATING.with(|t| t.set(None));
         clocks::delete_table(relid);
         return Ok(None);
     }
-    // A partition's tickets are those of its partitioned table that it
-    // holds: read before they go.
+    if configuration.tracked(relid).is_some_and(|t| t.partitioned) {
+        let (transaction, statement) = this_statement();
+        TRUNCATING.with(|t| t.set(Some((relid, transaction, statement))));
+        return Ok(None);
+    }
+    // A partition's tickets are those of its tracked table that it holds:
+    // read before they go.
     let Some(table) = configuration.tracked_relation(data.tg_relation) else {
-        untracked(trigger);
+        // No longer a partition of a tracked table (a trigger left behind).
         return Ok(None);
     };
-    let ids = tickets::ids_in_relation(relid, &table.id_column);
-    if !ids.is_empty() {
-        note_nested_change();
-        for chunk in ids.chunks(INSERT_BATCH) {
-            clocks::delete_tickets(&table, chunk.to_vec());
-        }
+    let (transaction, statement) = this_statement();
+    if TRUNCATING.with(Cell::get) == Some((table.relid, transaction, statement)) {
+        return Ok(None);
     }
+    note_nested_change();
+    crate::partitions::forget_tickets(&table, relid);
     Ok(None)
 }

@@ -9,7 +9,7 @@ use crate::policy_fit;
 use crate::recompute::{resync_tickets, RESYNC_CHUNK};
 use crate::regclass::RegClass;
 use crate::store::ticket_definitions::{
-    self, column_type, has_unique_key, has_unique_key_containing, table_info, ColumnType, TableInfo,
+    self, column_type, has_unique_key, has_unique_key_led_by, table_info, ColumnType, TableInfo,
 };
 use crate::store::tracked_tables::{self, Mapping};
 use crate::store::{clocks, tickets};
@@ -236,12 +236,12 @@ fn track_table(
 
     let name = info.name.as_str();
     check_column(ticket_table, name, "id_column", id_column, Some(&ID_TYPES));
-    if partitioned && !has_unique_key_containing(ticket_table, id_column) {
+    if partitioned && !has_unique_key_led_by(ticket_table, id_column) {
         ereport!(
             ERROR,
             PgSqlErrorCode::ERRCODE_INVALID_COLUMN_REFERENCE,
-            format!("id_column \"{id_column}\" of partitioned table {name} is in no primary key or unique index"),
-            "pg_sla finds tickets by this column across partitions: give the table a primary key or unique index on it (with the partition key, as PostgreSQL requires)."
+            format!("id_column \"{id_column}\" of partitioned table {name} does not lead a primary key or unique index"),
+            "pg_sla finds tickets by this column in every partition: give the table a primary key or unique index whose first column it is, followed by the partition key (PRIMARY KEY (id, created_at))."
         );
     }
     if !partitioned && !has_unique_key(ticket_table, id_column) {
@@ -347,7 +347,7 @@ fn track_table(
     // pg_sla's triggers left from a copy of the table without its tracking
     // (pg_dump -t, a restore of some tables) make way for new ones.
     ticket_definitions::drop_triggers(ticket_table, &info.qualified);
-    ticket_definitions::create_triggers(&info.qualified);
+    ticket_definitions::create_triggers(&info.qualified, partitioned);
     tracked_tables::insert(
         ticket_table,
         Mapping {
@@ -369,7 +369,7 @@ fn track_table(
         if let Some(table) = configuration::current().tracked(ticket_table) {
             // Their rows get clocks with the table's, below or by
             // sla.backfill().
-            partitions::equip_partitions(&table, false);
+            partitions::equip(&table, ticket_table, false);
         }
     }
     check_policies_fit(ticket_table);

@@ -138,14 +138,6 @@ impl ClockChanges {
     }
 
     /// The ticket ids of the new clocks, once each.
-    /// A copy of the new clocks alone (to try writing them again).
-    pub fn inserts_only(&self) -> ClockChanges {
-        ClockChanges {
-            inserts: self.inserts.clone(),
-            ..ClockChanges::default()
-        }
-    }
-
     pub fn inserted_tickets(&self) -> Vec<String> {
         let mut ids: Vec<String> = self.inserts.iter().map(|(id, _)| id.clone()).collect();
         ids.sort();

@@ -118,17 +118,18 @@ pub fn has_unique_key(table: pg_sys::Oid, column: &str) -> bool {
     .unwrap_or(false)
 }
 
-/// Whether a unique index without predicate has `column` among its key
-/// columns: what a partitioned table can have, since its unique indexes
-/// must contain the partition key.
-pub fn has_unique_key_containing(table: pg_sys::Oid, column: &str) -> bool {
+/// Whether a valid unique index without predicate has `column` as its
+/// first key column: what a partitioned table can have (its unique indexes
+/// must contain the partition key), and what finds a ticket by id in each
+/// partition with one index probe.
+pub fn has_unique_key_led_by(table: pg_sys::Oid, column: &str) -> bool {
     Spi::get_one_with_args::<bool>(
         "SELECT EXISTS (
              SELECT FROM pg_catalog.pg_index i
                JOIN pg_catalog.pg_attribute a
                  ON a.attrelid OPERATOR(pg_catalog.=) i.indrelid
-                AND a.attnum OPERATOR(pg_catalog.=) ANY (i.indkey[0:i.indnkeyatts OPERATOR(pg_catalog.-) 1])
-              WHERE i.indrelid OPERATOR(pg_catalog.=) $1 AND i.indisunique
+                AND a.attnum OPERATOR(pg_catalog.=) i.indkey[0]
+              WHERE i.indrelid OPERATOR(pg_catalog.=) $1 AND i.indisunique AND i.indisvalid
                 AND i.indpred IS NULL AND i.indexprs IS NULL
                 AND a.attname OPERATOR(pg_catalog.=) $2::name)",
         &[table.into(), column.into()],
@@ -190,9 +191,9 @@ pub fn add_columns(table_name: &str, additions: &[String]) {
 
 /// Installs pg_sla's triggers on a table (`qualified`: schema-qualified and
 /// quoted).
-pub fn create_triggers(qualified: &str) {
+pub fn create_triggers(qualified: &str, partitioned: bool) {
     let name = qualified;
-    let ddl = [
+    let mut ddl = vec![
         format!(
             "CREATE TRIGGER {ROW_TRIGGER} BEFORE INSERT OR UPDATE ON {name}
                FOR EACH ROW EXECUTE FUNCTION sla.ticket_row_changed()"
@@ -212,6 +213,14 @@ pub fn create_triggers(qualified: &str) {
                FOR EACH STATEMENT EXECUTE FUNCTION sla.tickets_truncated()"
         ),
     ];
+    if partitioned {
+        // Tells the partitions' own BEFORE TRUNCATE triggers that the
+        // whole table goes: its AFTER TRUNCATE trigger removes every clock.
+        ddl.push(format!(
+            "CREATE TRIGGER {PARTITION_TRUNCATED_TRIGGER} BEFORE TRUNCATE ON {name}
+               FOR EACH STATEMENT EXECUTE FUNCTION sla.tickets_truncated()"
+        ));
+    }
     as_sla_owner(|| {
         for statement in &ddl {
             execute(statement, &[], "create pg_sla's triggers");
@@ -249,25 +258,58 @@ pub fn create_partition_triggers(qualified: &str) {
     });
 }
 
-/// A partition (at any level) of a partitioned table.
+/// A table in a partition tree.
 pub struct Partition {
     pub relid: pg_sys::Oid,
     /// Schema-qualified and quoted.
     pub qualified: String,
     /// Holds rows (not itself partitioned).
     pub leaf: bool,
+    /// A foreign table: PostgreSQL gives foreign tables no transition
+    /// tables, so pg_sla cannot see writes that name it.
+    pub foreign: bool,
+    pub owner: pg_sys::Oid,
+    /// Has pg_sla's partition triggers (known by their function, which
+    /// only pg_sla may attach, not by their names).
+    pub equipped: bool,
 }
 
-fn partitions(query: &str, root: pg_sys::Oid) -> Vec<Partition> {
+/// `subtree` and its partitions at every level, parents first.
+pub fn partition_tree(subtree: pg_sys::Oid) -> Vec<Partition> {
     Spi::connect(|client| {
+        let rows = client.select(
+            &format!(
+                "SELECT c.oid, pg_catalog.quote_ident(n.nspname) OPERATOR(pg_catalog.||) '.'
+                            OPERATOR(pg_catalog.||) pg_catalog.quote_ident(c.relname),
+                        p.isleaf, c.relkind OPERATOR(pg_catalog.=) 'f', c.relowner,
+                        EXISTS (SELECT FROM pg_catalog.pg_trigger g
+                                 WHERE g.tgrelid OPERATOR(pg_catalog.=) p.relid
+                                   AND g.tgname OPERATOR(pg_catalog.=) '{PARTITION_TRUNCATED_TRIGGER}'
+                                   AND g.tgfoid OPERATOR(pg_catalog.=)
+                                       pg_catalog.to_regprocedure('sla.tickets_truncated()'))
+                   FROM (SELECT t.relid, t.isleaf, t.level FROM pg_catalog.pg_partition_tree($1) t
+                         -- A plain table (a partition just detached) has
+                         -- no tree: it is its own.
+                         UNION ALL
+                         SELECT $1, true, 0
+                          WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_partition_tree($1))) p
+                   JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) p.relid
+                   JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+                  ORDER BY p.level, c.oid"
+            ),
+            None,
+            &[subtree.into()],
+        )?;
         let mut found = Vec::new();
-        for row in client.select(query, None, &[root.into()])? {
+        for row in rows {
             if let (Some(relid), Some(qualified)) = (row.get(1)?, row.get(2)?) {
-                let leaf = row.get::<bool>(3)?.unwrap_or(true);
                 found.push(Partition {
                     relid,
                     qualified,
-                    leaf,
+                    leaf: row.get::<bool>(3)?.unwrap_or(true),
+                    foreign: row.get::<bool>(4)?.unwrap_or(false),
+                    owner: row.get(5)?.unwrap_or(pg_sys::InvalidOid),
+                    equipped: row.get::<bool>(6)?.unwrap_or(false),
                 });
             }
         }
@@ -276,74 +318,23 @@ fn partitions(query: &str, root: pg_sys::Oid) -> Vec<Partition> {
     .or_raise("read the partitions of a table")
 }
 
-/// The partitions of `root` at every level that do not have pg_sla's
-/// statement triggers: all of them when it is just tracked, and then those
-/// created or attached since.
-pub fn partitions_without_triggers(root: pg_sys::Oid) -> Vec<Partition> {
-    partitions(
-        &format!(
-            "SELECT c.oid, pg_catalog.quote_ident(n.nspname) OPERATOR(pg_catalog.||) '.'
-                        OPERATOR(pg_catalog.||) pg_catalog.quote_ident(c.relname), p.isleaf
-               FROM pg_catalog.pg_partition_tree($1) p
-               JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) p.relid
-               JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
-              WHERE p.relid OPERATOR(pg_catalog.<>) $1
-                AND NOT EXISTS (SELECT FROM pg_catalog.pg_trigger g
-                                 WHERE g.tgrelid OPERATOR(pg_catalog.=) p.relid
-                                   AND g.tgname OPERATOR(pg_catalog.=) '{PARTITION_TRUNCATED_TRIGGER}')
-              ORDER BY p.level, c.oid"
-        ),
-        root,
-    )
-}
-
-/// Every partition of `root`, at every level.
-pub fn all_partitions(root: pg_sys::Oid) -> Vec<Partition> {
-    partitions(
-        "SELECT c.oid, pg_catalog.quote_ident(n.nspname) OPERATOR(pg_catalog.||) '.'
-                    OPERATOR(pg_catalog.||) pg_catalog.quote_ident(c.relname), p.isleaf
-           FROM pg_catalog.pg_partition_tree($1) p
-           JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) p.relid
-           JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
-          WHERE p.relid OPERATOR(pg_catalog.<>) $1",
-        root,
-    )
-}
-
-/// Tables with pg_sla's partition triggers that are no longer partitions
-/// of any of `roots` (tracked partitioned tables): detached, or left from
-/// a copy of the table.
-pub fn former_partitions(roots: &[pg_sys::Oid]) -> Vec<Partition> {
+/// The partitioned tables `relid` is a partition of, nearest first.
+pub fn partition_ancestors(relid: pg_sys::Oid) -> Vec<pg_sys::Oid> {
     Spi::connect(|client| {
         let mut found = Vec::new();
-        let rows = client.select(
-            &format!(
-                "SELECT c.oid, pg_catalog.quote_ident(n.nspname) OPERATOR(pg_catalog.||) '.'
-                            OPERATOR(pg_catalog.||) pg_catalog.quote_ident(c.relname),
-                        c.relkind OPERATOR(pg_catalog.<>) 'p'
-                   FROM pg_catalog.pg_trigger g
-                   JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) g.tgrelid
-                   JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
-                  WHERE g.tgname OPERATOR(pg_catalog.=) '{PARTITION_TRUNCATED_TRIGGER}'
-                    AND (NOT c.relispartition
-                         OR pg_catalog.pg_partition_root(c.oid) OPERATOR(pg_catalog.<>) ALL ($1))"
-            ),
+        for row in client.select(
+            "SELECT a.relid FROM pg_catalog.pg_partition_ancestors($1) WITH ORDINALITY AS a(relid, i)
+              WHERE a.relid OPERATOR(pg_catalog.<>) $1 ORDER BY a.i",
             None,
-            &[roots.to_vec().into()],
-        )?;
-        for row in rows {
-            if let (Some(relid), Some(qualified)) = (row.get(1)?, row.get(2)?) {
-                let leaf = row.get::<bool>(3)?.unwrap_or(true);
-                found.push(Partition {
-                    relid,
-                    qualified,
-                    leaf,
-                });
+            &[relid.into()],
+        )? {
+            if let Some(ancestor) = row.get::<pg_sys::Oid>(1)? {
+                found.push(ancestor);
             }
         }
         Ok::<_, pgrx::spi::Error>(found)
     })
-    .or_raise("find tables detached from tracked tables")
+    .or_raise("find the partitioned tables of a partition")
 }
 
 /// A table's owner and, for a partition, its partitioned table; `None`
@@ -367,17 +358,6 @@ pub fn owner_and_parent(relid: pg_sys::Oid) -> Option<(pg_sys::Oid, Option<pg_sy
             .map(|owner| (owner, row.get::<pg_sys::Oid>(2).ok().flatten())))
     })
     .or_raise("read the table's owner")
-}
-
-/// The partitioned table at the top of `relid`'s partition tree (itself
-/// when it is not a partition).
-pub fn partition_root(relid: pg_sys::Oid) -> pg_sys::Oid {
-    Spi::get_one_with_args::<pg_sys::Oid>(
-        "SELECT pg_catalog.pg_partition_root($1)",
-        &[relid.into()],
-    )
-    .or_raise("find the partitioned table of a partition")
-    .unwrap_or(relid)
 }
 
 /// Installs pg_sla's triggers on a messages table (`qualified`:
@@ -438,7 +418,10 @@ fn drop_named_triggers(table: pg_sys::Oid, table_name: &str, trigger_names: &[&s
         for row in client.select(
             "SELECT tgname::text FROM pg_catalog.pg_trigger
               WHERE tgrelid OPERATOR(pg_catalog.=) $1
-                AND tgname OPERATOR(pg_catalog.=) ANY ($2::pg_catalog.name[])",
+                AND tgname OPERATOR(pg_catalog.=) ANY ($2::pg_catalog.name[])
+                AND tgfoid OPERATOR(pg_catalog.=) ANY (ARRAY(
+                    SELECT p.oid FROM pg_catalog.pg_proc p
+                     WHERE p.pronamespace OPERATOR(pg_catalog.=) 'sla'::pg_catalog.regnamespace))",
             None,
             &[
                 table.into(),

@@ -407,32 +407,28 @@ pub fn lock_and_read(
     })
 }
 
-/// Every ticket id in relation `relid` (a partition of a tracked table,
-/// or a table that was one) with its partitions, read as the relation's
-/// owner.
-pub fn ids_in_relation(relid: pg_sys::Oid, id_column: &str) -> Vec<String> {
-    let (owner, qualified) = Spi::connect(|client| {
-        let rows = client.select(
-            "SELECT c.relowner, pg_catalog.quote_ident(n.nspname) OPERATOR(pg_catalog.||) '.'
-                                OPERATOR(pg_catalog.||) pg_catalog.quote_ident(c.relname)
-               FROM pg_catalog.pg_class c
-               JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
-              WHERE c.oid OPERATOR(pg_catalog.=) $1",
-            Some(1),
-            &[relid.into()],
-        )?;
-        let row = rows.first();
-        Ok::<_, pgrx::spi::Error>((
-            row.get::<pg_sys::Oid>(1)?.unwrap_or(pg_sys::InvalidOid),
-            row.get::<String>(2)?.unwrap_or_default(),
-        ))
-    })
-    .or_raise("read the name of a partition");
+/// Up to `limit` ticket ids after `after` in relation `relation` (a
+/// partition of the table, schema-qualified and quoted), in id order, read
+/// as `owner`, the partition's owner: one range scan of its unique index.
+pub fn ids_after_in(
+    table: &TicketTable,
+    relation: &str,
+    owner: pg_sys::Oid,
+    after: Option<&str>,
+    limit: i32,
+) -> Vec<String> {
     let query = format!(
-        "SELECT t.{id}::text FROM {qualified} t",
-        id = quote_identifier(id_column),
+        "SELECT t.{id}::text FROM ONLY {relation} t
+          WHERE $1::text IS NULL OR t.{id} > $1::text::{ty}
+          ORDER BY t.{id} LIMIT $2",
+        id = quote_identifier(&table.id_column),
+        ty = table.id_type,
     );
     run_as(owner, || {
-        text_column(&query, &[], "list the tickets of a partition")
+        text_column(
+            &query,
+            &[after.into(), limit.into()],
+            "list the tickets of a partition",
+        )
     })
 }

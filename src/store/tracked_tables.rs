@@ -13,6 +13,9 @@ pub struct TicketTable {
     pub name: String,
     /// A partitioned table: its tickets are in its partitions.
     pub partitioned: bool,
+    /// A unique index on the id column alone makes ids unique; a
+    /// partitioned table's unique key may also hold its partition key.
+    pub id_unique: bool,
     pub owner: pg_sys::Oid,
     pub id_column: String,
     /// The id column's type as SQL, to cast text ids back for index lookups.
@@ -75,7 +78,12 @@ pub fn read_all() -> (Vec<TicketTable>, Option<pg_sys::Oid>) {
                         pg_catalog.to_jsonb(t) OPERATOR(pg_catalog.->>) 'unassigned_value',
                         pg_catalog.to_jsonb(t) OPERATOR(pg_catalog.->>) 'waiting_since_column',
                         pg_catalog.to_jsonb(t) OPERATOR(pg_catalog.->>) 'sla_columns',
-                        c.relkind OPERATOR(pg_catalog.=) 'p'
+                        c.relkind OPERATOR(pg_catalog.=) 'p',
+                        EXISTS (SELECT FROM pg_catalog.pg_index i
+                                 WHERE i.indrelid OPERATOR(pg_catalog.=) t.ticket_table
+                                   AND i.indisunique AND i.indnkeyatts OPERATOR(pg_catalog.=) 1
+                                   AND i.indkey[0] OPERATOR(pg_catalog.=) a.attnum
+                                   AND i.indpred IS NULL AND i.indexprs IS NULL)
                    FROM sla.tracked_tables t
                    JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) t.ticket_table
                    LEFT JOIN pg_catalog.pg_attribute a
@@ -99,6 +107,7 @@ pub fn read_all() -> (Vec<TicketTable>, Option<pg_sys::Oid>) {
                     relid: row.get(1)?.unwrap_or(pg_sys::InvalidOid),
                     name: text(2)?,
                     partitioned: row.get::<bool>(18)?.unwrap_or(false),
+                    id_unique: row.get::<bool>(19)?.unwrap_or(true),
                     owner: row.get(3)?.unwrap_or(pg_sys::InvalidOid),
                     id_column: text(4)?,
                     id_type: text(5)?,

@@ -71,7 +71,7 @@ fn a_monthly_partitioned_desk_is_tracked_through_its_parent() {
     assert_eq!(
         triggers(&mut db),
         [
-            "tickets zz_pg_sla_deleted,zz_pg_sla_inserted,zz_pg_sla_row,zz_pg_sla_truncated",
+            "tickets zz_pg_sla_deleted,zz_pg_sla_inserted,zz_pg_sla_partition_truncated,zz_pg_sla_row,zz_pg_sla_truncated",
             "tickets_2026_11 zz_pg_sla_deleted,zz_pg_sla_inserted,zz_pg_sla_partition_truncated,zz_pg_sla_row",
             "tickets_2026_12 zz_pg_sla_deleted,zz_pg_sla_inserted,zz_pg_sla_partition_truncated,zz_pg_sla_row",
         ]
@@ -220,6 +220,30 @@ fn a_monthly_partitioned_desk_is_tracked_through_its_parent() {
         .unwrap();
     assert_eq!(clocked(&mut db), ["1:2", "3:2", "4:2", "5:2"]);
 
+    // Partition DDL elsewhere, and a role's trigger that borrows pg_sla's
+    // trigger name on a table nobody else may read, change nothing for
+    // the tracked table's partitions.
+    db.batch_execute(
+        "CREATE ROLE mallory LOGIN;
+         GRANT CREATE ON SCHEMA public TO mallory;
+         SET ROLE mallory;
+         CREATE TABLE decoy (id bigint);
+         CREATE FUNCTION decoy_trigger() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN RETURN NULL; END';
+         CREATE TRIGGER zz_pg_sla_partition_truncated BEFORE TRUNCATE ON decoy
+             FOR EACH STATEMENT EXECUTE FUNCTION decoy_trigger();
+         CREATE TABLE other_parted (id bigint, created_at timestamptz) PARTITION BY RANGE (created_at);
+         CREATE TABLE other_part PARTITION OF other_parted FOR VALUES FROM ('2026-01-01Z') TO ('2027-01-01Z');
+         REVOKE ALL ON decoy FROM mallory;
+         RESET ROLE;
+         CREATE TABLE tickets_2027_03 PARTITION OF tickets
+             FOR VALUES FROM ('2027-03-01Z') TO ('2027-04-01Z');",
+    )
+    .unwrap();
+    assert!(triggers(&mut db)
+        .iter()
+        .any(|t| t.starts_with("tickets_2027_03 zz_pg_sla_deleted")));
+    assert!(triggers(&mut db).iter().any(|t| t.starts_with("decoy ")));
+
     // TRUNCATE and DROP of a partition take its tickets' clocks.
     db.batch_execute("TRUNCATE tickets_2027_01").unwrap();
     assert_eq!(clocked(&mut db), ["1:2", "3:2", "4:2"]);
@@ -306,6 +330,10 @@ fn a_hash_partitioned_desk_with_sub_partitions_and_its_refusals() {
                               last_customer_message_at timestamptz,
                               last_agent_reply_at timestamptz)
              PARTITION BY RANGE (created_at);
+         CREATE TABLE created_first (id integer, created_at timestamptz, status text,
+                              last_customer_message_at timestamptz,
+                              last_agent_reply_at timestamptz, PRIMARY KEY (created_at, id))
+             PARTITION BY RANGE (created_at);
          CREATE TABLE parent (id integer PRIMARY KEY, created_at timestamptz, status text,
                               last_customer_message_at timestamptz,
                               last_agent_reply_at timestamptz);
@@ -325,6 +353,10 @@ fn a_hash_partitioned_desk_with_sub_partitions_and_its_refusals() {
     let refused = sql_error(db.query("SELECT sla.track('no_key')", &[]));
     assert_eq!(refused.0, "42P10", "{refused:?}");
     assert!(refused.1.contains("\"id\""), "{refused:?}");
+    // An index the id does not lead cannot find a ticket by id.
+    let refused = sql_error(db.query("SELECT sla.track('created_first')", &[]));
+    assert_eq!(refused.0, "42P10", "{refused:?}");
+    assert!(refused.1.contains("does not lead"), "{refused:?}");
     let refused = sql_error(db.query("SELECT sla.track('parent')", &[]));
     assert_eq!(refused.0, "42809", "{refused:?}");
     assert!(triggers(&mut db).is_empty());
@@ -372,12 +404,41 @@ fn a_hash_partitioned_desk_with_sub_partitions_and_its_refusals() {
         ),
         replied
     );
+    // A function that updates a ticket, deletes it and inserts it again
+    // makes a new ticket, though all happens in one client statement.
+    at(
+        &mut db,
+        "2026-12-02 10:00Z",
+        "DO $$ BEGIN
+             UPDATE tickets SET status = 'pending' WHERE id = 1;
+             DELETE FROM tickets WHERE id = 1;
+             INSERT INTO tickets (id, created_at) VALUES (1, '2026-12-02 10:00Z');
+         END $$",
+    );
+    assert_eq!(
+        text(
+            &mut db,
+            "SELECT sla_status || ' ' || to_char(sla_due_at AT TIME ZONE 'UTC', 'HH24:MI') FROM tickets WHERE id = 1"
+        ),
+        "running 11:00"
+    );
+    assert_eq!(
+        int(
+            &mut db,
+            "SELECT count(*) FROM sla.clocks WHERE ticket_id = '1'"
+        ),
+        2
+    );
     let in_tickets_1 = int(&mut db, "SELECT count(*) FROM tickets_1");
     db.batch_execute("TRUNCATE tickets_1").unwrap();
     assert_eq!(
         int(&mut db, "SELECT count(DISTINCT ticket_id) FROM sla.clocks"),
         40 - in_tickets_1
     );
+
+    // A TRUNCATE of the whole table.
+    db.batch_execute("TRUNCATE tickets").unwrap();
+    assert_eq!(int(&mut db, "SELECT count(*) FROM sla.clocks"), 0);
 
     // Untracking takes pg_sla's triggers off every partition.
     db.batch_execute("SELECT sla.untrack('tickets')").unwrap();

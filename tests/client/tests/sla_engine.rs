@@ -694,7 +694,7 @@ fn bad_input_is_refused_and_changes_nothing() {
         ("SELECT sla.track('no_such_table')", "42P01", "no_such_table"),
         ("SELECT sla.track('nokey')", "42P10", "id_column \"id\" of table nokey has no primary key or unique index"),
         ("SELECT sla.track('padded')", "42804", "status_column \"status\" of table padded has type character(10); expected text, varchar, an enum, smallint, integer, bigint or boolean"),
-        ("SELECT sla.track('parted')", "42P10", "id_column \"id\" of partitioned table parted is in no primary key or unique index"),
+        ("SELECT sla.track('parted')", "42P10", "id_column \"id\" of partitioned table parted does not lead a primary key or unique index"),
         ("SELECT sla.track('parted_1')", "42809", "parted_1 is a partition"),
         ("SELECT sla.track('child')", "42809", "child is not a table pg_sla can track"),
         ("SELECT sla.track('base')", "42809", "base is not a table pg_sla can track"),
