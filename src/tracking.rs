@@ -9,7 +9,7 @@ use crate::policy_fit;
 use crate::recompute::{resync_tickets, RESYNC_CHUNK};
 use crate::regclass::RegClass;
 use crate::store::ticket_definitions::{
-    self, column_type, has_unique_key, has_unique_key_led_by, table_info, ColumnType, TableInfo,
+    self, column_type, has_unique_key, table_info, ColumnType, TableInfo,
 };
 use crate::store::tracked_tables::{self, Mapping};
 use crate::store::{clocks, tickets};
@@ -236,7 +236,7 @@ fn track_table(
 
     let name = info.name.as_str();
     check_column(ticket_table, name, "id_column", id_column, Some(&ID_TYPES));
-    if partitioned && !has_unique_key_led_by(ticket_table, id_column) {
+    if partitioned && !has_unique_key(ticket_table, id_column, false) {
         ereport!(
             ERROR,
             PgSqlErrorCode::ERRCODE_INVALID_COLUMN_REFERENCE,
@@ -244,7 +244,7 @@ fn track_table(
             "pg_sla finds tickets by this column in every partition: give the table a primary key or unique index whose first column it is, followed by the partition key (PRIMARY KEY (id, created_at))."
         );
     }
-    if !partitioned && !has_unique_key(ticket_table, id_column) {
+    if !partitioned && !has_unique_key(ticket_table, id_column, true) {
         ereport!(
             ERROR,
             PgSqlErrorCode::ERRCODE_INVALID_COLUMN_REFERENCE,

@@ -335,14 +335,25 @@ pub fn tickets_with_open_clocks(
 
 /// Which of these tickets already have clocks.
 pub fn tickets_with_clocks(table: &TicketTable, ids: &[String]) -> Vec<String> {
+    // A kept plan: tables whose ids may repeat run it for every INSERT.
     as_sla_owner(|| {
-        text_column(
-            "SELECT u.id FROM unnest($2::text[]) AS u(id)
-              WHERE EXISTS (SELECT FROM sla.clocks c
-                             WHERE c.ticket_table = $1::oid::regclass AND c.ticket_id = u.id)",
-            &[table.relid.into(), ids.to_vec().into()],
-            "find tickets with clocks",
-        )
+        Spi::connect_mut(|client| {
+            let rows = run_kept(
+                client,
+                "SELECT u.id FROM unnest($2::text[]) AS u(id)
+                  WHERE EXISTS (SELECT FROM sla.clocks c
+                                 WHERE c.ticket_table = $1::oid::regclass AND c.ticket_id = u.id)",
+                &[table.relid.into(), ids.to_vec().into()],
+            )?;
+            let mut found = Vec::new();
+            for row in rows {
+                if let Some(id) = row.get::<String>(1)? {
+                    found.push(id);
+                }
+            }
+            Ok(found)
+        })
+        .or_raise("find tickets with clocks")
     })
 }
 

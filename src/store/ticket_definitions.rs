@@ -100,29 +100,11 @@ pub fn table_info(table: pg_sys::Oid) -> TableInfo {
     .or_raise("read the table's definition")
 }
 
-/// Whether a single-column unique index without predicate covers `column`.
-pub fn has_unique_key(table: pg_sys::Oid, column: &str) -> bool {
-    Spi::get_one_with_args::<bool>(
-        "SELECT EXISTS (
-             SELECT FROM pg_catalog.pg_index i
-               JOIN pg_catalog.pg_attribute a
-                 ON a.attrelid OPERATOR(pg_catalog.=) i.indrelid
-                AND a.attnum OPERATOR(pg_catalog.=) i.indkey[0]
-              WHERE i.indrelid OPERATOR(pg_catalog.=) $1 AND i.indisunique AND i.indisvalid
-                AND i.indnkeyatts OPERATOR(pg_catalog.=) 1
-                AND i.indpred IS NULL AND i.indexprs IS NULL
-                AND a.attname OPERATOR(pg_catalog.=) $2::name)",
-        &[table.into(), column.into()],
-    )
-    .or_raise("read the table's indexes")
-    .unwrap_or(false)
-}
-
 /// Whether a valid unique index without predicate has `column` as its
-/// first key column: what a partitioned table can have (its unique indexes
-/// must contain the partition key), and what finds a ticket by id in each
-/// partition with one index probe.
-pub fn has_unique_key_led_by(table: pg_sys::Oid, column: &str) -> bool {
+/// first key column, and as its only one when `alone`. A partitioned
+/// table's unique indexes must contain its partition key; one led by the
+/// id still finds a ticket by id with one index probe per partition.
+pub fn has_unique_key(table: pg_sys::Oid, column: &str, alone: bool) -> bool {
     Spi::get_one_with_args::<bool>(
         "SELECT EXISTS (
              SELECT FROM pg_catalog.pg_index i
@@ -130,9 +112,10 @@ pub fn has_unique_key_led_by(table: pg_sys::Oid, column: &str) -> bool {
                  ON a.attrelid OPERATOR(pg_catalog.=) i.indrelid
                 AND a.attnum OPERATOR(pg_catalog.=) i.indkey[0]
               WHERE i.indrelid OPERATOR(pg_catalog.=) $1 AND i.indisunique AND i.indisvalid
+                AND (NOT $3 OR i.indnkeyatts OPERATOR(pg_catalog.=) 1)
                 AND i.indpred IS NULL AND i.indexprs IS NULL
                 AND a.attname OPERATOR(pg_catalog.=) $2::name)",
-        &[table.into(), column.into()],
+        &[table.into(), column.into(), alone.into()],
     )
     .or_raise("read the table's indexes")
     .unwrap_or(false)
@@ -193,39 +176,21 @@ pub fn add_columns(table_name: &str, additions: &[String]) {
 /// quoted).
 pub fn create_triggers(qualified: &str, partitioned: bool) {
     let name = qualified;
-    let mut ddl = vec![
-        format!(
-            "CREATE TRIGGER {ROW_TRIGGER} BEFORE INSERT OR UPDATE ON {name}
-               FOR EACH ROW EXECUTE FUNCTION sla.ticket_row_changed()"
-        ),
-        format!(
-            "CREATE TRIGGER {INSERTED_TRIGGER} AFTER INSERT ON {name}
-               REFERENCING NEW TABLE AS pg_sla_new_tickets
-               FOR EACH STATEMENT EXECUTE FUNCTION sla.tickets_inserted()"
-        ),
-        format!(
-            "CREATE TRIGGER {DELETED_TRIGGER} AFTER DELETE ON {name}
-               REFERENCING OLD TABLE AS pg_sla_old_tickets
-               FOR EACH STATEMENT EXECUTE FUNCTION sla.tickets_deleted()"
-        ),
-        format!(
-            "CREATE TRIGGER {TRUNCATED_TRIGGER} AFTER TRUNCATE ON {name}
-               FOR EACH STATEMENT EXECUTE FUNCTION sla.tickets_truncated()"
-        ),
-    ];
+    let mut ddl = vec![format!(
+        "CREATE TRIGGER {ROW_TRIGGER} BEFORE INSERT OR UPDATE ON {name}
+           FOR EACH ROW EXECUTE FUNCTION sla.ticket_row_changed()"
+    )];
+    ddl.extend(statement_triggers(name));
+    ddl.push(format!(
+        "CREATE TRIGGER {TRUNCATED_TRIGGER} AFTER TRUNCATE ON {name}
+           FOR EACH STATEMENT EXECUTE FUNCTION sla.tickets_truncated()"
+    ));
     if partitioned {
         // Tells the partitions' own BEFORE TRUNCATE triggers that the
         // whole table goes: its AFTER TRUNCATE trigger removes every clock.
-        ddl.push(format!(
-            "CREATE TRIGGER {PARTITION_TRUNCATED_TRIGGER} BEFORE TRUNCATE ON {name}
-               FOR EACH STATEMENT EXECUTE FUNCTION sla.tickets_truncated()"
-        ));
+        ddl.push(partition_truncated_trigger(name));
     }
-    as_sla_owner(|| {
-        for statement in &ddl {
-            execute(statement, &[], "create pg_sla's triggers");
-        }
-    });
+    create_as_sla_owner(&ddl);
 }
 
 /// Installs pg_sla's statement triggers on a partition of a tracked
@@ -234,8 +199,15 @@ pub fn create_triggers(qualified: &str, partitioned: bool) {
 /// PostgreSQL; statement triggers are not, and fire only for the table a
 /// statement names, so a write that names the partition needs its own.
 pub fn create_partition_triggers(qualified: &str) {
-    let name = qualified;
-    let ddl = [
+    let mut ddl = statement_triggers(qualified).to_vec();
+    ddl.push(partition_truncated_trigger(qualified));
+    create_as_sla_owner(&ddl);
+}
+
+/// The statement triggers that give new tickets their clocks and take
+/// deleted tickets' away.
+fn statement_triggers(name: &str) -> [String; 2] {
+    [
         format!(
             "CREATE TRIGGER {INSERTED_TRIGGER} AFTER INSERT ON {name}
                REFERENCING NEW TABLE AS pg_sla_new_tickets
@@ -246,14 +218,20 @@ pub fn create_partition_triggers(qualified: &str) {
                REFERENCING OLD TABLE AS pg_sla_old_tickets
                FOR EACH STATEMENT EXECUTE FUNCTION sla.tickets_deleted()"
         ),
-        format!(
-            "CREATE TRIGGER {PARTITION_TRUNCATED_TRIGGER} BEFORE TRUNCATE ON {name}
-               FOR EACH STATEMENT EXECUTE FUNCTION sla.tickets_truncated()"
-        ),
-    ];
+    ]
+}
+
+fn partition_truncated_trigger(name: &str) -> String {
+    format!(
+        "CREATE TRIGGER {PARTITION_TRUNCATED_TRIGGER} BEFORE TRUNCATE ON {name}
+           FOR EACH STATEMENT EXECUTE FUNCTION sla.tickets_truncated()"
+    )
+}
+
+fn create_as_sla_owner(ddl: &[String]) {
     as_sla_owner(|| {
-        for statement in &ddl {
-            execute(statement, &[], "create pg_sla's triggers on a partition");
+        for statement in ddl {
+            execute(statement, &[], "create pg_sla's triggers");
         }
     });
 }
@@ -376,11 +354,7 @@ pub fn create_message_triggers(qualified: &str) {
                FOR EACH STATEMENT EXECUTE FUNCTION sla.messages_written()"
         ),
     ];
-    as_sla_owner(|| {
-        for statement in &ddl {
-            execute(statement, &[], "create pg_sla's triggers");
-        }
-    });
+    create_as_sla_owner(&ddl);
 }
 
 /// Drops the triggers of pg_sla's that a ticket table has, as the caller.

@@ -124,6 +124,32 @@ impl Cluster {
             .unwrap_or_else(|e| panic!("connect as {user}: {e}\n{}", self.log_tail(40)))
     }
 
+    /// Dumps a database with `pg_dump --format=custom` (connecting with
+    /// `source`, a connection string, and `options`) into a file named
+    /// `archive` in the cluster's directory, creates database `target` and
+    /// restores the dump there with `pg_restore --exit-on-error` as the
+    /// superuser; panics with their output when either fails.
+    pub fn dump_and_restore(&self, source: &str, options: &[&str], archive: &str, target: &str) {
+        let archive = self.dir.join(archive);
+        let archive = archive.to_str().expect("a UTF-8 path");
+        let mut dump = vec!["--format=custom", "--file", archive];
+        dump.extend_from_slice(options);
+        dump.push(source);
+        run_program("pg_dump", &dump);
+        self.connect()
+            .batch_execute(&format!("CREATE DATABASE {target}"))
+            .unwrap_or_else(|e| panic!("create database {target}: {e}"));
+        run_program(
+            "pg_restore",
+            &[
+                "--exit-on-error",
+                "--dbname",
+                &self.connection_string(target, "postgres"),
+                archive,
+            ],
+        );
+    }
+
     pub fn dir(&self) -> &Path {
         &self.dir
     }
@@ -193,6 +219,29 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Opt
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Runs a program to its end; panics with its output when it fails.
+pub fn run_program(program: &str, args: &[&str]) {
+    let output = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("run {program}: {e}"));
+    assert!(
+        output.status.success(),
+        "{program} {args:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Runs an application's statements as if at `time` (a timestamptz):
+/// pg_sla reads the time of its writes from `pg_sla.event_time`.
+pub fn execute_at(db: &mut Client, time: &str, statements: &str) {
+    db.batch_execute(&format!(
+        "SET pg_sla.event_time = '{time}'; {statements}; RESET pg_sla.event_time;"
+    ))
+    .unwrap_or_else(|e| panic!("{statements}: {e}"));
 }
 
 /// The SQLSTATE and message of a failed statement.

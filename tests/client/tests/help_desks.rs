@@ -5,7 +5,8 @@
 //! (column names, types and codes); no `ALTER TABLE` touches them except
 //! through `sla.track`.
 use pg_sla_client_tests::{
-    query_int as int, query_rows as rows, query_text as text, sql_error, Client, Cluster,
+    execute_at, query_int as int, query_rows as rows, query_text as text, sql_error, Client,
+    Cluster,
 };
 
 /// A ticket table shaped like Zammad's: states and priorities are integer
@@ -54,10 +55,7 @@ const TRACK_ZAMMAD: &str = "SELECT sla.track('tickets',
 /// The application's own write, at a time it gives in UTC (as Rails
 /// does), whatever the session's zone.
 fn at(db: &mut Client, utc: &str, statement: &str) {
-    db.batch_execute(&format!(
-        "SET pg_sla.event_time = '{utc}Z'; {statement}; RESET pg_sla.event_time;"
-    ))
-    .unwrap_or_else(|e| panic!("{statement}: {e}"));
+    execute_at(db, &format!("{utc}Z"), statement);
 }
 
 fn clocks(db: &mut Client) -> Vec<String> {

@@ -2,10 +2,9 @@
 //! writes that name the parent or a partition, rows an UPDATE moves to
 //! another partition, partitions created, attached, detached, truncated
 //! and dropped, due processing, pg_dump and pg_restore.
-use std::process::Command;
-
 use pg_sla_client_tests::{
-    query_int as int, query_rows as rows, query_text as text, sql_error, Client, Cluster, NoTls,
+    execute_at as at, query_int as int, query_rows as rows, query_text as text, sql_error, Client,
+    Cluster, NoTls,
 };
 
 /// Tickets partitioned by month of creation, as a help desk keeping years
@@ -26,14 +25,6 @@ const MONTHLY_TICKETS: &str = "
         FOR VALUES FROM ('2026-12-01Z') TO ('2027-01-01Z');
     INSERT INTO sla.policies (name, first_response, resolution)
     VALUES ('desk', '1 hour', '8 hours');";
-
-/// The application's own write at a given time.
-fn at(db: &mut Client, time: &str, statement: &str) {
-    db.batch_execute(&format!(
-        "SET pg_sla.event_time = '{time}'; {statement}; RESET pg_sla.event_time;"
-    ))
-    .unwrap_or_else(|e| panic!("{statement}: {e}"));
-}
 
 /// Which tickets have clocks, and how many each.
 fn clocked(db: &mut Client) -> Vec<String> {
@@ -451,19 +442,6 @@ fn a_hash_partitioned_desk_with_sub_partitions_and_its_refusals() {
     .unwrap();
 }
 
-fn run(program: &str, args: &[&str]) {
-    let output = Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("run {program}: {e}"));
-    assert!(
-        output.status.success(),
-        "{program} {args:?} failed:\n{}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
 #[test]
 fn a_tracked_partitioned_table_survives_pg_dump_and_pg_restore() {
     let cluster = Cluster::start("partitions_dump", &[]);
@@ -474,28 +452,13 @@ fn a_tracked_partitioned_table_survives_pg_dump_and_pg_restore() {
          INSERT INTO tickets (id, created_at) VALUES (1, '2026-11-30 09:00Z'), (2, '2026-12-01 09:00Z');",
     )
     .unwrap();
-    let archive = cluster.dir().join("partitions.dump");
-    let archive = archive.to_str().unwrap();
-    run(
-        "pg_dump",
-        &[
-            "--format=custom",
-            "--file",
-            archive,
-            &cluster.connection_string("postgres", "postgres"),
-        ],
-    );
-    db.batch_execute("CREATE DATABASE restored").unwrap();
     // The restore creates the partitions' triggers itself: pg_sla must not
     // have made them first.
-    run(
-        "pg_restore",
-        &[
-            "--exit-on-error",
-            "--dbname",
-            &cluster.connection_string("restored", "postgres"),
-            archive,
-        ],
+    cluster.dump_and_restore(
+        &cluster.connection_string("postgres", "postgres"),
+        &[],
+        "partitions.dump",
+        "restored",
     );
     let mut restored =
         Client::connect(&cluster.connection_string("restored", "postgres"), NoTls).unwrap();

@@ -234,19 +234,6 @@ fn updating_from_0_1_0_through_0_2_0_keeps_data_and_behaviour_and_matches_a_fres
     );
 }
 
-fn run(program: &str, args: &[&str]) {
-    let output = Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("run {program}: {e}"));
-    assert!(
-        output.status.success(),
-        "{program} {args:?} failed:\n{}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
 #[test]
 fn dump_and_restore_keeps_settings_clocks_notifications_and_tracking() {
     let cluster = Cluster::start("dump", &[]);
@@ -254,26 +241,11 @@ fn dump_and_restore_keeps_settings_clocks_notifications_and_tracking() {
     fill(&mut source);
     let before = data(&mut source);
 
-    let archive = cluster.dir().join("pg_sla.dump");
-    let archive = archive.to_str().unwrap();
-    run(
-        "pg_dump",
-        &[
-            "--format=custom",
-            "--file",
-            archive,
-            &cluster.connection_string("postgres", "postgres"),
-        ],
-    );
-    source.batch_execute("CREATE DATABASE restored").unwrap();
-    run(
-        "pg_restore",
-        &[
-            "--exit-on-error",
-            "--dbname",
-            &cluster.connection_string("restored", "postgres"),
-            archive,
-        ],
+    cluster.dump_and_restore(
+        &cluster.connection_string("postgres", "postgres"),
+        &[],
+        "pg_sla.dump",
+        "restored",
     );
 
     let mut restored = connect(&cluster, "restored");
@@ -330,27 +302,11 @@ fn dump_and_restore_keeps_settings_clocks_notifications_and_tracking() {
         "{}",
         String::from_utf8_lossy(&refused.stderr)
     );
-    let archive2 = cluster.dir().join("pg_sla_backup.dump");
-    let archive2 = archive2.to_str().unwrap();
-    run(
-        "pg_dump",
-        &[
-            "--format=custom",
-            "--enable-row-security",
-            "--file",
-            archive2,
-            &as_backup,
-        ],
-    );
-    source.batch_execute("CREATE DATABASE restored2").unwrap();
-    run(
-        "pg_restore",
-        &[
-            "--exit-on-error",
-            "--dbname",
-            &cluster.connection_string("restored2", "postgres"),
-            archive2,
-        ],
+    cluster.dump_and_restore(
+        &as_backup,
+        &["--enable-row-security"],
+        "pg_sla_backup.dump",
+        "restored2",
     );
     assert_eq!(
         data(&mut connect(&cluster, "restored2")),
