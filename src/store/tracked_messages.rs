@@ -84,11 +84,19 @@ pub fn insert(table: &MessagesTable) {
     })
 }
 
-/// Forgets a messages table.
+/// Forgets a messages table, and the early messages of its ticket table
+/// when no other messages table feeds it.
 pub fn delete(relid: pg_sys::Oid) {
     as_sla_owner(|| {
         execute(
-            "DELETE FROM sla.tracked_messages WHERE messages_table = $1::oid::regclass",
+            "WITH gone AS (DELETE FROM sla.tracked_messages
+                            WHERE messages_table = $1::oid::regclass
+                        RETURNING ticket_table)
+             DELETE FROM sla.early_messages e USING gone
+              WHERE e.ticket_table = gone.ticket_table
+                AND NOT EXISTS (SELECT FROM sla.tracked_messages m
+                                 WHERE m.ticket_table = gone.ticket_table
+                                   AND m.messages_table <> $1::oid::regclass)",
             &[relid.into()],
             "forget the tracked messages table",
         )

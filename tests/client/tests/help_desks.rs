@@ -986,6 +986,10 @@ fn track_messages_refuses_bad_mappings_and_changes_nothing() {
         message.contains("is tracked as a messages table"),
         "{message}"
     );
+    // A message for a conversation not there yet waits; untracking the
+    // messages table lets it go with it.
+    messages(&mut db, &[(77, 0, false, "Contact", "09:00")]);
+    assert_eq!(int(&mut db, "SELECT count(*) FROM sla.early_messages"), 1);
     db.batch_execute("SELECT sla.untrack_messages('messages')")
         .unwrap();
     assert_eq!(
@@ -995,6 +999,7 @@ fn track_messages_refuses_bad_mappings_and_changes_nothing() {
         ),
         0
     );
+    assert_eq!(int(&mut db, "SELECT count(*) FROM sla.early_messages"), 0);
     // Untracking the ticket table ends its messages tables' tracking too,
     // triggers included.
     db.batch_execute(&track(&format!("'conversation_id', {ok_conditions}")))
