@@ -476,6 +476,6 @@ CREATE EVENT TRIGGER pg_sla_partitions_dropping ON ddl_command_start
     WHEN TAG IN ('DROP TABLE')
     EXECUTE FUNCTION sla.partitions_changed();
 CREATE EVENT TRIGGER pg_sla_partitions_changed ON ddl_command_end
-    WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE')
+    WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE', 'CREATE SCHEMA')
     EXECUTE FUNCTION sla.partitions_changed();
 REVOKE ALL ON FUNCTION sla.partitions_changed() FROM PUBLIC;

@@ -32,10 +32,10 @@ use pgrx::prelude::*;
 use pgrx::PgList;
 
 use crate::configuration::{self, Configuration, TrackedTable};
-use crate::identity::{current_user, has_privileges_of};
+use crate::identity::current_user;
 use crate::recompute::resync_tickets;
 use crate::store::clocks;
-use crate::store::ticket_definitions::{self, Partition};
+use crate::store::ticket_definitions;
 use crate::store::tickets;
 
 /// Ids read from a partition at a time: a partition may hold millions of
@@ -67,7 +67,7 @@ pub fn equip(table: &TrackedTable, subtree: pg_sys::Oid, backfill: bool) -> i64 
         ticket_definitions::create_partition_triggers(&partition.qualified);
         if backfill && partition.leaf {
             let mut found = 0;
-            each_page_of_ids(table, &partition, |ids| {
+            each_page_of_ids(table, partition.relid, |ids| {
                 found += resync_tickets(table, &ids);
             });
             if found > 0 {
@@ -84,16 +84,10 @@ pub fn equip(table: &TrackedTable, subtree: pg_sys::Oid, backfill: bool) -> i64 
 
 /// Calls `f` with the ids a leaf partition holds, a page at a time, read
 /// in id order by its unique index as the partition's owner.
-fn each_page_of_ids(table: &TrackedTable, partition: &Partition, mut f: impl FnMut(Vec<String>)) {
+fn each_page_of_ids(table: &TrackedTable, leaf: pg_sys::Oid, mut f: impl FnMut(Vec<String>)) {
     let mut after: Option<String> = None;
     loop {
-        let ids = tickets::ids_after_in(
-            table,
-            &partition.qualified,
-            partition.owner,
-            after.as_deref(),
-            PAGE,
-        );
+        let ids = tickets::ids_after_in(table, leaf, after.as_deref(), PAGE);
         let Some(last) = ids.last().cloned() else {
             break;
         };
@@ -107,11 +101,23 @@ fn each_page_of_ids(table: &TrackedTable, partition: &Partition, mut f: impl FnM
 }
 
 /// The tickets `subtree` holds (a partition detached, truncated or about
-/// to be dropped, with its partitions) lose their clocks.
+/// to be dropped, with its partitions) lose their clocks, but for ids a
+/// row elsewhere in the table still has (they share the clocks).
 pub fn forget_tickets(table: &TrackedTable, subtree: pg_sys::Oid) {
-    for partition in ticket_definitions::partition_tree(subtree) {
+    let tree = ticket_definitions::partition_tree(subtree);
+    let excluded: Vec<pg_sys::Oid> = tree.iter().map(|p| p.relid).collect();
+    for partition in &tree {
         if partition.leaf && !partition.foreign {
-            each_page_of_ids(table, &partition, |ids| clocks::delete_tickets(table, ids));
+            each_page_of_ids(table, partition.relid, |ids| {
+                let gone = if table.id_unique {
+                    ids
+                } else {
+                    tickets::missing_outside(table, &ids, &excluded)
+                };
+                if !gone.is_empty() {
+                    clocks::delete_tickets(table, gone);
+                }
+            });
         }
     }
 }
@@ -185,13 +191,15 @@ unsafe fn partitions_dropping(stmt: *mut pg_sys::DropStmt) {
             // A tracked table itself (`sla.tables_dropped`).
             continue;
         }
-        let Some((owner, Some(parent))) = ticket_definitions::owner_and_parent(relid) else {
+        let Some((parent, droppable)) =
+            ticket_definitions::parent_and_droppable(relid, current_user())
+        else {
             continue;
         };
         let Some(table) = tracked_table_of(&configuration, relid) else {
             continue;
         };
-        if !has_privileges_of(current_user(), owner) {
+        if !droppable {
             // DROP refuses it; take no lock for it.
             continue;
         }
@@ -223,6 +231,31 @@ unsafe fn partition_changes(parsetree: *mut pg_sys::Node) -> Vec<PartitionChange
     let mut changes = Vec::new();
     unsafe {
         match (*parsetree).type_ {
+            pg_sys::NodeTag::T_CreateSchemaStmt => {
+                // CREATE SCHEMA s CREATE TABLE t PARTITION OF …: t is s.t.
+                let stmt = parsetree as *mut pg_sys::CreateSchemaStmt;
+                for element in PgList::<pg_sys::Node>::from_pg((*stmt).schemaElts).iter_ptr() {
+                    if (*element).type_ != pg_sys::NodeTag::T_CreateStmt
+                        || (*stmt).schemaname.is_null()
+                    {
+                        continue;
+                    }
+                    let create = element as *mut pg_sys::CreateStmt;
+                    let relation = (*create).relation;
+                    if relation.is_null() || (*create).partbound.is_null() {
+                        continue;
+                    }
+                    let qualified =
+                        pg_sys::makeRangeVar((*stmt).schemaname, (*relation).relname, -1);
+                    let parents = PgList::<pg_sys::RangeVar>::from_pg((*create).inhRelations);
+                    if let (Some(partition), Some(parent)) = (
+                        named_relation(qualified),
+                        parents.get_ptr(0).and_then(|p| named_relation(p)),
+                    ) {
+                        changes.push(PartitionChange::Added { parent, partition });
+                    }
+                }
+            }
             pg_sys::NodeTag::T_CreateStmt => {
                 let stmt = parsetree as *mut pg_sys::CreateStmt;
                 if (*stmt).partbound.is_null() {
@@ -275,14 +308,21 @@ unsafe fn partitions_changed_end(parsetree: *mut pg_sys::Node) {
         return;
     }
     for change in unsafe { partition_changes(parsetree) } {
+        // The statement names tables; what it did is read from the
+        // catalog (CREATE TABLE IF NOT EXISTS may have created nothing,
+        // and a name may find another table than the one it made).
         match change {
             PartitionChange::Added { parent, partition } => {
-                if let Some(table) = tracked_table_of(&configuration, parent) {
+                let attached = ticket_definitions::parent_and_droppable(partition, current_user())
+                    .is_some_and(|(actual, _)| actual == parent);
+                if let Some(table) = tracked_table_of(&configuration, parent).filter(|_| attached) {
                     equip(&table, partition, true);
                 }
             }
             PartitionChange::Detached { parent, partition } => {
-                if let Some(table) = tracked_table_of(&configuration, parent) {
+                let detached = ticket_definitions::parent_and_droppable(partition, current_user())
+                    .is_none_or(|(actual, _)| actual != parent);
+                if let Some(table) = tracked_table_of(&configuration, parent).filter(|_| detached) {
                     forget_tickets(&table, partition);
                     unequip(partition);
                 }

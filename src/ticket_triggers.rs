@@ -243,28 +243,37 @@ thread_local! {
     /// pg_sla's own writes in between advance it.) A DELETE forgets them,
     /// so that a ticket updated, deleted and inserted again by one
     /// statement (a function) is a new ticket.
-    static LAST_UPDATED: RefCell<Vec<(pg_sys::Oid, String, u64, pg_sys::TimestampTz)>> =
+    static LAST_UPDATED: RefCell<Vec<(pg_sys::Oid, String, StatementKey)>> =
         const { RefCell::new(Vec::new()) };
 }
 
 /// Tickets remembered as possibly moving.
 const UPDATES_REMEMBERED: usize = 8;
 
-fn this_statement() -> (u64, pg_sys::TimestampTz) {
-    (transactions_ended(), unsafe {
-        pg_sys::GetCurrentStatementStartTimestamp()
-    })
+/// This transaction, client statement and subtransaction: a statement's
+/// work that a caught error rolled back must not be taken for what comes
+/// after it in the same statement.
+type StatementKey = (u64, pg_sys::TimestampTz, pg_sys::SubTransactionId);
+
+fn this_statement() -> StatementKey {
+    unsafe {
+        (
+            transactions_ended(),
+            pg_sys::GetCurrentStatementStartTimestamp(),
+            pg_sys::GetCurrentSubTransactionId(),
+        )
+    }
 }
 
 fn remember_update(table: pg_sys::Oid, id: &str) {
-    let (transaction, statement) = this_statement();
+    let statement = this_statement();
     LAST_UPDATED.with(|last| {
         let mut last = last.borrow_mut();
-        last.retain(|(_, _, x, s)| *x == transaction && *s == statement);
+        last.retain(|(_, _, s)| *s == statement);
         if last.len() >= UPDATES_REMEMBERED {
             last.remove(0);
         }
-        last.push((table, id.to_owned(), transaction, statement));
+        last.push((table, id.to_owned(), statement));
     });
 }
 
@@ -275,12 +284,12 @@ fn forget_updates() {
 /// Whether the row being inserted is one updated in this very statement
 /// (and forgets it: one insert per move).
 fn moved_by_update(table: pg_sys::Oid, id: &str) -> bool {
-    let (transaction, statement) = this_statement();
+    let statement = this_statement();
     LAST_UPDATED.with(|last| {
         let mut last = last.borrow_mut();
-        let found = last.iter().position(|(t, i, x, s)| {
-            *t == table && i == id && *x == transaction && *s == statement
-        });
+        let found = last
+            .iter()
+            .position(|(t, i, s)| *t == table && i == id && *s == statement);
         if let Some(position) = found {
             last.remove(position);
         }
@@ -331,10 +340,13 @@ fn insert_new_clocks(table: &TrackedTable, mut new_clocks: ClockChanges) {
         // an id may be taken by a ticket in another partition. pg_sla
         // identifies tickets by id: the new row shares that ticket's
         // clocks, and the application's insert goes through.
+        let repeated = new_clocks.skip_repeated_inserts();
         let ids = new_clocks.inserted_tickets();
-        let taken: HashSet<String> = clocks::tickets_with_clocks(table, &ids)
+        let mut taken: HashSet<String> = clocks::tickets_with_clocks(table, &ids)
             .into_iter()
             .collect();
+        new_clocks.skip_inserts(|id| taken.contains(id));
+        taken.extend(repeated);
         if !taken.is_empty() {
             let mut shown: Vec<&str> = taken.iter().map(String::as_str).collect();
             shown.sort();
@@ -350,7 +362,6 @@ fn insert_new_clocks(table: &TrackedTable, mut new_clocks: ClockChanges) {
                 ),
                 "pg_sla identifies tickets by the id column across partitions: give each ticket its own id."
             );
-            new_clocks.skip_inserts(|id| taken.contains(id));
         }
     }
     new_clocks.write(table);
@@ -459,6 +470,10 @@ fn tickets_deleted<'a>(trigger: &'a PgTrigger<'a>) -> TriggerResult<'a> {
         };
         ids.push(ticket.id());
     });
+    if table.partitioned && !table.id_unique && !ids.is_empty() {
+        // Rows sharing an id share clocks: they go with the last row.
+        ids = tickets::missing(&table, &ids);
+    }
     if !ids.is_empty() {
         note_nested_change();
         forget_updates();
@@ -472,7 +487,7 @@ thread_local! {
     /// transaction and statement: its partitions' BEFORE TRUNCATE triggers
     /// then leave the clocks to its AFTER TRUNCATE trigger, which removes
     /// them all at once.
-    static TRUNCATING: Cell<Option<(pg_sys::Oid, u64, pg_sys::TimestampTz)>> = const { Cell::new(None) };
+    static TRUNCATING: Cell<Option<(pg_sys::Oid, StatementKey)>> = const { Cell::new(None) };
 }
 
 #[pg_trigger]
@@ -509,8 +524,7 @@ fn tickets_truncated<'a>(trigger: &'a PgTrigger<'a>) -> TriggerResult<'a> {
         return Ok(None);
     }
     if configuration.tracked(relid).is_some_and(|t| t.partitioned) {
-        let (transaction, statement) = this_statement();
-        TRUNCATING.with(|t| t.set(Some((relid, transaction, statement))));
+        TRUNCATING.with(|t| t.set(Some((relid, this_statement()))));
         return Ok(None);
     }
     // A partition's tickets are those of its tracked table that it holds:
@@ -519,8 +533,7 @@ fn tickets_truncated<'a>(trigger: &'a PgTrigger<'a>) -> TriggerResult<'a> {
         // No longer a partition of a tracked table (a trigger left behind).
         return Ok(None);
     };
-    let (transaction, statement) = this_statement();
-    if TRUNCATING.with(Cell::get) == Some((table.relid, transaction, statement)) {
+    if TRUNCATING.with(Cell::get) == Some((table.relid, this_statement())) {
         return Ok(None);
     }
     note_nested_change();

@@ -138,6 +138,24 @@ impl ClockChanges {
     }
 
     /// The ticket ids of the new clocks, once each.
+    /// Leaves out new clocks whose key (ticket, metric, cycle) an earlier
+    /// one has: rows of one statement sharing an id, which a partitioned
+    /// table's key allows. Returns the ids concerned.
+    pub fn skip_repeated_inserts(&mut self) -> Vec<String> {
+        let mut seen = std::collections::HashSet::new();
+        let mut repeated = Vec::new();
+        self.inserts.retain(|(id, clock)| {
+            let fresh = seen.insert((id.clone(), clock.metric, clock.cycle));
+            if !fresh {
+                repeated.push(id.clone());
+            }
+            fresh
+        });
+        repeated.sort();
+        repeated.dedup();
+        repeated
+    }
+
     pub fn inserted_tickets(&self) -> Vec<String> {
         let mut ids: Vec<String> = self.inserts.iter().map(|(id, _)| id.clone()).collect();
         ids.sort();

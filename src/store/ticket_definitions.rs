@@ -246,7 +246,6 @@ pub struct Partition {
     /// A foreign table: PostgreSQL gives foreign tables no transition
     /// tables, so pg_sla cannot see writes that name it.
     pub foreign: bool,
-    pub owner: pg_sys::Oid,
     /// Has pg_sla's partition triggers (known by their function, which
     /// only pg_sla may attach, not by their names).
     pub equipped: bool,
@@ -259,7 +258,7 @@ pub fn partition_tree(subtree: pg_sys::Oid) -> Vec<Partition> {
             &format!(
                 "SELECT c.oid, pg_catalog.quote_ident(n.nspname) OPERATOR(pg_catalog.||) '.'
                             OPERATOR(pg_catalog.||) pg_catalog.quote_ident(c.relname),
-                        p.isleaf, c.relkind OPERATOR(pg_catalog.=) 'f', c.relowner,
+                        p.isleaf, c.relkind OPERATOR(pg_catalog.=) 'f',
                         EXISTS (SELECT FROM pg_catalog.pg_trigger g
                                  WHERE g.tgrelid OPERATOR(pg_catalog.=) p.relid
                                    AND g.tgname OPERATOR(pg_catalog.=) '{PARTITION_TRUNCATED_TRIGGER}'
@@ -286,8 +285,7 @@ pub fn partition_tree(subtree: pg_sys::Oid) -> Vec<Partition> {
                     qualified,
                     leaf: row.get::<bool>(3)?.unwrap_or(true),
                     foreign: row.get::<bool>(4)?.unwrap_or(false),
-                    owner: row.get(5)?.unwrap_or(pg_sys::InvalidOid),
-                    equipped: row.get::<bool>(6)?.unwrap_or(false),
+                    equipped: row.get::<bool>(5)?.unwrap_or(false),
                 });
             }
         }
@@ -315,17 +313,21 @@ pub fn partition_ancestors(relid: pg_sys::Oid) -> Vec<pg_sys::Oid> {
     .or_raise("find the partitioned tables of a partition")
 }
 
-/// A table's owner and, for a partition, its partitioned table; `None`
-/// when the table is gone.
-pub fn owner_and_parent(relid: pg_sys::Oid) -> Option<(pg_sys::Oid, Option<pg_sys::Oid>)> {
+/// For a partition: its partitioned table, and whether `role` may drop it
+/// (as the owner of the table or of its schema). `None` when the table is
+/// gone or not a partition.
+pub fn parent_and_droppable(relid: pg_sys::Oid, role: pg_sys::Oid) -> Option<(pg_sys::Oid, bool)> {
     Spi::connect(|client| {
         let rows = client.select(
-            "SELECT c.relowner,
-                    (SELECT i.inhparent FROM pg_catalog.pg_inherits i
-                      WHERE i.inhrelid OPERATOR(pg_catalog.=) c.oid AND c.relispartition)
-               FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) $1",
+            "SELECT i.inhparent,
+                    pg_catalog.pg_has_role($2, c.relowner, 'USAGE')
+                        OR pg_catalog.pg_has_role($2, n.nspowner, 'USAGE')
+               FROM pg_catalog.pg_class c
+               JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+               JOIN pg_catalog.pg_inherits i ON i.inhrelid OPERATOR(pg_catalog.=) c.oid
+              WHERE c.oid OPERATOR(pg_catalog.=) $1 AND c.relispartition",
             Some(1),
-            &[relid.into()],
+            &[relid.into(), role.into()],
         )?;
         if rows.is_empty() {
             return Ok::<_, pgrx::spi::Error>(None);
@@ -333,9 +335,9 @@ pub fn owner_and_parent(relid: pg_sys::Oid) -> Option<(pg_sys::Oid, Option<pg_sy
         let row = rows.first();
         Ok(row
             .get::<pg_sys::Oid>(1)?
-            .map(|owner| (owner, row.get::<pg_sys::Oid>(2).ok().flatten())))
+            .map(|parent| (parent, row.get::<bool>(2).ok().flatten().unwrap_or(false))))
     })
-    .or_raise("read the table's owner")
+    .or_raise("read the table's partitioned table")
 }
 
 /// Installs pg_sla's triggers on a messages table (`qualified`:

@@ -407,18 +407,40 @@ pub fn lock_and_read(
     })
 }
 
-/// Up to `limit` ticket ids after `after` in relation `relation` (a
-/// partition of the table, schema-qualified and quoted), in id order, read
-/// as `owner`, the partition's owner: one range scan of its unique index.
+/// Up to `limit` ticket ids after `after` in partition `relid` of the
+/// table (with its own partitions), in id order, read as the partition's
+/// owner: one range scan of its unique index per leaf.
 pub fn ids_after_in(
     table: &TicketTable,
-    relation: &str,
-    owner: pg_sys::Oid,
+    relid: pg_sys::Oid,
     after: Option<&str>,
     limit: i32,
 ) -> Vec<String> {
+    let (owner, qualified) = Spi::connect(|client| {
+        let rows = client.select(
+            "SELECT c.relowner, pg_catalog.quote_ident(n.nspname) OPERATOR(pg_catalog.||) '.'
+                                OPERATOR(pg_catalog.||) pg_catalog.quote_ident(c.relname)
+               FROM pg_catalog.pg_class c
+               JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+              WHERE c.oid OPERATOR(pg_catalog.=) $1",
+            Some(1),
+            &[relid.into()],
+        )?;
+        if rows.is_empty() {
+            return Ok::<_, pgrx::spi::Error>((pg_sys::InvalidOid, None));
+        }
+        let row = rows.first();
+        Ok((
+            row.get::<pg_sys::Oid>(1)?.unwrap_or(pg_sys::InvalidOid),
+            row.get::<String>(2)?,
+        ))
+    })
+    .or_raise("read the name of a partition");
+    let Some(qualified) = qualified else {
+        return Vec::new();
+    };
     let query = format!(
-        "SELECT t.{id}::text FROM ONLY {relation} t
+        "SELECT t.{id}::text FROM {qualified} t
           WHERE $1::text IS NULL OR t.{id} > $1::text::{ty}
           ORDER BY t.{id} LIMIT $2",
         id = quote_identifier(&table.id_column),
@@ -429,6 +451,31 @@ pub fn ids_after_in(
             &query,
             &[after.into(), limit.into()],
             "list the tickets of a partition",
+        )
+    })
+}
+
+/// Which of these ticket ids no row of the table outside `excluded` (a
+/// partition and its own partitions) has.
+pub fn missing_outside(
+    table: &TicketTable,
+    ids: &[String],
+    excluded: &[pg_sys::Oid],
+) -> Vec<String> {
+    let query = format!(
+        "SELECT u.id FROM unnest($1::text[]) AS u(id)
+          WHERE NOT EXISTS (SELECT FROM {name} t
+                             WHERE t.{id} = u.id::{ty}
+                               AND t.tableoid OPERATOR(pg_catalog.<>) ALL ($2::oid[]))",
+        id = quote_identifier(&table.id_column),
+        name = table.rows(),
+        ty = table.id_type,
+    );
+    run_as(table.owner, || {
+        text_column(
+            &query,
+            &[ids.to_vec().into(), excluded.to_vec().into()],
+            "find tickets kept by no other partition",
         )
     })
 }

@@ -233,7 +233,30 @@ fn a_monthly_partitioned_desk_is_tracked_through_its_parent() {
     assert!(triggers(&mut db)
         .iter()
         .any(|t| t.starts_with("tickets_2027_03 zz_pg_sla_deleted")));
-    assert!(triggers(&mut db).iter().any(|t| t.starts_with("decoy ")));
+    // CREATE TABLE IF NOT EXISTS … PARTITION OF a table that exists
+    // creates nothing, and pg_sla touches nothing; neither the decoy nor
+    // the other partitioned table's partition gets pg_sla's triggers.
+    db.batch_execute(
+        "CREATE TABLE IF NOT EXISTS decoy PARTITION OF tickets
+             FOR VALUES FROM ('2027-05-01Z') TO ('2027-06-01Z')",
+    )
+    .unwrap();
+    let all = triggers(&mut db);
+    assert!(
+        all.contains(&"decoy zz_pg_sla_partition_truncated".to_owned()),
+        "{all:?}"
+    );
+    assert!(!all.iter().any(|t| t.starts_with("other_part")), "{all:?}");
+    // A partition created by CREATE SCHEMA is tracked like any other.
+    db.batch_execute(
+        "CREATE SCHEMA archive
+             CREATE TABLE tickets_2027_04 PARTITION OF public.tickets
+                 FOR VALUES FROM ('2027-04-01Z') TO ('2027-05-01Z')",
+    )
+    .unwrap();
+    assert!(triggers(&mut db)
+        .iter()
+        .any(|t| t.starts_with("archive.tickets_2027_04 zz_pg_sla_deleted")));
 
     // TRUNCATE and DROP of a partition take its tickets' clocks.
     db.batch_execute("TRUNCATE tickets_2027_01").unwrap();
@@ -296,6 +319,33 @@ fn a_monthly_partitioned_desk_is_tracked_through_its_parent() {
     );
     db.batch_execute("DELETE FROM tickets WHERE id = 7")
         .unwrap();
+
+    // Rows of one statement that share an id, in two partitions: one set
+    // of clocks, with a warning. Dropping a partition, or deleting a row,
+    // leaves the clocks to the rows the table still has.
+    let warnings = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = std::sync::Arc::clone(&warnings);
+    config.notice_callback(move |notice| seen.lock().unwrap().push(notice.message().to_owned()));
+    let mut app = config.connect(NoTls).unwrap();
+    app.batch_execute(
+        "INSERT INTO tickets (id, created_at) VALUES
+             (8, '2026-12-04 09:00Z'), (8, '2027-03-05 09:00Z'), (8, '2027-04-06 09:00Z')",
+    )
+    .unwrap();
+    assert_eq!(clocked(&mut db), ["4:2", "8:2"]);
+    let warnings = warnings.lock().unwrap().clone();
+    assert!(
+        warnings.iter().any(|w| w.contains("(ids 8)")),
+        "{warnings:?}"
+    );
+    db.batch_execute("DROP TABLE tickets_2027_03").unwrap();
+    assert_eq!(clocked(&mut db), ["4:2", "8:2"]);
+    db.batch_execute("DELETE FROM tickets WHERE id = 8 AND created_at = '2026-12-04 09:00Z'")
+        .unwrap();
+    assert_eq!(clocked(&mut db), ["4:2", "8:2"]);
+    db.batch_execute("DELETE FROM tickets WHERE id = 8")
+        .unwrap();
+    assert_eq!(clocked(&mut db), ["4:2"]);
 }
 
 #[test]
