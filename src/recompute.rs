@@ -54,9 +54,12 @@ fn resync_open_tickets(calendars: Option<Vec<String>>) {
             }
             ids.sort();
             ids.dedup();
+            let mut progress = Progress::new(&table.name, ids.len());
             for chunk in ids.chunks(RESYNC_CHUNK) {
                 resync_tickets(&table, chunk);
+                progress.done(chunk.len());
             }
+            progress.finish();
         });
         if let Err(Failure { code, message, .. }) = result {
             // The edit must not commit with clocks that do not follow it.
@@ -65,6 +68,60 @@ fn resync_open_tickets(calendars: Option<Vec<String>>) {
                 code,
                 format!("pg_sla could not recompute the SLA clocks of table {}: {message}", table.name),
                 "The edit is refused; fix the cause (often a trigger on that table) and edit again."
+            );
+        }
+    }
+}
+
+/// How often a long recomputation says how far it is.
+const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// NOTICEs for a recomputation that takes long: one every
+/// `PROGRESS_EVERY` with counts, and one with the total at the end (only
+/// when there was one before it).
+struct Progress<'a> {
+    table: &'a str,
+    total: usize,
+    done: usize,
+    started: std::time::Instant,
+    reported: std::time::Instant,
+    said_anything: bool,
+}
+
+impl<'a> Progress<'a> {
+    fn new(table: &'a str, total: usize) -> Self {
+        let now = std::time::Instant::now();
+        Progress {
+            table,
+            total,
+            done: 0,
+            started: now,
+            reported: now,
+            said_anything: false,
+        }
+    }
+
+    fn done(&mut self, tickets: usize) {
+        self.done += tickets;
+        if self.reported.elapsed() >= PROGRESS_EVERY && self.done < self.total {
+            pgrx::notice!(
+                "pg_sla: recomputing the SLA clocks of table {}: {} of {} tickets",
+                self.table,
+                self.done,
+                self.total
+            );
+            self.reported = std::time::Instant::now();
+            self.said_anything = true;
+        }
+    }
+
+    fn finish(self) {
+        if self.said_anything {
+            pgrx::notice!(
+                "pg_sla: the SLA clocks of the {} tickets of table {} are recomputed ({:.1} s)",
+                self.total,
+                self.table,
+                self.started.elapsed().as_secs_f64()
             );
         }
     }

@@ -8,6 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub use postgres::{Client, Error, NoTls};
@@ -117,6 +118,26 @@ impl Cluster {
     /// A new superuser session on the `postgres` database.
     pub fn connect(&self) -> Client {
         self.connect_as("postgres")
+    }
+
+    /// A new superuser session on the `postgres` database that keeps the
+    /// messages of the NOTICEs and WARNINGs it receives, in order.
+    pub fn connect_keeping_notices(&self) -> (Client, Arc<Mutex<Vec<String>>>) {
+        let notices = Arc::new(Mutex::new(Vec::new()));
+        let seen = Arc::clone(&notices);
+        let mut config: postgres::Config = self
+            .connection_string("postgres", "postgres")
+            .parse()
+            .expect("a connection string");
+        config.notice_callback(move |notice| {
+            seen.lock()
+                .expect("notices")
+                .push(notice.message().to_owned())
+        });
+        let client = config
+            .connect(NoTls)
+            .unwrap_or_else(|e| panic!("connect: {e}\n{}", self.log_tail(40)));
+        (client, notices)
     }
 
     pub fn connect_as(&self, user: &str) -> Client {

@@ -480,24 +480,10 @@ fn negated_and_null_conditions_choose_policies_on_real_rows() {
     );
 }
 
-/// A session whose notices (warnings) are collected.
-fn session_with_notices(
-    cluster: &Cluster,
-) -> (Client, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
-    let notices = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let seen = notices.clone();
-    let mut config: postgres::Config = cluster
-        .connection_string("postgres", "postgres")
-        .parse()
-        .unwrap();
-    config.notice_callback(move |notice| seen.lock().unwrap().push(notice.message().to_string()));
-    (config.connect(pg_sla_client_tests::NoTls).unwrap(), notices)
-}
-
 #[test]
 fn condition_values_a_column_cannot_hold_are_refused_for_named_tables_and_warned_about_otherwise() {
     let cluster = Cluster::start("policy-fit", &[]);
-    let (mut db, notices) = session_with_notices(&cluster);
+    let (mut db, notices) = cluster.connect_keeping_notices();
     db.batch_execute(ZAMMAD_TICKETS).unwrap();
     db.batch_execute(TRACK_ZAMMAD).unwrap();
     // A policy for every table: a word for an integer priority only warns
@@ -1019,7 +1005,7 @@ fn track_messages_refuses_bad_mappings_and_changes_nothing() {
 #[test]
 fn a_large_table_is_tracked_without_holding_its_lock_and_backfilled_in_batches() {
     let cluster = Cluster::start("online-track", &[]);
-    let (mut db, notices) = session_with_notices(&cluster);
+    let (mut db, notices) = cluster.connect_keeping_notices();
     db.batch_execute(
         "INSERT INTO sla.policies (name, first_response, resolution) VALUES ('p', '1 hour', '1 day');
          CREATE TABLE tickets (id bigint PRIMARY KEY, status text NOT NULL DEFAULT 'open',
@@ -1053,7 +1039,7 @@ fn a_large_table_is_tracked_without_holding_its_lock_and_backfilled_in_batches()
     // The backfill runs in batches while the application inserts and reads
     // without waiting for a lock.
     let backfill = {
-        let (mut session, notices) = session_with_notices(&cluster);
+        let (mut session, notices) = cluster.connect_keeping_notices();
         std::thread::spawn(move || {
             session
                 .batch_execute("CALL sla.backfill('tickets', 100)")
@@ -1123,7 +1109,7 @@ fn a_large_table_is_tracked_without_holding_its_lock_and_backfilled_in_batches()
 #[test]
 fn a_message_write_never_fails_for_pg_slas_bookkeeping_and_waiting_messages_are_applied_later() {
     let cluster = Cluster::start("messages-isolated", &[]);
-    let (mut db, notices) = session_with_notices(&cluster);
+    let (mut db, notices) = cluster.connect_keeping_notices();
     db.batch_execute(CHATWOOT_CONVERSATIONS).unwrap();
     db.batch_execute(CHATWOOT_MESSAGES).unwrap();
     db.batch_execute(

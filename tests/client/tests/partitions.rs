@@ -297,14 +297,7 @@ fn a_monthly_partitioned_desk_is_tracked_through_its_parent() {
     // An id a ticket already has, which the partitioned table's key
     // (id, created_at) allows: the insert goes through, with a warning, and
     // the row shares ticket 4's clocks.
-    let warnings = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let seen = std::sync::Arc::clone(&warnings);
-    let mut config: postgres::Config = cluster
-        .connection_string("postgres", "postgres")
-        .parse()
-        .unwrap();
-    config.notice_callback(move |notice| seen.lock().unwrap().push(notice.message().to_owned()));
-    let mut app = config.connect(NoTls).unwrap();
+    let (mut app, warnings) = cluster.connect_keeping_notices();
     app.batch_execute(
         "INSERT INTO tickets (id, created_at) VALUES (4, '2026-12-03 09:00Z'), (7, '2026-12-03 09:00Z')",
     )
@@ -323,10 +316,7 @@ fn a_monthly_partitioned_desk_is_tracked_through_its_parent() {
     // Rows of one statement that share an id, in two partitions: one set
     // of clocks, with a warning. Dropping a partition, or deleting a row,
     // leaves the clocks to the rows the table still has.
-    let warnings = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let seen = std::sync::Arc::clone(&warnings);
-    config.notice_callback(move |notice| seen.lock().unwrap().push(notice.message().to_owned()));
-    let mut app = config.connect(NoTls).unwrap();
+    let (mut app, warnings) = cluster.connect_keeping_notices();
     app.batch_execute(
         "INSERT INTO tickets (id, created_at) VALUES
              (8, '2026-12-04 09:00Z'), (8, '2027-03-05 09:00Z'), (8, '2027-04-06 09:00Z')",
