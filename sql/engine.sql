@@ -365,7 +365,7 @@ GRANT SELECT ON sla.calendars, sla.policies, sla.tracked_tables, sla.tracked_mes
 -- granted it may run due processing (and replay time with its argument).
 REVOKE ALL ON FUNCTION sla.process_due(timestamptz, int) FROM PUBLIC;
 -- pg_sla attaches its trigger functions itself, as the owner of its tables.
-REVOKE ALL ON FUNCTION sla.ticket_row_changed(), sla.tickets_inserted(), sla.tickets_deleted(),
+REVOKE ALL ON FUNCTION sla.ticket_row_changed(), sla.tickets_inserted(), sla.tickets_deleted(), sla.tickets_updated(),
     sla.tickets_truncated(), sla.messages_written(), sla.policies_edited(), sla.calendars_edited(), sla.catalog_changed(),
     sla.tables_dropped(), sla.partitions_changed() FROM PUBLIC;
 -- The worker's last error may quote ticket data: like other sessions'

@@ -479,3 +479,21 @@ CREATE EVENT TRIGGER pg_sla_partitions_changed ON ddl_command_end
     WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE', 'CREATE SCHEMA')
     EXECUTE FUNCTION sla.partitions_changed();
 REVOKE ALL ON FUNCTION sla.partitions_changed() FROM PUBLIC;
+
+-- The clock changes of a statement's updated tickets are written together at
+-- its end (the write path): every tracked table gets the trigger that does it.
+CREATE FUNCTION sla."tickets_updated"()
+	RETURNS TRIGGER
+	LANGUAGE c
+	AS 'MODULE_PATHNAME', 'tickets_updated_wrapper';
+REVOKE ALL ON FUNCTION sla.tickets_updated() FROM PUBLIC;
+DO $$
+DECLARE
+    tracked regclass;
+BEGIN
+    FOR tracked IN SELECT ticket_table FROM sla.tracked_tables ORDER BY ticket_table::oid LOOP
+        EXECUTE pg_catalog.format(
+            'CREATE TRIGGER zz_pg_sla_updated AFTER UPDATE ON %s
+               FOR EACH STATEMENT EXECUTE FUNCTION sla.tickets_updated()', tracked);
+    END LOOP;
+END $$;

@@ -58,6 +58,7 @@ extension_sql_file!(
         ticket_triggers::ticket_row_changed,
         ticket_triggers::tickets_inserted,
         ticket_triggers::tickets_deleted,
+        ticket_triggers::tickets_updated,
         ticket_triggers::tickets_truncated,
         messages::messages_written,
         tracking::backfill_batch,

@@ -2,7 +2,10 @@
 //!
 //! - `zz_pg_sla_row`, BEFORE INSERT OR UPDATE, per row: chooses the policy and
 //!   writes the ticket's SLA columns into the row itself (no second write);
-//!   on UPDATE it also brings the ticket's clocks in line.
+//!   on UPDATE it also brings the ticket's clocks in line, keeping their
+//!   changes for the statement's end (`store::clocks::defer`).
+//! - `zz_pg_sla_updated`, AFTER UPDATE, per statement: writes those changes
+//!   of all the statement's tickets in one statement per table.
 //! - `zz_pg_sla_inserted`, AFTER INSERT, per statement: creates the new
 //!   tickets' clocks from the transition table in one statement, so a bulk
 //!   insert pays one write per clock rather than one query per row (and rows
@@ -36,7 +39,9 @@ use crate::store::ticket_definitions;
 use crate::store::tickets;
 use crate::ticket::{reconcile_ticket, warn_deadline_unavailable, Row, Ticket};
 use crate::ticket_columns::{columns_for, Columns};
-use crate::trigger_support::{for_each_transition_row, require_firing, untracked, TriggerResult};
+use crate::trigger_support::{
+    for_each_transition_row, require_firing, trigger_fires, untracked, TriggerResult,
+};
 
 /// The row with its SLA columns replaced.
 unsafe fn with_sla_columns(
@@ -179,9 +184,15 @@ fn ticket_row_changed<'a>(trigger: &'a PgTrigger<'a>) -> TriggerResult<'a> {
                 return Ok(trigger.new());
             }
         };
-        let mut changes = ClockChanges::default();
-        changes.add_ticket(&new_id, &stored, &clocks);
-        changes.write(&table);
+        if trigger_fires(data.tg_relation, ticket_definitions::UPDATED_TRIGGER) {
+            // Written with the statement's other tickets' at its end.
+            clocks::defer(&table, &new_id, &stored, &clocks);
+        } else {
+            // A table tracked by an older schema, without that trigger.
+            let mut changes = ClockChanges::default();
+            changes.add_ticket(&new_id, &stored, &clocks);
+            changes.write(&table);
+        }
         return Ok(Some(modified(
             new_tuple, tupdesc, &columns, policy, &summary,
         )));
@@ -442,6 +453,20 @@ fn tickets_inserted<'a>(trigger: &'a PgTrigger<'a>) -> TriggerResult<'a> {
     if !inserted.is_empty() {
         crate::messages::apply_early(&table, &inserted);
     }
+    Ok(None)
+}
+
+#[pg_trigger]
+fn tickets_updated<'a>(trigger: &'a PgTrigger<'a>) -> TriggerResult<'a> {
+    let event = trigger.trigger_data().tg_event;
+    require_firing(
+        trigger,
+        trigger_fired_for_statement(event)
+            && trigger_fired_after(event)
+            && trigger_fired_by_update(event),
+        "AFTER UPDATE, FOR EACH STATEMENT",
+    );
+    clocks::write_deferred();
     Ok(None)
 }
 

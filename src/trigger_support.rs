@@ -42,6 +42,29 @@ pub fn untracked(trigger: &PgTrigger) {
     );
 }
 
+/// Whether trigger `name` of `relation` fires in this session: it exists
+/// and is enabled for this session's replication role.
+pub fn trigger_fires(relation: pg_sys::Relation, name: &str) -> bool {
+    unsafe {
+        let triggers = (*relation).trigdesc;
+        if triggers.is_null() {
+            return false;
+        }
+        let replica = pg_sys::SessionReplicationRole
+            == pg_sys::SESSION_REPLICATION_ROLE_REPLICA as std::ffi::c_int;
+        (0..(*triggers).numtriggers as usize).any(|i| {
+            let trigger = &*(*triggers).triggers.add(i);
+            let enabled = match trigger.tgenabled as u8 {
+                b'A' => true,
+                b'O' => !replica,
+                b'R' => replica,
+                _ => false,
+            };
+            enabled && std::ffi::CStr::from_ptr(trigger.tgname).to_bytes() == name.as_bytes()
+        })
+    }
+}
+
 /// Whether the trigger's table is `sla.<name>`.
 pub fn fired_on_sla_table(data: &pg_sys::TriggerData, name: &str) -> bool {
     unsafe {

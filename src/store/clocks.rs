@@ -6,7 +6,8 @@
 //! (`&TicketTable`) and the tickets, so that the clock model written down in
 //! docs/development.md (a clock table per tracked table, keyed by the
 //! ticket's own key) changes this module and not its callers.
-use std::collections::HashMap;
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, HashSet};
 
 use pgrx::datum::{DatumWithOid, TimestampWithTimeZone};
 use pgrx::prelude::*;
@@ -19,6 +20,7 @@ use super::tracked_tables::TicketTable;
 use super::{bulk_insert, notifications::NotificationBatch};
 use crate::errors::SpiResultExt;
 use crate::identity::{as_sla_owner, clocks_relid};
+use crate::invalidation::transactions_ended;
 use crate::sql_text::{breached_open_status_list, open_status_list};
 
 /// A clock as read, with the row's address for updating it in place (it is
@@ -35,6 +37,7 @@ pub fn read(
     ticket_ids: &[String],
     lock: bool,
 ) -> HashMap<String, Vec<StoredClock>> {
+    write_deferred();
     as_sla_owner(|| read_as_owner(table.relid, ticket_ids, lock))
 }
 
@@ -82,6 +85,9 @@ fn read_as_owner(
 /// ticket's key changed (`old_id`): one identity switch for both.
 pub fn rename_and_read(table: &TicketTable, old_id: &str, new_id: &str) -> Vec<StoredClock> {
     let relid = table.relid;
+    if old_id != new_id || is_deferred(relid, &[old_id, new_id]) {
+        write_deferred();
+    }
     as_sla_owner(|| {
         if old_id != new_id {
             execute(
@@ -137,7 +143,6 @@ impl ClockChanges {
         self.inserts.retain(|(id, _)| !skip(id));
     }
 
-    /// The ticket ids of the new clocks, once each.
     /// Leaves out new clocks whose key (ticket, metric, cycle) an earlier
     /// one has: rows of one statement sharing an id, which a partitioned
     /// table's key allows. Returns the ids concerned.
@@ -156,6 +161,7 @@ impl ClockChanges {
         repeated
     }
 
+    /// The ticket ids of the new clocks, once each.
     pub fn inserted_tickets(&self) -> Vec<String> {
         let mut ids: Vec<String> = self.inserts.iter().map(|(id, _)| id.clone()).collect();
         ids.sort();
@@ -165,6 +171,7 @@ impl ClockChanges {
 
     /// Writes the changes to the clocks of `table`.
     pub fn write(self, table: &TicketTable) {
+        write_deferred();
         if self.ctid.is_empty() {
             // New clocks only (a bulk insert of tickets): the table access
             // method checks no privileges, so no identity switch is paid.
@@ -182,6 +189,7 @@ impl ClockChanges {
         notifications: NotificationBatch,
         created_at: sla_core::Micros,
     ) {
+        write_deferred();
         let relid = table.relid;
         as_sla_owner(|| {
             self.write_as_owner(relid);
@@ -200,8 +208,153 @@ impl ClockChanges {
     }
 }
 
+/// A statement's clock changes of updated tickets, not written yet.
+struct Deferred {
+    relid: pg_sys::Oid,
+    /// The subtransaction level they were made at: a caught error that
+    /// rolls it back drops them.
+    level: i32,
+    /// The transaction and client statement they were made in.
+    statement: (u64, pg_sys::TimestampTz),
+    tickets: HashSet<String>,
+    changes: ClockChanges,
+}
+
+thread_local! {
+    static DEFERRED: RefCell<Vec<Deferred>> = const { RefCell::new(Vec::new()) };
+    static DEFERRED_CALLBACKS: Cell<bool> = const { Cell::new(false) };
+}
+
+fn this_statement() -> (u64, pg_sys::TimestampTz) {
+    (transactions_ended(), unsafe {
+        pg_sys::GetCurrentStatementStartTimestamp()
+    })
+}
+
+/// Keeps the changes of one updated ticket's clocks, read locked by
+/// `rename_and_read`, to write them with the statement's others in one
+/// `UPDATE` when the statement's `tickets_updated` trigger calls
+/// `write_deferred`. Every other function of this module writes them
+/// first, so nothing pg_sla reads misses them.
+pub fn defer(table: &TicketTable, ticket_id: &str, stored: &[StoredClock], clocks: &[Clock]) {
+    register_deferred_callbacks();
+    let statement = this_statement();
+    if DEFERRED.with(|d| d.borrow().iter().any(|e| e.statement != statement)) {
+        // Left by a statement whose trigger did not run.
+        write_deferred();
+    }
+    let level = unsafe { pg_sys::GetCurrentTransactionNestLevel() };
+    DEFERRED.with(|deferred| {
+        let mut deferred = deferred.borrow_mut();
+        let same = deferred
+            .last()
+            .is_some_and(|e| e.relid == table.relid && e.level == level);
+        if !same {
+            deferred.push(Deferred {
+                relid: table.relid,
+                level,
+                statement,
+                tickets: HashSet::new(),
+                changes: ClockChanges::default(),
+            });
+        }
+        let entry = deferred.last_mut().expect("just pushed");
+        entry.tickets.insert(ticket_id.to_owned());
+        entry.changes.add_ticket(ticket_id, stored, clocks);
+    });
+}
+
+/// Writes the clock changes `defer` kept, one statement per table.
+pub fn write_deferred() {
+    let deferred = DEFERRED.with(|d| std::mem::take(&mut *d.borrow_mut()));
+    if deferred.is_empty() {
+        return;
+    }
+    as_sla_owner(|| {
+        for entry in deferred {
+            entry.changes.write_as_owner(entry.relid);
+        }
+    });
+}
+
+fn is_deferred(relid: pg_sys::Oid, ticket_ids: &[&str]) -> bool {
+    DEFERRED.with(|d| {
+        d.borrow()
+            .iter()
+            .any(|e| e.relid == relid && ticket_ids.iter().any(|id| e.tickets.contains(*id)))
+    })
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn on_xact_event(
+    event: pg_sys::XactEvent::Type,
+    _arg: *mut std::ffi::c_void,
+) {
+    use pg_sys::XactEvent::*;
+    match event {
+        XACT_EVENT_PRE_COMMIT | XACT_EVENT_PARALLEL_PRE_COMMIT | XACT_EVENT_PRE_PREPARE => {
+            let left = DEFERRED.with(|d| {
+                let mut d = d.borrow_mut();
+                let left = !d.is_empty();
+                d.clear();
+                left
+            });
+            if left {
+                // Only when pg_sla's statement trigger was disabled and its
+                // row trigger was not: committing would lose the changes.
+                ereport!(
+                    ERROR,
+                    pgrx::PgSqlErrorCode::ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED,
+                    "pg_sla: the clocks of updated tickets were not written: the trigger zz_pg_sla_updated did not run",
+                    "Do not disable pg_sla's triggers one by one; sla.untrack() stops tracking a table."
+                );
+            }
+        }
+        XACT_EVENT_ABORT | XACT_EVENT_PARALLEL_ABORT => {
+            DEFERRED.with(|d| d.borrow_mut().clear());
+        }
+        _ => {}
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn on_subxact_event(
+    event: pg_sys::SubXactEvent::Type,
+    _subxact: pg_sys::SubTransactionId,
+    _parent: pg_sys::SubTransactionId,
+    _arg: *mut std::ffi::c_void,
+) {
+    let level = unsafe { pg_sys::GetCurrentTransactionNestLevel() };
+    match event {
+        pg_sys::SubXactEvent::SUBXACT_EVENT_ABORT_SUB => {
+            DEFERRED.with(|d| d.borrow_mut().retain(|e| e.level < level));
+        }
+        pg_sys::SubXactEvent::SUBXACT_EVENT_COMMIT_SUB => {
+            // Its changes now belong to its parent.
+            DEFERRED.with(|d| {
+                for entry in d.borrow_mut().iter_mut() {
+                    entry.level = entry.level.min(level - 1);
+                }
+            });
+        }
+        _ => {}
+    }
+}
+
+fn register_deferred_callbacks() {
+    if DEFERRED_CALLBACKS.with(Cell::get) {
+        return;
+    }
+    unsafe {
+        pg_sys::RegisterXactCallback(Some(on_xact_event), std::ptr::null_mut());
+        pg_sys::RegisterSubXactCallback(Some(on_subxact_event), std::ptr::null_mut());
+    }
+    DEFERRED_CALLBACKS.with(|r| r.set(true));
+}
+
 /// Deletes the clocks of some tickets of a table.
 pub fn delete_tickets(table: &TicketTable, ticket_ids: Vec<String>) {
+    write_deferred();
     as_sla_owner(|| {
         execute(
             "DELETE FROM sla.clocks WHERE ticket_table = $1::oid::regclass AND ticket_id = ANY($2)",
@@ -213,6 +366,7 @@ pub fn delete_tickets(table: &TicketTable, ticket_ids: Vec<String>) {
 
 /// Deletes every clock of a table, tracked or not (it was truncated).
 pub fn delete_table(relid: pg_sys::Oid) {
+    write_deferred();
     as_sla_owner(|| {
         execute(
             "DELETE FROM sla.clocks WHERE ticket_table = $1::oid::regclass",
@@ -225,6 +379,7 @@ pub fn delete_table(relid: pg_sys::Oid) {
 /// Deletes the clocks of a table's tickets that are not in `ids` (left
 /// from an earlier tracking of tickets deleted meanwhile).
 pub fn delete_except(table: &TicketTable, ids: &[String]) {
+    write_deferred();
     as_sla_owner(|| {
         execute(
             "DELETE FROM sla.clocks WHERE ticket_table = $1::oid::regclass AND ticket_id <> ALL($2)",
@@ -237,6 +392,7 @@ pub fn delete_except(table: &TicketTable, ids: &[String]) {
 /// Up to `limit` distinct ticket ids of a table's clocks after `after`, in
 /// their (text) order.
 pub fn ticket_ids_after(table: &TicketTable, after: Option<&str>, limit: i32) -> Vec<String> {
+    write_deferred();
     as_sla_owner(|| {
         text_column(
             "SELECT DISTINCT ticket_id FROM sla.clocks
@@ -258,6 +414,7 @@ pub fn due_tickets(
     held: &[(pg_sys::Oid, String)],
     owned_by: Option<pg_sys::Oid>,
 ) -> Vec<(pg_sys::Oid, String)> {
+    write_deferred();
     let held_tables: Vec<pg_sys::Oid> = held.iter().map(|(relid, _)| *relid).collect();
     let held_ids: Vec<String> = held.iter().map(|(_, id)| id.clone()).collect();
     as_sla_owner(|| {
@@ -305,6 +462,7 @@ pub fn due_clocks_readable_by(
     limit: i32,
     reader: pg_sys::Oid,
 ) -> Vec<(pg_sys::Oid, String, Clock)> {
+    write_deferred();
     let query = format!(
         "SELECT c.ticket_table::oid, c.ticket_id, {columns} FROM sla.clocks c
           WHERE c.next_transition_at <= $1
@@ -334,6 +492,7 @@ pub fn tickets_with_open_clocks(
     table: &TicketTable,
     calendars: Option<Vec<String>>,
 ) -> Vec<String> {
+    write_deferred();
     let query = format!(
         "SELECT DISTINCT ticket_id FROM sla.clocks
           WHERE ticket_table = $1::oid::regclass
@@ -353,6 +512,7 @@ pub fn tickets_with_open_clocks(
 
 /// Which of these tickets already have clocks.
 pub fn tickets_with_clocks(table: &TicketTable, ids: &[String]) -> Vec<String> {
+    write_deferred();
     // A kept plan: tables whose ids may repeat run it for every INSERT.
     as_sla_owner(|| {
         Spi::connect_mut(|client| {
@@ -378,6 +538,7 @@ pub fn tickets_with_clocks(table: &TicketTable, ids: &[String]) -> Vec<String> {
 /// Tickets of a table with a breached clock still open (paused or not, so
 /// that a pause does not make an alert fire again when it ends).
 pub fn breached_open_tickets(table: &TicketTable) -> Vec<String> {
+    write_deferred();
     let query = format!(
         "SELECT DISTINCT ticket_id FROM sla.clocks
           WHERE ticket_table = $1::oid::regclass
@@ -393,6 +554,7 @@ pub fn breached_open_tickets(table: &TicketTable) -> Vec<String> {
 /// checks again that the table is not tracked (the caller's view of the
 /// settings may be older).
 pub fn unschedule_table(relid: pg_sys::Oid, only_if_untracked: bool) {
+    write_deferred();
     let query = if only_if_untracked {
         "UPDATE sla.clocks SET next_transition_at = NULL
           WHERE ticket_table = $1::oid::regclass AND next_transition_at IS NOT NULL
@@ -408,6 +570,7 @@ pub fn unschedule_table(relid: pg_sys::Oid, only_if_untracked: bool) {
 /// Leaves tickets that due processing failed on alone for a while, so
 /// that they do not hold places at the head of the due index.
 pub fn postpone_tickets(table: &TicketTable, ticket_ids: &[String], delay: &str) {
+    write_deferred();
     as_sla_owner(|| {
         execute(
             // SKIP LOCKED: due processing never waits for a lock.
@@ -426,6 +589,7 @@ pub fn postpone_tickets(table: &TicketTable, ticket_ids: &[String], delay: &str)
 /// The next time a clock has a transition due after `now`, for the worker
 /// to wake at.
 pub fn next_transition_after(now: TimestampWithTimeZone) -> Option<TimestampWithTimeZone> {
+    write_deferred();
     as_sla_owner(|| {
         Spi::get_one_with_args(
             "SELECT min(next_transition_at) FROM sla.clocks WHERE next_transition_at >= $1",

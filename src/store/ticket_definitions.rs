@@ -16,6 +16,8 @@ use crate::identity::{as_sla_owner, current_user};
 pub const ROW_TRIGGER: &str = "zz_pg_sla_row";
 pub const INSERTED_TRIGGER: &str = "zz_pg_sla_inserted";
 pub const DELETED_TRIGGER: &str = "zz_pg_sla_deleted";
+/// Writes the clock changes of a statement's updated tickets at its end.
+pub const UPDATED_TRIGGER: &str = "zz_pg_sla_updated";
 pub const TRUNCATED_TRIGGER: &str = "zz_pg_sla_truncated";
 /// On each partition of a tracked partitioned table: BEFORE TRUNCATE, when
 /// its rows can still be read.
@@ -24,19 +26,21 @@ pub const PARTITION_TRUNCATED_TRIGGER: &str = "zz_pg_sla_partition_truncated";
 /// `messages`).
 pub const MESSAGES_INSERTED_TRIGGER: &str = "zz_pg_sla_messages_inserted";
 pub const MESSAGES_UPDATED_TRIGGER: &str = "zz_pg_sla_messages_updated";
-const TICKET_TRIGGERS: [&str; 5] = [
+const TICKET_TRIGGERS: [&str; 6] = [
     ROW_TRIGGER,
     INSERTED_TRIGGER,
     DELETED_TRIGGER,
+    UPDATED_TRIGGER,
     TRUNCATED_TRIGGER,
     PARTITION_TRUNCATED_TRIGGER,
 ];
 const MESSAGE_TRIGGERS: [&str; 2] = [MESSAGES_INSERTED_TRIGGER, MESSAGES_UPDATED_TRIGGER];
 /// Every trigger name pg_sla installs.
-pub const TRIGGERS: [&str; 7] = [
+pub const TRIGGERS: [&str; 8] = [
     ROW_TRIGGER,
     INSERTED_TRIGGER,
     DELETED_TRIGGER,
+    UPDATED_TRIGGER,
     TRUNCATED_TRIGGER,
     PARTITION_TRUNCATED_TRIGGER,
     MESSAGES_INSERTED_TRIGGER,
@@ -199,15 +203,21 @@ pub fn create_triggers(qualified: &str, partitioned: bool) {
 /// PostgreSQL; statement triggers are not, and fire only for the table a
 /// statement names, so a write that names the partition needs its own.
 pub fn create_partition_triggers(qualified: &str) {
-    let mut ddl = statement_triggers(qualified).to_vec();
+    let mut ddl = statement_triggers(qualified);
     ddl.push(partition_truncated_trigger(qualified));
     create_as_sla_owner(&ddl);
 }
 
-/// The statement triggers that give new tickets their clocks and take
-/// deleted tickets' away.
-fn statement_triggers(name: &str) -> [String; 2] {
-    [
+/// The statement triggers that give new tickets their clocks, take
+/// deleted tickets' away and write updated tickets' changes (on a schema
+/// older than 0.3.0, which a new library may run until updated, there is
+/// no function for the last: the row trigger then writes them itself).
+fn statement_triggers(name: &str) -> Vec<String> {
+    let mut ddl = Vec::new();
+    if has_updated_trigger_function() {
+        ddl.push(updated_trigger(name));
+    }
+    ddl.extend([
         format!(
             "CREATE TRIGGER {INSERTED_TRIGGER} AFTER INSERT ON {name}
                REFERENCING NEW TABLE AS pg_sla_new_tickets
@@ -218,7 +228,23 @@ fn statement_triggers(name: &str) -> [String; 2] {
                REFERENCING OLD TABLE AS pg_sla_old_tickets
                FOR EACH STATEMENT EXECUTE FUNCTION sla.tickets_deleted()"
         ),
-    ]
+    ]);
+    ddl
+}
+
+fn has_updated_trigger_function() -> bool {
+    Spi::get_one::<bool>("SELECT pg_catalog.to_regprocedure('sla.tickets_updated()') IS NOT NULL")
+        .or_raise("look for sla.tickets_updated()")
+        .unwrap_or(false)
+}
+
+/// The trigger that writes, at the end of an UPDATE, the clock changes its
+/// rows' triggers kept (`clocks::defer`).
+pub fn updated_trigger(name: &str) -> String {
+    format!(
+        "CREATE TRIGGER {UPDATED_TRIGGER} AFTER UPDATE ON {name}
+           FOR EACH STATEMENT EXECUTE FUNCTION sla.tickets_updated()"
+    )
 }
 
 fn partition_truncated_trigger(name: &str) -> String {
@@ -375,6 +401,7 @@ pub fn drop_partition_triggers(table: pg_sys::Oid, table_name: &str) {
             &[
                 INSERTED_TRIGGER,
                 DELETED_TRIGGER,
+                UPDATED_TRIGGER,
                 PARTITION_TRUNCATED_TRIGGER,
             ],
         )

@@ -62,9 +62,9 @@ fn a_monthly_partitioned_desk_is_tracked_through_its_parent() {
     assert_eq!(
         triggers(&mut db),
         [
-            "tickets zz_pg_sla_deleted,zz_pg_sla_inserted,zz_pg_sla_partition_truncated,zz_pg_sla_row,zz_pg_sla_truncated",
-            "tickets_2026_11 zz_pg_sla_deleted,zz_pg_sla_inserted,zz_pg_sla_partition_truncated,zz_pg_sla_row",
-            "tickets_2026_12 zz_pg_sla_deleted,zz_pg_sla_inserted,zz_pg_sla_partition_truncated,zz_pg_sla_row",
+            "tickets zz_pg_sla_deleted,zz_pg_sla_inserted,zz_pg_sla_partition_truncated,zz_pg_sla_row,zz_pg_sla_truncated,zz_pg_sla_updated",
+            "tickets_2026_11 zz_pg_sla_deleted,zz_pg_sla_inserted,zz_pg_sla_partition_truncated,zz_pg_sla_row,zz_pg_sla_updated",
+            "tickets_2026_12 zz_pg_sla_deleted,zz_pg_sla_inserted,zz_pg_sla_partition_truncated,zz_pg_sla_row,zz_pg_sla_updated",
         ]
     );
 

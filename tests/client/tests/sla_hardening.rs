@@ -418,7 +418,7 @@ fn pg_slas_trigger_functions_cannot_be_attached_elsewhere() {
             &mut db,
             "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'copied'::regclass AND tgname LIKE 'zz_pg_sla_%'"
         ),
-        4
+        5
     );
     assert_eq!(int(&mut db, "SELECT 1"), 1, "the session survived");
 }
