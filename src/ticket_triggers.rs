@@ -184,7 +184,15 @@ fn ticket_row_changed<'a>(trigger: &'a PgTrigger<'a>) -> TriggerResult<'a> {
                 return Ok(trigger.new());
             }
         };
-        if trigger_fires(data.tg_relation, ticket_definitions::UPDATED_TRIGGER) {
+        // A logical replication worker applying changes fires no statement
+        // triggers, whatever their setting.
+        let statement_trigger_fires = !unsafe { pg_sys::IsLogicalWorker() }
+            && trigger_fires(
+                data.tg_relation,
+                ticket_definitions::UPDATED_TRIGGER,
+                c"tickets_updated",
+            );
+        if statement_trigger_fires {
             // Written with the statement's other tickets' at its end.
             clocks::defer(&table, &new_id, &stored, &clocks);
         } else {

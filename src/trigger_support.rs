@@ -42,9 +42,11 @@ pub fn untracked(trigger: &PgTrigger) {
     );
 }
 
-/// Whether trigger `name` of `relation` fires in this session: it exists
-/// and is enabled for this session's replication role.
-pub fn trigger_fires(relation: pg_sys::Relation, name: &str) -> bool {
+/// Whether pg_sla's trigger `name` (calling `sla.<function>`) of
+/// `relation` fires in this session: it exists and is enabled for this
+/// session's replication role. A trigger of the same name calling another
+/// function is not pg_sla's.
+pub fn trigger_fires(relation: pg_sys::Relation, name: &str, function: &std::ffi::CStr) -> bool {
     unsafe {
         let triggers = (*relation).trigdesc;
         if triggers.is_null() {
@@ -60,8 +62,20 @@ pub fn trigger_fires(relation: pg_sys::Relation, name: &str) -> bool {
                 b'R' => replica,
                 _ => false,
             };
-            enabled && std::ffi::CStr::from_ptr(trigger.tgname).to_bytes() == name.as_bytes()
+            enabled
+                && std::ffi::CStr::from_ptr(trigger.tgname).to_bytes() == name.as_bytes()
+                && is_sla_function(trigger.tgfoid, function)
         })
+    }
+}
+
+/// Whether function `oid` is `sla.<name>` (catalog cache lookups).
+fn is_sla_function(oid: pg_sys::Oid, name: &std::ffi::CStr) -> bool {
+    unsafe {
+        let found = pg_sys::get_func_name(oid);
+        !found.is_null()
+            && std::ffi::CStr::from_ptr(found) == name
+            && pg_sys::get_func_namespace(oid) == pg_sys::get_namespace_oid(c"sla".as_ptr(), true)
     }
 }
 

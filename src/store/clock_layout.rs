@@ -285,6 +285,7 @@ fn array_type(column: ClockColumn) -> &'static str {
 }
 
 /// One column's values across a batch of changed clocks.
+#[derive(Clone)]
 pub enum ColumnArray {
     Text(Vec<String>),
     Int(Vec<i32>),
@@ -314,6 +315,7 @@ impl ColumnArray {
 }
 
 /// The arrays of the batched UPDATE, one per updated column.
+#[derive(Clone)]
 pub struct UpdateArrays(Vec<(ClockColumn, ColumnArray)>);
 
 impl Default for UpdateArrays {

@@ -105,7 +105,7 @@ pub fn rename_and_read(table: &TicketTable, old_id: &str, new_id: &str) -> Vec<S
 
 /// Clocks to write: changed ones, updated in place by address, and new
 /// ones, inserted in bulk.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct ClockChanges {
     ctid: Vec<pg_sys::ItemPointerData>,
     updated: UpdateArrays,
@@ -209,6 +209,7 @@ impl ClockChanges {
 }
 
 /// A statement's clock changes of updated tickets, not written yet.
+#[derive(Clone)]
 struct Deferred {
     relid: pg_sys::Oid,
     /// The subtransaction level they were made at: a caught error that
@@ -222,6 +223,10 @@ struct Deferred {
 
 thread_local! {
     static DEFERRED: RefCell<Vec<Deferred>> = const { RefCell::new(Vec::new()) };
+    /// Changes written inside a subtransaction deeper than the level they
+    /// were made at, tagged with that subtransaction's level: should it
+    /// roll back, the write goes with it and they are kept again.
+    static WRITTEN_DEEPER: RefCell<Vec<(i32, Deferred)>> = const { RefCell::new(Vec::new()) };
     static DEFERRED_CALLBACKS: Cell<bool> = const { Cell::new(false) };
 }
 
@@ -270,8 +275,12 @@ pub fn write_deferred() {
     if deferred.is_empty() {
         return;
     }
+    let level = unsafe { pg_sys::GetCurrentTransactionNestLevel() };
     as_sla_owner(|| {
         for entry in deferred {
+            if entry.level < level {
+                WRITTEN_DEEPER.with(|w| w.borrow_mut().push((level, entry.clone())));
+            }
             entry.changes.write_as_owner(entry.relid);
         }
     });
@@ -293,25 +302,21 @@ unsafe extern "C-unwind" fn on_xact_event(
     use pg_sys::XactEvent::*;
     match event {
         XACT_EVENT_PRE_COMMIT | XACT_EVENT_PARALLEL_PRE_COMMIT | XACT_EVENT_PRE_PREPARE => {
-            let left = DEFERRED.with(|d| {
-                let mut d = d.borrow_mut();
-                let left = !d.is_empty();
-                d.clear();
-                left
-            });
-            if left {
-                // Only when pg_sla's statement trigger was disabled and its
-                // row trigger was not: committing would lose the changes.
-                ereport!(
-                    ERROR,
-                    pgrx::PgSqlErrorCode::ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED,
-                    "pg_sla: the clocks of updated tickets were not written: the trigger zz_pg_sla_updated did not run",
-                    "Do not disable pg_sla's triggers one by one; sla.untrack() stops tracking a table."
-                );
+            WRITTEN_DEEPER.with(|w| w.borrow_mut().clear());
+            if DEFERRED.with(|d| !d.borrow().is_empty()) {
+                // Left by a statement that named a table without pg_sla's
+                // statement trigger (an untracked parent of a tracked
+                // table): written now, before the transaction commits.
+                // `sla.clocks` has no triggers or foreign keys, so no user
+                // code runs here.
+                unsafe { pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot()) };
+                write_deferred();
+                unsafe { pg_sys::PopActiveSnapshot() };
             }
         }
         XACT_EVENT_ABORT | XACT_EVENT_PARALLEL_ABORT => {
             DEFERRED.with(|d| d.borrow_mut().clear());
+            WRITTEN_DEEPER.with(|w| w.borrow_mut().clear());
         }
         _ => {}
     }
@@ -327,14 +332,38 @@ unsafe extern "C-unwind" fn on_subxact_event(
     let level = unsafe { pg_sys::GetCurrentTransactionNestLevel() };
     match event {
         pg_sys::SubXactEvent::SUBXACT_EVENT_ABORT_SUB => {
-            DEFERRED.with(|d| d.borrow_mut().retain(|e| e.level < level));
+            // Its changes go; outer changes it wrote are kept again.
+            let restored: Vec<Deferred> = WRITTEN_DEEPER.with(|w| {
+                let mut w = w.borrow_mut();
+                let (undone, kept): (Vec<_>, Vec<_>) =
+                    w.drain(..).partition(|(tag, _)| *tag >= level);
+                *w = kept;
+                undone
+                    .into_iter()
+                    .map(|(_, entry)| entry)
+                    .filter(|entry| entry.level < level)
+                    .collect()
+            });
+            DEFERRED.with(|d| {
+                let mut d = d.borrow_mut();
+                d.retain(|e| e.level < level);
+                d.extend(restored);
+            });
         }
         pg_sys::SubXactEvent::SUBXACT_EVENT_COMMIT_SUB => {
-            // Its changes now belong to its parent.
+            // Its changes, and its writes of outer ones, now belong to its
+            // parent; a write at the level of its changes is theirs for good.
             DEFERRED.with(|d| {
                 for entry in d.borrow_mut().iter_mut() {
                     entry.level = entry.level.min(level - 1);
                 }
+            });
+            WRITTEN_DEEPER.with(|w| {
+                let mut w = w.borrow_mut();
+                for (tag, _) in w.iter_mut() {
+                    *tag = (*tag).min(level - 1);
+                }
+                w.retain(|(tag, entry)| *tag > entry.level);
             });
         }
         _ => {}

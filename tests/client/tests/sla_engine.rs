@@ -1086,3 +1086,43 @@ fn an_update_that_fails_midway_leaves_every_clock_as_it_was() {
         "1 running, 2 running, 3 running, 4 running, 5 running"
     );
 }
+
+/// A trigger of the application's that runs an UPDATE of tickets in a
+/// block whose error it catches writes the clock changes its statement
+/// kept so far, then rolls that write back: they must be kept again and
+/// written at the end of the statement all the same.
+#[test]
+fn clock_changes_written_by_a_nested_update_that_is_rolled_back_are_kept() {
+    let cluster = Cluster::start("deferred-nested", &[]);
+    let mut db = cluster.connect();
+    db.batch_execute(
+        "INSERT INTO sla.policies (name, first_response, resolution) VALUES ('desk', '1 hour', '8 hours');
+         CREATE TABLE tickets (id bigint PRIMARY KEY, created_at timestamptz NOT NULL DEFAULT now(),
+             status text NOT NULL DEFAULT 'open', last_customer_message_at timestamptz,
+             last_agent_reply_at timestamptz);
+         SELECT sla.track('tickets');
+         INSERT INTO tickets (id) SELECT g FROM generate_series(1, 3) g;
+         CREATE FUNCTION touch_and_fail() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+             BEGIN
+                 UPDATE tickets SET status = status WHERE id = -1;
+                 RAISE EXCEPTION 'audit unavailable';
+             EXCEPTION WHEN raise_exception THEN NULL;
+             END;
+             RETURN NULL;
+         END $$;
+         CREATE TRIGGER touch_and_fail AFTER UPDATE ON tickets
+             FOR EACH ROW EXECUTE FUNCTION touch_and_fail();",
+    )
+    .unwrap();
+    db.batch_execute("UPDATE tickets SET last_agent_reply_at = now() WHERE id IN (1, 2)")
+        .unwrap();
+    assert_eq!(
+        text(
+            &mut db,
+            "SELECT string_agg(ticket_id || ' ' || status, ', ' ORDER BY ticket_id)
+               FROM sla.clocks WHERE metric = 'first_response'"
+        ),
+        "1 achieved, 2 achieved, 3 running"
+    );
+}
