@@ -984,6 +984,20 @@ fn kept_clock_plans_probe_by_key_even_when_made_on_an_empty_table() {
     }
 }
 
+/// One policy on 24/7 time (first response in an hour, resolution in
+/// eight) and a tracked table `tickets` with tickets 1 to `count`.
+fn small_desk(db: &mut Client, count: i64) {
+    db.batch_execute(&format!(
+        "INSERT INTO sla.policies (name, first_response, resolution) VALUES ('desk', '1 hour', '8 hours');
+         CREATE TABLE tickets (id bigint PRIMARY KEY, created_at timestamptz NOT NULL DEFAULT now(),
+             status text NOT NULL DEFAULT 'open', last_customer_message_at timestamptz,
+             last_agent_reply_at timestamptz);
+         SELECT sla.track('tickets');
+         INSERT INTO tickets (id) SELECT g FROM generate_series(1, {count}) g;"
+    ))
+    .unwrap();
+}
+
 /// A policy edit that recomputes many tickets says how far it is every 5
 /// seconds, and the total at the end. 150,000 tickets take about 12 s to
 /// recompute with the debug build the tests use (60,000 took 5 s).
@@ -991,15 +1005,7 @@ fn kept_clock_plans_probe_by_key_even_when_made_on_an_empty_table() {
 fn a_long_recomputation_says_how_far_it_is() {
     let cluster = Cluster::start("recompute-progress", &[]);
     let (mut db, notices) = cluster.connect_keeping_notices();
-    db.batch_execute(
-        "INSERT INTO sla.policies (name, first_response, resolution) VALUES ('desk', '1 hour', '8 hours');
-         CREATE TABLE tickets (id bigint PRIMARY KEY, created_at timestamptz NOT NULL DEFAULT now(),
-             status text NOT NULL DEFAULT 'open', last_customer_message_at timestamptz,
-             last_agent_reply_at timestamptz);
-         SELECT sla.track('tickets');
-         INSERT INTO tickets (id) SELECT g FROM generate_series(1, 150000) g;",
-    )
-    .unwrap();
+    small_desk(&mut db, 150_000);
     notices.lock().unwrap().clear();
     db.batch_execute("UPDATE sla.policies SET resolution = '9 hours'")
         .unwrap();
@@ -1037,14 +1043,9 @@ fn a_long_recomputation_says_how_far_it_is() {
 fn an_update_that_fails_midway_leaves_every_clock_as_it_was() {
     let cluster = Cluster::start("deferred-clocks", &[]);
     let mut db = cluster.connect();
+    small_desk(&mut db, 5);
     db.batch_execute(
-        "INSERT INTO sla.policies (name, first_response, resolution) VALUES ('desk', '1 hour', '8 hours');
-         CREATE TABLE tickets (id bigint PRIMARY KEY, created_at timestamptz NOT NULL DEFAULT now(),
-             status text NOT NULL DEFAULT 'open', last_customer_message_at timestamptz,
-             last_agent_reply_at timestamptz);
-         SELECT sla.track('tickets');
-         INSERT INTO tickets (id) SELECT g FROM generate_series(1, 5) g;
-         CREATE FUNCTION refuse_ticket_3() RETURNS trigger LANGUAGE plpgsql AS $$
+        "CREATE FUNCTION refuse_ticket_3() RETURNS trigger LANGUAGE plpgsql AS $$
          BEGIN
              IF NEW.id = 3 THEN RAISE EXCEPTION 'ticket 3 may not change'; END IF;
              RETURN NEW;
@@ -1095,14 +1096,9 @@ fn an_update_that_fails_midway_leaves_every_clock_as_it_was() {
 fn clock_changes_written_by_a_nested_update_that_is_rolled_back_are_kept() {
     let cluster = Cluster::start("deferred-nested", &[]);
     let mut db = cluster.connect();
+    small_desk(&mut db, 3);
     db.batch_execute(
-        "INSERT INTO sla.policies (name, first_response, resolution) VALUES ('desk', '1 hour', '8 hours');
-         CREATE TABLE tickets (id bigint PRIMARY KEY, created_at timestamptz NOT NULL DEFAULT now(),
-             status text NOT NULL DEFAULT 'open', last_customer_message_at timestamptz,
-             last_agent_reply_at timestamptz);
-         SELECT sla.track('tickets');
-         INSERT INTO tickets (id) SELECT g FROM generate_series(1, 3) g;
-         CREATE FUNCTION touch_and_fail() RETURNS trigger LANGUAGE plpgsql AS $$
+        "CREATE FUNCTION touch_and_fail() RETURNS trigger LANGUAGE plpgsql AS $$
          BEGIN
              BEGIN
                  UPDATE tickets SET status = status WHERE id = -1;
