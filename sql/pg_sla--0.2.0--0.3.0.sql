@@ -20,21 +20,8 @@ IMMUTABLE PARALLEL SAFE
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'validate_policy_wrapper';
 
-CREATE OR REPLACE FUNCTION sla.policies_validate() RETURNS trigger
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-    IF NEW.calendar IS NOT NULL AND NOT EXISTS (SELECT FROM sla.calendars WHERE name = NEW.calendar) THEN
-        RAISE EXCEPTION 'policy "%": calendar "%" does not exist', NEW.name, NEW.calendar
-            USING ERRCODE = 'foreign_key_violation',
-                  HINT = 'Create it in sla.calendars first, or leave calendar NULL for 24/7.';
-    END IF;
-    IF TG_OP = 'UPDATE' THEN
-        NEW.updated_at := now();
-    END IF;
-    RETURN NEW;
-END $$;
-
--- Existing rows passed the same rules in the trigger this replaces.
+-- Existing rows passed the same rules in the 0.2.0 trigger, which keeps
+-- only its other checks (replaced below).
 ALTER TABLE sla.policies ADD CONSTRAINT policies_valid CHECK (sla.validate_policy(name, first_response, next_response,
         resolution, warn_at, release_ownership_at, conditions, pause_statuses));
 
@@ -303,7 +290,8 @@ VOLATILE PARALLEL UNSAFE
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'track_table_wrapper';
 
--- Policies restricted to named tables.
+-- Policies restricted to named tables. The trigger keeps only what the
+-- CHECK constraint above cannot see (another table, NULLs in the list).
 ALTER TABLE sla.policies ADD COLUMN ticket_tables regclass[];
 CREATE OR REPLACE FUNCTION sla.policies_validate() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$

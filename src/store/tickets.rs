@@ -84,16 +84,7 @@ pub fn open_ids(table: &TicketTable) -> Vec<String> {
 
 /// Which of these ticket ids no longer exist in the table.
 pub fn missing(table: &TicketTable, ids: &[String]) -> Vec<String> {
-    let query = format!(
-        "SELECT u.id FROM unnest($1::text[]) AS u(id)
-          WHERE NOT EXISTS (SELECT FROM {name} t WHERE t.{id} = u.id::{ty})",
-        id = quote_identifier(&table.id_column),
-        name = table.rows(),
-        ty = table.id_type,
-    );
-    run_as(table.owner, || {
-        text_column(&query, &[ids.to_vec().into()], "find deleted tickets")
-    })
+    missing_outside(table, ids, &[])
 }
 
 /// Every ticket id of a table.
@@ -456,7 +447,7 @@ pub fn ids_after_in(
 }
 
 /// Which of these ticket ids no row of the table outside `excluded` (a
-/// partition and its own partitions) has.
+/// partition and its own partitions; none for the whole table) has.
 pub fn missing_outside(
     table: &TicketTable,
     ids: &[String],
@@ -475,7 +466,7 @@ pub fn missing_outside(
         text_column(
             &query,
             &[ids.to_vec().into(), excluded.to_vec().into()],
-            "find tickets kept by no other partition",
+            "find tickets no longer in the table",
         )
     })
 }
