@@ -64,7 +64,13 @@ unsafe extern "C-unwind" fn check_event_time(
     _source: pg_sys::GucSource::Type,
 ) -> bool {
     let value = unsafe { *newval };
-    if value.is_null() || REGISTERING.with(std::cell::Cell::get) {
+    // A parallel worker restores the leader's settings, this one possibly
+    // before the time zone abbreviations it needs to parse: the leader
+    // checked the value.
+    if value.is_null()
+        || REGISTERING.with(std::cell::Cell::get)
+        || unsafe { pg_sys::InitializingParallelWorker }
+    {
         return true;
     }
     let text = unsafe { CStr::from_ptr(value) };

@@ -462,3 +462,31 @@ fn a_bad_event_time_is_refused_when_set() {
         4
     );
 }
+
+#[test]
+fn parallel_workers_take_the_event_time_their_leader_accepted() {
+    let cluster = Cluster::start("security-event-time-parallel", &[]);
+    let mut db = cluster.connect();
+    setup(&mut db);
+    // pg_sla is loaded in this backend, so parallel workers load it and
+    // restore the setting, a time in a zone abbreviation ('Z') among them.
+    db.batch_execute(
+        "SET pg_sla.event_time = '2026-11-23 09:00Z';
+         INSERT INTO tickets (id, created_at)
+         SELECT g, '2026-11-23 08:00Z' FROM generate_series(10, 20009) g;
+         DELETE FROM tickets WHERE id % 2 = 0;
+         SET min_parallel_index_scan_size = 0;
+         SET max_parallel_maintenance_workers = 2;",
+    )
+    .unwrap();
+    db.batch_execute("VACUUM (PARALLEL 2) sla.clocks").unwrap();
+    db.batch_execute(
+        "SET force_parallel_mode = on; SET parallel_setup_cost = 0; SET parallel_tuple_cost = 0;",
+    )
+    .unwrap();
+    assert_eq!(
+        int(&mut db, "SELECT count(*) FROM sla.clocks"),
+        // Tickets 1 and the 10,000 odd ones, two clocks each.
+        2 * (1 + 10000)
+    );
+}
