@@ -46,21 +46,38 @@ fn read_as_owner(
     ticket_ids: &[String],
     lock: bool,
 ) -> HashMap<String, Vec<StoredClock>> {
-    // The lateral join probes the primary key once per ticket: with a
-    // plain `= ANY` of thousands of ids the planner may scan the table.
-    let query = format!(
-        "SELECT c.ctid, c.ticket_id, {columns}
-           FROM unnest($2::text[]) AS u(id),
-                LATERAL (SELECT c.ctid, c.* FROM sla.clocks c
-                          WHERE c.ticket_table = $1::oid::regclass AND c.ticket_id = u.id
-                          OFFSET 0) AS c
-          ORDER BY c.ticket_id, c.metric, c.cycle{lock}",
-        columns = clock_select_list(),
-        lock = if lock { " FOR UPDATE OF c" } else { "" }
-    );
+    let lock = if lock { " FOR UPDATE OF c" } else { "" };
+    let (query, ids) = match ticket_ids {
+        // One ticket (a row trigger's): a probe of the primary key, which
+        // returns the clocks in key order. Starting the executor for the
+        // plan below (a join, a sort) cost more than running it.
+        [id] => (
+            format!(
+                "SELECT c.ctid, c.ticket_id, {columns} FROM sla.clocks c
+                  WHERE c.ticket_table = $1::oid::regclass AND c.ticket_id = $2
+                  ORDER BY c.ticket_table, c.ticket_id, c.metric, c.cycle{lock}",
+                columns = clock_select_list(),
+            ),
+            DatumWithOid::from(id.as_str()),
+        ),
+        // The lateral join probes the primary key once per ticket: with a
+        // plain `= ANY` of thousands of ids the planner may scan the table.
+        _ => (
+            format!(
+                "SELECT c.ctid, c.ticket_id, {columns}
+                   FROM unnest($2::text[]) AS u(id),
+                        LATERAL (SELECT c.ctid, c.* FROM sla.clocks c
+                                  WHERE c.ticket_table = $1::oid::regclass AND c.ticket_id = u.id
+                                  OFFSET 0) AS c
+                  ORDER BY c.ticket_id, c.metric, c.cycle{lock}",
+                columns = clock_select_list(),
+            ),
+            ticket_ids.to_vec().into(),
+        ),
+    };
     let mut by_ticket: HashMap<String, Vec<StoredClock>> = HashMap::new();
     Spi::connect_mut(|client| {
-        let rows = run_kept(client, &query, &[relid.into(), ticket_ids.to_vec().into()])?;
+        let rows = run_kept(client, &query, &[relid.into(), ids])?;
         for row in rows {
             let Some(ctid) = row.get::<pg_sys::ItemPointerData>(1)? else {
                 ereport!(
