@@ -3,7 +3,10 @@
 # cluster, runs bench/write_path.sql and single-row updates through pgbench,
 # and prints what it measured (ratios within this one run).
 # Not a test: figures come from one run on whatever machine runs it.
-#   bench/write_path.sh [setup,writes,single,storage,recompute]
+#   bench/write_path.sh [PARTS]   PARTS: a comma-separated subset of
+#   setup,writes,single,storage,recompute (all by default), in that order;
+#   the cluster is new every run, so setup comes first, and single needs
+#   the tickets writes leaves.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -42,7 +45,7 @@ SQL
     order=(tickets_untracked tickets_tracked)
     (( run % 2 == 0 )) && order=(tickets_tracked tickets_untracked)
     for table in "${order[@]}"; do
-      t=$(pgbench -n -M prepared -T 15 -f "$scripts_dir/$table.sql" -d postgres 2>/dev/null |
+      t=$(pgbench -n -M prepared -T 15 -f "$scripts_dir/$table.sql" -d postgres |
         sed -n 's/^tps = \([0-9.]*\).*/\1/p')
       tps[$table]+="$t "
     done
@@ -61,5 +64,5 @@ print(f" runs: untracked {' '.join(f'{x:.0f}' for x in u)}; tracked {' '.join(f'
 PY
 fi
 
-has storage && run_sql storage
-has recompute && run_sql recompute
+if has storage; then run_sql storage; fi
+if has recompute; then run_sql recompute; fi

@@ -64,9 +64,10 @@ unsafe extern "C-unwind" fn check_event_time(
     _source: pg_sys::GucSource::Type,
 ) -> bool {
     let value = unsafe { *newval };
-    // A parallel worker restores the leader's settings, this one possibly
-    // before the time zone abbreviations it needs to parse: the leader
-    // checked the value.
+    // A parallel worker restores its leader's settings: checking this one
+    // there crashed the worker. The leader checked it (or held it before
+    // pg_sla was loaded, unchecked as then), and `event_time()` parses it
+    // again where it is used.
     if value.is_null()
         || REGISTERING.with(std::cell::Cell::get)
         || unsafe { pg_sys::InitializingParallelWorker }

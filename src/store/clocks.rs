@@ -54,7 +54,7 @@ fn read_as_owner(
         [id] => (
             format!(
                 "SELECT c.ctid, c.ticket_id, {columns} FROM sla.clocks c
-                  WHERE c.ticket_table = $1::oid::regclass AND c.ticket_id = $2
+                  WHERE c.ticket_table = $1::oid::regclass AND c.ticket_id = $2::text
                   ORDER BY c.ticket_table, c.ticket_id, c.metric, c.cycle{lock}",
                 columns = clock_select_list(),
             ),

@@ -466,7 +466,7 @@ fn a_bad_event_time_is_refused_when_set() {
 #[test]
 fn parallel_workers_take_the_event_time_their_leader_accepted() {
     let cluster = Cluster::start("security-event-time-parallel", &[]);
-    let mut db = cluster.connect();
+    let (mut db, notices) = cluster.connect_keeping_notices();
     setup(&mut db);
     // pg_sla is loaded in this backend, so parallel workers load it and
     // restore the setting, a time in a zone abbreviation ('Z') among them.
@@ -479,14 +479,16 @@ fn parallel_workers_take_the_event_time_their_leader_accepted() {
          SET max_parallel_maintenance_workers = 2;",
     )
     .unwrap();
-    db.batch_execute("VACUUM (PARALLEL 2) sla.clocks").unwrap();
-    db.batch_execute(
-        "SET force_parallel_mode = on; SET parallel_setup_cost = 0; SET parallel_tuple_cost = 0;",
-    )
-    .unwrap();
+    db.batch_execute("VACUUM (PARALLEL 2, VERBOSE) sla.clocks")
+        .unwrap();
+    let said = notices.lock().unwrap().join("\n");
+    assert!(
+        said.contains("launched 2 parallel vacuum workers"),
+        "no parallel worker ran:\n{said}"
+    );
+    // Tickets 1 and the 10,000 odd ones, two clocks each.
     assert_eq!(
         int(&mut db, "SELECT count(*) FROM sla.clocks"),
-        // Tickets 1 and the 10,000 odd ones, two clocks each.
         2 * (1 + 10000)
     );
 }
