@@ -55,6 +55,15 @@ LANGUAGE sql AS $$
          '2026-11-30 07:00Z'::timestamptz + (g % 3600) * interval '1 second'
     FROM generate_series(1, n) g
 $$;
+-- The same n tickets into both tables.
+CREATE PROCEDURE fill_tickets(n int) LANGUAGE sql AS $$
+  INSERT INTO tickets_untracked (id, subject, priority, requester_id, assignee_id, created_at, updated_at,
+                                 last_customer_message_at)
+  SELECT * FROM ticket_rows(n);
+  INSERT INTO tickets_tracked (id, subject, priority, requester_id, assignee_id, created_at, updated_at,
+                               last_customer_message_at)
+  SELECT * FROM ticket_rows(n);
+$$;
 CREATE TABLE bench_samples (measure text, target text, ms float8);
 \endif
 
@@ -103,10 +112,7 @@ SELECT u.measure AS statement, round(u.ms::numeric, 1) AS "untracked ms", round(
  WHERE u.target = 'tickets_untracked' ORDER BY u.measure;
 -- Leave 20,000 fresh tickets in each for the single-row updates.
 TRUNCATE tickets_untracked, tickets_tracked;
-INSERT INTO tickets_untracked (id, subject, priority, requester_id, assignee_id, created_at, updated_at, last_customer_message_at)
-SELECT * FROM ticket_rows(20000);
-INSERT INTO tickets_tracked (id, subject, priority, requester_id, assignee_id, created_at, updated_at, last_customer_message_at)
-SELECT * FROM ticket_rows(20000);
+CALL fill_tickets(20000);
 VACUUM ANALYZE tickets_untracked, tickets_tracked, sla.clocks;
 \endif
 
@@ -119,10 +125,7 @@ CREATE TEMP TABLE sla_size_before AS
 SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) AS bytes
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
  WHERE n.nspname = 'sla' AND c.relkind IN ('r', 'm', 'p');
-INSERT INTO tickets_untracked (id, subject, priority, requester_id, assignee_id, created_at, updated_at, last_customer_message_at)
-SELECT * FROM ticket_rows(200000);
-INSERT INTO tickets_tracked (id, subject, priority, requester_id, assignee_id, created_at, updated_at, last_customer_message_at)
-SELECT * FROM ticket_rows(200000);
+CALL fill_tickets(200000);
 VACUUM ANALYZE tickets_untracked, tickets_tracked, sla.clocks;
 \echo
 \echo 'Bytes pg_sla adds per tracked ticket (200,000 tickets, two open clocks each):'
@@ -151,10 +154,7 @@ SELECT c.relname, round(pg_relation_size(c.oid) / 200000.0, 1) AS "heap or index
 -- (the office opens an hour later), against an untracked UPDATE of the
 -- same 500,000 rows; alternately, three times each.
 TRUNCATE tickets_untracked, tickets_tracked, sla.clocks;
-INSERT INTO tickets_untracked (id, subject, priority, requester_id, assignee_id, created_at, updated_at, last_customer_message_at)
-SELECT * FROM ticket_rows(500000);
-INSERT INTO tickets_tracked (id, subject, priority, requester_id, assignee_id, created_at, updated_at, last_customer_message_at)
-SELECT * FROM ticket_rows(500000);
+CALL fill_tickets(500000);
 VACUUM ANALYZE tickets_untracked, tickets_tracked, sla.clocks;
 CREATE PROCEDURE bench_recompute(runs int) LANGUAGE plpgsql AS $$
 DECLARE
