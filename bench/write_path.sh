@@ -45,7 +45,7 @@ SQL
     order=(tickets_untracked tickets_tracked)
     (( run % 2 == 0 )) && order=(tickets_tracked tickets_untracked)
     for table in "${order[@]}"; do
-      t=$(pgbench -n -M prepared -T 15 -f "$scripts_dir/$table.sql" -d postgres |
+      t=$(pgbench -n -M prepared -T 15 -f "$scripts_dir/$table.sql" postgres |
         sed -n 's/^tps = \([0-9.]*\).*/\1/p')
       tps[$table]+="$t "
     done

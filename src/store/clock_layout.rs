@@ -179,22 +179,50 @@ pub fn clock_select_list() -> &'static str {
     })
 }
 
+/// Where `read_clock_from` reads a clock's columns: an SPI row or a
+/// locked heap tuple.
+pub trait ClockSource {
+    /// The value of `column`, the `i`-th of `clock_columns()`.
+    fn value<T: pgrx::FromDatum + pgrx::IntoDatum>(
+        &self,
+        column: ClockColumn,
+        i: usize,
+    ) -> Result<Option<T>, pgrx::spi::Error>;
+}
+
+/// An SPI row whose columns from `.1` on are `clock_select_list()`.
+impl ClockSource for (&SpiHeapTupleData<'_>, usize) {
+    fn value<T: pgrx::FromDatum + pgrx::IntoDatum>(
+        &self,
+        _column: ClockColumn,
+        i: usize,
+    ) -> Result<Option<T>, pgrx::spi::Error> {
+        self.0.get(self.1 + i)
+    }
+}
+
 /// Reads a `Clock` from a row whose columns from `first` on are
 /// `clock_select_list()`.
 pub fn read_clock(row: &SpiHeapTupleData, first: usize) -> Result<Clock, pgrx::spi::Error> {
+    read_clock_from(&(row, first))
+}
+
+/// Reads a `Clock` from the columns `clock_columns()` of a source.
+pub fn read_clock_from(source: &impl ClockSource) -> Result<Clock, pgrx::spi::Error> {
     // Every field is overwritten below.
     let mut clock = Clock::start(sla_core::Metric::FirstResponse, 1, "", 0, 0);
     for (i, column) in clock_columns().enumerate() {
-        let i = first + i;
-        let text = || -> Result<String, pgrx::spi::Error> { Ok(row.get(i)?.unwrap_or_default()) };
+        let text = || -> Result<String, pgrx::spi::Error> {
+            Ok(source.value(column, i)?.unwrap_or_default())
+        };
         let instant = || -> Result<Option<Micros>, pgrx::spi::Error> {
-            Ok(row
-                .get::<TimestampWithTimeZone>(i)?
+            Ok(source
+                .value::<TimestampWithTimeZone>(column, i)?
                 .and_then(finite_instant))
         };
         let micros = || -> Result<Micros, pgrx::spi::Error> {
-            Ok(row
-                .get::<Interval>(i)?
+            Ok(source
+                .value::<Interval>(column, i)?
                 .map_or(0, |v| duration(v, column.name())))
         };
         match column {
@@ -204,7 +232,7 @@ pub fn read_clock(row: &SpiHeapTupleData, first: usize) -> Result<Clock, pgrx::s
                     corrupt(&format!("sla.clocks holds an unknown metric \"{metric}\""))
                 });
             }
-            Cycle => clock.cycle = row.get(i)?.unwrap_or(1),
+            Cycle => clock.cycle = source.value(column, i)?.unwrap_or(1),
             Policy => clock.policy = text()?,
             Status => {
                 let status = text()?;

@@ -14,6 +14,7 @@ use pgrx::prelude::*;
 use sla_core::Clock;
 
 use super::clock_layout::{clock_select_list, read_clock, update_statement, UpdateArrays};
+use super::clock_scan;
 use super::kept_plans::run_kept;
 use super::spi::{execute, owned_by, text_column, text_column_fresh};
 use super::tracked_tables::TicketTable;
@@ -38,6 +39,14 @@ pub fn read(
     lock: bool,
 ) -> HashMap<String, Vec<StoredClock>> {
     write_deferred();
+    if let ([id], true, true) = (ticket_ids, lock, clock_scan::usable()) {
+        let clocks = clock_scan::read_one_locked(table.relid, id);
+        return if clocks.is_empty() {
+            HashMap::new()
+        } else {
+            HashMap::from([(id.clone(), clocks)])
+        };
+    }
     as_sla_owner(|| read_as_owner(table.relid, ticket_ids, lock))
 }
 
@@ -99,25 +108,29 @@ fn read_as_owner(
 }
 
 /// One ticket's clocks, locked, after moving them to a new id when the
-/// ticket's key changed (`old_id`): one identity switch for both.
+/// ticket's key changed (`old_id`). Read without SPI (`clock_scan`): a row
+/// trigger reads them for every ticket an `UPDATE` changes.
 pub fn rename_and_read(table: &TicketTable, old_id: &str, new_id: &str) -> Vec<StoredClock> {
     let relid = table.relid;
     if old_id != new_id || is_deferred(relid, &[old_id, new_id]) {
         write_deferred();
     }
-    as_sla_owner(|| {
-        if old_id != new_id {
+    if old_id != new_id {
+        as_sla_owner(|| {
             execute(
                 "UPDATE sla.clocks SET ticket_id = $3
                   WHERE ticket_table = $1::oid::regclass AND ticket_id = $2",
                 &[relid.into(), old_id.into(), new_id.into()],
                 "move clocks to a ticket's new id",
-            );
-        }
-        read_as_owner(relid, std::slice::from_ref(&new_id.to_owned()), true)
-            .remove(new_id)
-            .unwrap_or_default()
-    })
+            )
+        });
+    }
+    if clock_scan::usable() {
+        return clock_scan::read_one_locked(relid, new_id);
+    }
+    as_sla_owner(|| read_as_owner(relid, std::slice::from_ref(&new_id.to_owned()), true))
+        .remove(new_id)
+        .unwrap_or_default()
 }
 
 /// Clocks to write: changed ones, updated in place by address, and new

@@ -25,6 +25,7 @@ pub mod alert_rules;
 pub mod bulk_insert;
 pub mod calendars;
 pub mod clock_layout;
+mod clock_scan;
 pub mod clocks;
 mod kept_plans;
 pub mod notifications;

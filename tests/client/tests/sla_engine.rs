@@ -940,10 +940,12 @@ fn due_processing_skips_tickets_an_application_holds() {
     );
 }
 
-/// Ticket triggers keep the plans of their clock read and of the
-/// statement's clock write for the session's life. Made while `sla.clocks` was nearly empty, they must still
-/// probe by key and row address once it has grown: a scan or hash of the
-/// whole table would then run for every ticket.
+/// Ticket triggers keep the plan of the statement's clock write, and
+/// recomputations that of their clock read, for the session's life. Made
+/// while `sla.clocks` was nearly empty, they must still probe by key and
+/// row address once it has grown: a scan or hash of the whole table would
+/// then run for every ticket. (One ticket's clocks are read without a plan,
+/// through the primary key.)
 #[test]
 fn kept_clock_plans_probe_by_key_even_when_made_on_an_empty_table() {
     // No autovacuum: its ANALYZE would make the session plan again.
@@ -951,15 +953,17 @@ fn kept_clock_plans_probe_by_key_even_when_made_on_an_empty_table() {
     let mut db = cluster.connect();
     setup(&mut db);
     db.batch_execute(
-        "INSERT INTO tickets (id, created_at) VALUES (1, '2026-11-30 09:00');
+        "INSERT INTO tickets (id, created_at) VALUES (1, '2026-11-30 09:00'), (2, '2026-11-30 09:00');
+         UPDATE sla.policies SET first_response = '5 hours' WHERE name = 'default';
          UPDATE tickets SET last_agent_reply_at = '2026-11-30 09:05' WHERE id = 1;
          INSERT INTO tickets (id, created_at)
-         SELECT g, '2026-11-30 09:00' FROM generate_series(2, 20000) g;
+         SELECT g, '2026-11-30 09:00' FROM generate_series(3, 20000) g;
          LOAD 'auto_explain';
          SET auto_explain.log_min_duration = 0;
          SET auto_explain.log_nested_statements = on;
          DO $$ BEGIN RAISE WARNING 'kept plans: from here'; END $$;
-         UPDATE tickets SET last_agent_reply_at = '2026-11-30 09:05' WHERE id IN (2, 3);",
+         UPDATE tickets SET last_agent_reply_at = '2026-11-30 09:05' WHERE id IN (2, 3);
+         UPDATE sla.policies SET first_response = '6 hours' WHERE name = 'default';",
     )
     .unwrap();
     assert!(int(&mut db, "SELECT count(*) FROM sla.clocks") >= 20000);
@@ -976,7 +980,7 @@ fn kept_clock_plans_probe_by_key_even_when_made_on_an_empty_table() {
         .collect();
     assert!(
         clock_plans.len() >= 3,
-        "the clock reads of both tickets and their one write were explained:\n{plans}"
+        "the clock write of both tickets and the recomputation's reads and writes were explained:\n{plans}"
     );
     for plan in clock_plans {
         assert!(
@@ -1125,4 +1129,47 @@ fn clock_changes_written_by_a_nested_update_that_is_rolled_back_are_kept() {
         ),
         "1 achieved, 2 achieved, 3 running"
     );
+}
+
+/// A ticket's clocks are read, changed and written alike whether pg_sla
+/// reads them through the primary key directly or, with system indexes
+/// ignored (where that read would scan the whole table), through SPI.
+#[test]
+fn an_update_changes_the_same_clocks_with_system_indexes_ignored() {
+    let cluster = Cluster::start("clock-read-paths", &[]);
+    let mut db = cluster.connect();
+    small_desk(&mut db, 3);
+    let mut ignoring = Client::connect(
+        &format!(
+            "{} options='-c ignore_system_indexes=on'",
+            cluster.connection_string("postgres", "postgres")
+        ),
+        postgres::NoTls,
+    )
+    .unwrap();
+    assert_eq!(text(&mut ignoring, "SHOW ignore_system_indexes"), "on");
+    let reply = "UPDATE tickets SET last_agent_reply_at = created_at + interval '10 minutes',
+                                    status = 'closed' WHERE id = $1";
+    db.execute(reply, &[&1_i64]).unwrap();
+    ignoring.execute(reply, &[&2_i64]).unwrap();
+    let clocks = |db: &mut Client, id: &str| {
+        text(
+            db,
+            &format!(
+                // The reply stops the first response 10 minutes in; closing
+                // stops the resolution at the present.
+                "SELECT string_agg(metric || ' ' || status || ' '
+                                   || CASE metric WHEN 'first_response' THEN (stopped_at - started_at)::text
+                                                  ELSE (stopped_at IS NOT NULL)::text END,
+                                   ', ' ORDER BY metric)
+                   FROM sla.clocks WHERE ticket_id = '{id}'"
+            ),
+        )
+    };
+    let direct = clocks(&mut db, "1");
+    assert_eq!(
+        direct,
+        "first_response achieved 00:10:00, resolution achieved true"
+    );
+    assert_eq!(clocks(&mut db, "2"), direct);
 }
