@@ -1,14 +1,14 @@
 //! The row of `sla.clocks`, described once, in column order. The SELECT
-//! list, the row reader, the batched UPDATE and the bulk insert's slots are
-//! all derived from `CLOCK_ROW` (the statements once per backend); a
+//! list, the row reader, the direct read's column lookup and the slots of
+//! the table-access-method writes are all derived from `CLOCK_ROW`; a
 //! `#[pg_test]` compares it with `pg_attribute`.
 use std::sync::OnceLock;
 
-use pgrx::datum::{DatumWithOid, Interval, TimestampWithTimeZone};
+use pgrx::datum::{Interval, TimestampWithTimeZone};
 use pgrx::spi::SpiHeapTupleData;
 use sla_core::{Clock, ClockStatus, Micros};
 
-use crate::convert::{duration, finite_instant, interval, timestamptz};
+use crate::convert::{duration, finite_instant};
 
 /// A column of `sla.clocks`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -99,7 +99,9 @@ impl ClockColumn {
         }
     }
 
-    /// The column's type as `format_type` prints it.
+    /// The column's type as `format_type` prints it (a `#[pg_test]`
+    /// compares the layout with the table's).
+    #[cfg(any(test, feature = "pg_test"))]
     pub fn sql_type(self) -> &'static str {
         match self {
             TicketTable => "regclass",
@@ -265,115 +267,4 @@ fn corrupt(message: &str) -> ! {
         message.to_owned(),
         "A value outside pg_sla's vocabulary was written to sla.clocks by hand."
     );
-}
-
-/// The columns a changed clock updates in place, in order.
-pub fn updated_columns() -> impl Iterator<Item = ClockColumn> {
-    CLOCK_ROW.into_iter().filter(|c| c.role() == Role::State)
-}
-
-/// The batched UPDATE of changed clocks by row address: `$1` the
-/// addresses, then one array per updated column.
-pub fn update_statement() -> &'static str {
-    static STATEMENT: OnceLock<String> = OnceLock::new();
-    STATEMENT.get_or_init(build_update_statement)
-}
-
-fn build_update_statement() -> String {
-    let columns: Vec<ClockColumn> = updated_columns().collect();
-    let set = columns
-        .iter()
-        .map(|c| format!("{0} = u.{0}", c.name()))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let arrays = columns
-        .iter()
-        .enumerate()
-        .map(|(i, c)| format!("${}::{}[]", i + 2, array_type(*c)))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let names = columns
-        .iter()
-        .map(|c| c.name())
-        .collect::<Vec<_>>()
-        .join(", ");
-    format!(
-        "UPDATE sla.clocks c SET {set}
-           FROM unnest($1::tid[], {arrays}) AS u(ctid, {names})
-          WHERE c.ctid = u.ctid"
-    )
-}
-
-fn array_type(column: ClockColumn) -> &'static str {
-    match column.sql_type() {
-        "timestamp with time zone" => "timestamptz",
-        "integer" => "int",
-        other => other,
-    }
-}
-
-/// One column's values across a batch of changed clocks.
-#[derive(Clone)]
-pub enum ColumnArray {
-    Text(Vec<String>),
-    Int(Vec<i32>),
-    Instant(Vec<Option<TimestampWithTimeZone>>),
-    Duration(Vec<Interval>),
-}
-
-impl ColumnArray {
-    fn push(&mut self, value: ClockValue) {
-        match (self, value) {
-            (ColumnArray::Text(v), ClockValue::Text(t)) => v.push(t.to_owned()),
-            (ColumnArray::Int(v), ClockValue::Int(i)) => v.push(i),
-            (ColumnArray::Instant(v), ClockValue::Instant(t)) => v.push(t.map(timestamptz)),
-            (ColumnArray::Duration(v), ClockValue::Duration(d)) => v.push(interval(d)),
-            _ => unreachable!("a clock column's value has the column's type"),
-        }
-    }
-
-    pub fn into_arg(self) -> DatumWithOid<'static> {
-        match self {
-            ColumnArray::Text(v) => v.into(),
-            ColumnArray::Int(v) => v.into(),
-            ColumnArray::Instant(v) => v.into(),
-            ColumnArray::Duration(v) => v.into(),
-        }
-    }
-}
-
-/// The arrays of the batched UPDATE, one per updated column.
-#[derive(Clone)]
-pub struct UpdateArrays(Vec<(ClockColumn, ColumnArray)>);
-
-impl Default for UpdateArrays {
-    fn default() -> Self {
-        UpdateArrays(
-            updated_columns()
-                .map(|c| {
-                    let empty = match c.sql_type() {
-                        "text" => ColumnArray::Text(Vec::new()),
-                        "integer" => ColumnArray::Int(Vec::new()),
-                        "interval" => ColumnArray::Duration(Vec::new()),
-                        _ => ColumnArray::Instant(Vec::new()),
-                    };
-                    (c, empty)
-                })
-                .collect(),
-        )
-    }
-}
-
-impl UpdateArrays {
-    pub fn push(&mut self, clock: &Clock) {
-        for (column, array) in &mut self.0 {
-            if let Some(value) = column.value(clock) {
-                array.push(value);
-            }
-        }
-    }
-
-    pub fn into_args(self) -> impl Iterator<Item = DatumWithOid<'static>> {
-        self.0.into_iter().map(|(_, array)| array.into_arg())
-    }
 }

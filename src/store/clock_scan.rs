@@ -17,7 +17,7 @@ use pgrx::prelude::*;
 use pgrx::{FromDatum, IntoDatum, PgSqlErrorCode};
 use sla_core::Clock;
 
-use super::clock_layout::{clock_columns, read_clock_from, ClockColumn, ClockSource};
+use super::clock_layout::{clock_columns, read_clock_from, ClockColumn, ClockSource, CLOCK_ROW};
 use super::clocks::StoredClock;
 use crate::identity::clocks_relid;
 
@@ -81,9 +81,6 @@ pub fn read_one_locked(relid: pg_sys::Oid, ticket_id: &str) -> Vec<StoredClock> 
         );
         let locked = pg_sys::table_slot_create(relation, std::ptr::null_mut());
         let command = pg_sys::GetCurrentCommandId(true);
-        let tuple_lock = (*(*relation).rd_tableam)
-            .tuple_lock
-            .expect("a table access method locks tuples");
         // The flags `FOR UPDATE` locks with (nodeLockRows.c).
         let flags = (pg_sys::TUPLE_LOCK_FLAG_LOCK_UPDATE_IN_PROGRESS
             | if repeatable_read {
@@ -98,19 +95,17 @@ pub fn read_one_locked(relid: pg_sys::Oid, ticket_id: &str) -> Vec<StoredClock> 
             }
             let mut tid = (*tuple).t_self;
             let mut failure: pg_sys::TM_FailureData = std::mem::zeroed();
-            let result = pg_sys::ffi::pg_guard_ffi_boundary(|| {
-                tuple_lock(
-                    relation,
-                    &mut tid,
-                    snapshot,
-                    locked,
-                    command,
-                    pg_sys::LockTupleMode::LockTupleExclusive,
-                    pg_sys::LockWaitPolicy::LockWaitBlock,
-                    flags,
-                    &mut failure,
-                )
-            });
+            let result = pg_sys::table_tuple_lock(
+                relation,
+                &mut tid,
+                snapshot,
+                locked,
+                command,
+                pg_sys::LockTupleMode::LockTupleExclusive,
+                pg_sys::LockWaitPolicy::LockWaitBlock,
+                flags,
+                &mut failure,
+            );
             match result {
                 pg_sys::TM_Result::TM_Ok => {}
                 // Changed by this transaction after the snapshot: as
@@ -184,14 +179,23 @@ impl Columns {
         let descriptor = unsafe { (*relation).rd_att };
         let natts = unsafe { (*descriptor).natts };
         let attributes = unsafe { (*descriptor).attrs.as_slice(natts as usize) };
+        let named = |a: &pg_sys::FormData_pg_attribute, column: ClockColumn| {
+            !a.attisdropped
+                && unsafe { std::ffi::CStr::from_ptr(a.attname.data.as_ptr()) }.to_bytes()
+                    == column.name().as_bytes()
+        };
         let find = |column: ClockColumn| -> (pg_sys::AttrNumber, pg_sys::Oid) {
+            // Where `CLOCK_ROW` puts it, unless columns were dropped.
+            let expected = CLOCK_ROW.iter().position(|c| *c == column).unwrap_or(0);
             attributes
-                .iter()
-                .enumerate()
-                .find(|(_, a)| {
-                    !a.attisdropped
-                        && unsafe { std::ffi::CStr::from_ptr(a.attname.data.as_ptr()) }.to_bytes()
-                            == column.name().as_bytes()
+                .get(expected)
+                .filter(|a| named(a, column))
+                .map(|a| (expected, a))
+                .or_else(|| {
+                    attributes
+                        .iter()
+                        .enumerate()
+                        .find(|(_, a)| named(a, column))
                 })
                 .map(|(i, a)| ((i + 1) as pg_sys::AttrNumber, a.atttypid))
                 .unwrap_or_else(|| {

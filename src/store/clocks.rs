@@ -13,7 +13,7 @@ use pgrx::datum::{DatumWithOid, TimestampWithTimeZone};
 use pgrx::prelude::*;
 use sla_core::Clock;
 
-use super::clock_layout::{clock_select_list, read_clock, update_statement, UpdateArrays};
+use super::clock_layout::{clock_select_list, read_clock};
 use super::clock_scan;
 use super::kept_plans::run_kept;
 use super::spi::{execute, owned_by, text_column, text_column_fresh};
@@ -137,8 +137,7 @@ pub fn rename_and_read(table: &TicketTable, old_id: &str, new_id: &str) -> Vec<S
 /// ones, inserted in bulk.
 #[derive(Default, Clone)]
 pub struct ClockChanges {
-    ctid: Vec<pg_sys::ItemPointerData>,
-    updated: UpdateArrays,
+    updated: Vec<(pg_sys::ItemPointerData, Clock)>,
     inserts: Vec<(String, Clock)>,
 }
 
@@ -150,10 +149,7 @@ impl ClockChanges {
         for (i, clock) in clocks.iter().enumerate() {
             match stored.get(i) {
                 Some(before) if before.clock == *clock => {}
-                Some(before) => {
-                    self.ctid.push(before.ctid);
-                    self.updated.push(clock);
-                }
+                Some(before) => self.updated.push((before.ctid, clock.clone())),
                 None => self.inserts.push((ticket_id.to_owned(), clock.clone())),
             }
         }
@@ -202,13 +198,9 @@ impl ClockChanges {
     /// Writes the changes to the clocks of `table`.
     pub fn write(self, table: &TicketTable) {
         write_deferred();
-        if self.ctid.is_empty() {
-            // New clocks only (a bulk insert of tickets): the table access
-            // method checks no privileges, so no identity switch is paid.
-            bulk_insert::insert_clocks(clocks_relid(), table.relid, self.inserts);
-            return;
-        }
-        as_sla_owner(|| self.write_as_owner(table.relid));
+        // Through the table access method, which checks no privileges: no
+        // identity switch is paid.
+        self.write_as_owner(table.relid);
     }
 
     /// Writes the changes and the notifications of due processing under
@@ -228,12 +220,7 @@ impl ClockChanges {
     }
 
     fn write_as_owner(self, relid: pg_sys::Oid) {
-        if !self.ctid.is_empty() {
-            let mut args: Vec<DatumWithOid> = vec![self.ctid.into()];
-            args.extend(self.updated.into_args());
-            Spi::connect_mut(|client| run_kept(client, update_statement(), &args).map(|_| ()))
-                .or_raise("update sla.clocks");
-        }
+        bulk_insert::update_clocks(clocks_relid(), self.updated);
         bulk_insert::insert_clocks(clocks_relid(), relid, self.inserts);
     }
 }
