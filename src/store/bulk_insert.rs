@@ -47,16 +47,7 @@ pub(super) fn insert_clocks(
         (a, x.metric.as_str(), x.cycle).cmp(&(b, y.metric.as_str(), y.cycle))
     });
     unsafe {
-        let rel = pg_sys::table_open(clocks_relid, pg_sys::RowExclusiveLock as pg_sys::LOCKMODE);
-        if (*(*rel).rd_att).natts as usize != NATTS {
-            pg_sys::table_close(rel, pg_sys::RowExclusiveLock as pg_sys::LOCKMODE);
-            pgrx::ereport!(
-                ERROR,
-                pgrx::PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-                "sla.clocks does not have the columns this version of pg_sla writes",
-                "Run ALTER EXTENSION pg_sla UPDATE."
-            );
-        }
+        let rel = open_for_writing(clocks_relid);
         let estate = pg_sys::CreateExecutorState();
         let result_rel =
             PgBox::<pg_sys::ResultRelInfo>::alloc_node(pg_sys::NodeTag::T_ResultRelInfo).into_pg();
@@ -106,6 +97,40 @@ pub(super) fn insert_clocks(
     }
 }
 
+/// `sla.clocks`, locked for writing, checked to have the columns this
+/// version writes.
+unsafe fn open_for_writing(clocks_relid: pg_sys::Oid) -> pg_sys::Relation {
+    unsafe {
+        let rel = pg_sys::table_open(clocks_relid, pg_sys::RowExclusiveLock as pg_sys::LOCKMODE);
+        if (*(*rel).rd_att).natts as usize != NATTS {
+            pg_sys::table_close(rel, pg_sys::RowExclusiveLock as pg_sys::LOCKMODE);
+            pgrx::ereport!(
+                ERROR,
+                pgrx::PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                "sla.clocks does not have the columns this version of pg_sla writes",
+                "Run ALTER EXTENSION pg_sla UPDATE."
+            );
+        }
+        rel
+    }
+}
+
+/// Pushes the snapshot SPI takes for a statement that writes (this
+/// transaction's earlier writes seen; a new one per statement under READ
+/// COMMITTED) and says whether the transaction is REPEATABLE READ or
+/// stricter. The caller pops it.
+pub(super) unsafe fn push_statement_snapshot() -> (pg_sys::Snapshot, bool) {
+    unsafe {
+        pg_sys::CommandCounterIncrement();
+        pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
+        pg_sys::UpdateActiveSnapshotCommandId();
+        (
+            pg_sys::GetActiveSnapshot(),
+            pg_sys::XactIsoLevel >= pg_sys::XACT_REPEATABLE_READ as i32,
+        )
+    }
+}
+
 /// Updates clocks in place: each row at its address gets the state of its
 /// `Clock` (the columns of `Role::State`; its key, start and bookkeeping
 /// stay). As the `UPDATE` by row address it replaces did, a row this
@@ -129,22 +154,9 @@ pub(super) fn update_clocks(
         )
     });
     unsafe {
-        let rel = pg_sys::table_open(clocks_relid, pg_sys::RowExclusiveLock as pg_sys::LOCKMODE);
-        if (*(*rel).rd_att).natts as usize != NATTS {
-            pg_sys::table_close(rel, pg_sys::RowExclusiveLock as pg_sys::LOCKMODE);
-            pgrx::ereport!(
-                ERROR,
-                pgrx::PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-                "sla.clocks does not have the columns this version of pg_sla writes",
-                "Run ALTER EXTENSION pg_sla UPDATE."
-            );
-        }
+        let rel = open_for_writing(clocks_relid);
         // The snapshot an `UPDATE` run through SPI would take.
-        pg_sys::CommandCounterIncrement();
-        pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
-        pg_sys::UpdateActiveSnapshotCommandId();
-        let snapshot = pg_sys::GetActiveSnapshot();
-        let repeatable_read = pg_sys::XactIsoLevel >= pg_sys::XACT_REPEATABLE_READ as i32;
+        let (snapshot, repeatable_read) = push_statement_snapshot();
 
         let estate = pg_sys::CreateExecutorState();
         let result_rel =

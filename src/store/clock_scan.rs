@@ -17,6 +17,7 @@ use pgrx::prelude::*;
 use pgrx::{FromDatum, IntoDatum, PgSqlErrorCode};
 use sla_core::Clock;
 
+use super::bulk_insert::push_statement_snapshot;
 use super::clock_layout::{clock_columns, read_clock_from, ClockColumn, ClockSource, CLOCK_ROW};
 use super::clocks::StoredClock;
 use crate::identity::clocks_relid;
@@ -43,11 +44,7 @@ pub fn read_one_locked(relid: pg_sys::Oid, ticket_id: &str) -> Vec<StoredClock> 
             );
         }
 
-        pg_sys::CommandCounterIncrement();
-        pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
-        pg_sys::UpdateActiveSnapshotCommandId();
-        let snapshot = pg_sys::GetActiveSnapshot();
-        let repeatable_read = pg_sys::XactIsoLevel >= pg_sys::XACT_REPEATABLE_READ as i32;
+        let (snapshot, repeatable_read) = push_statement_snapshot();
 
         let id_datum = ticket_id.into_datum().expect("a text datum");
         let mut keys: [pg_sys::ScanKeyData; 2] = std::mem::zeroed();
