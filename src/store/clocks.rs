@@ -39,8 +39,8 @@ pub fn read(
     lock: bool,
 ) -> HashMap<String, Vec<StoredClock>> {
     write_deferred();
-    if let ([id], true, true) = (ticket_ids, lock, clock_scan::usable()) {
-        let clocks = clock_scan::read_one_locked(table.relid, id);
+    if let ([id], true) = (ticket_ids, lock) {
+        let clocks = read_one_locked(table.relid, id);
         return if clocks.is_empty() {
             HashMap::new()
         } else {
@@ -50,6 +50,17 @@ pub fn read(
     as_sla_owner(|| read_as_owner(table.relid, ticket_ids, lock))
 }
 
+/// One ticket's clocks, locked: through the primary key without SPI
+/// (`clock_scan`), unless system indexes are ignored.
+fn read_one_locked(relid: pg_sys::Oid, ticket_id: &str) -> Vec<StoredClock> {
+    if clock_scan::usable() {
+        return clock_scan::read_one_locked(relid, ticket_id);
+    }
+    as_sla_owner(|| read_as_owner(relid, &[ticket_id.to_owned()], true))
+        .remove(ticket_id)
+        .unwrap_or_default()
+}
+
 fn read_as_owner(
     relid: pg_sys::Oid,
     ticket_ids: &[String],
@@ -57,9 +68,10 @@ fn read_as_owner(
 ) -> HashMap<String, Vec<StoredClock>> {
     let lock = if lock { " FOR UPDATE OF c" } else { "" };
     let (query, ids) = match ticket_ids {
-        // One ticket (a row trigger's): a probe of the primary key, which
-        // returns the clocks in key order. Starting the executor for the
-        // plan below (a join, a sort) cost more than running it.
+        // One ticket (read unlocked, or locked with system indexes
+        // ignored): a probe of the primary key, which returns the clocks in
+        // key order. Starting the executor for the plan below (a join, a
+        // sort) cost more than running it.
         [id] => (
             format!(
                 "SELECT c.ctid, c.ticket_id, {columns} FROM sla.clocks c
@@ -125,12 +137,7 @@ pub fn rename_and_read(table: &TicketTable, old_id: &str, new_id: &str) -> Vec<S
             )
         });
     }
-    if clock_scan::usable() {
-        return clock_scan::read_one_locked(relid, new_id);
-    }
-    as_sla_owner(|| read_as_owner(relid, std::slice::from_ref(&new_id.to_owned()), true))
-        .remove(new_id)
-        .unwrap_or_default()
+    read_one_locked(relid, new_id)
 }
 
 /// Clocks to write: changed ones, updated in place by address, and new
@@ -198,13 +205,10 @@ impl ClockChanges {
     /// Writes the changes to the clocks of `table`.
     pub fn write(self, table: &TicketTable) {
         write_deferred();
-        // Through the table access method, which checks no privileges: no
-        // identity switch is paid.
-        self.write_as_owner(table.relid);
+        self.write_clocks(table.relid);
     }
 
-    /// Writes the changes and the notifications of due processing under
-    /// one identity switch.
+    /// Writes the changes and the notifications of due processing.
     pub fn write_with_notifications(
         self,
         table: &TicketTable,
@@ -213,13 +217,13 @@ impl ClockChanges {
     ) {
         write_deferred();
         let relid = table.relid;
-        as_sla_owner(|| {
-            self.write_as_owner(relid);
-            notifications.write_as_owner(relid, created_at);
-        });
+        self.write_clocks(relid);
+        as_sla_owner(|| notifications.write_as_owner(relid, created_at));
     }
 
-    fn write_as_owner(self, relid: pg_sys::Oid) {
+    /// Through the table access method, which checks no privileges: no
+    /// identity switch is paid.
+    fn write_clocks(self, relid: pg_sys::Oid) {
         bulk_insert::update_clocks(clocks_relid(), self.updated);
         bulk_insert::insert_clocks(clocks_relid(), relid, self.inserts);
     }
@@ -293,14 +297,12 @@ pub fn write_deferred() {
         return;
     }
     let level = unsafe { pg_sys::GetCurrentTransactionNestLevel() };
-    as_sla_owner(|| {
-        for entry in deferred {
-            if entry.level < level {
-                WRITTEN_DEEPER.with(|w| w.borrow_mut().push((level, entry.clone())));
-            }
-            entry.changes.write_as_owner(entry.relid);
+    for entry in deferred {
+        if entry.level < level {
+            WRITTEN_DEEPER.with(|w| w.borrow_mut().push((level, entry.clone())));
         }
-    });
+        entry.changes.write_clocks(entry.relid);
+    }
 }
 
 fn is_deferred(relid: pg_sys::Oid, ticket_ids: &[&str]) -> bool {
